@@ -1,0 +1,40 @@
+# edge-rbmlp: every set-up step a fresh machine needs lives here.
+#   make run    device venv (.venv), install, serve the bundled models
+#   make test   test venv (.venv-test, with the train + test extras), fetch data, run the suite
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TEST_VENV  ?= .venv-test
+PIP_FLAGS  ?= -q --disable-pip-version-check
+PYTEST_ARGS ?=
+
+SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' \) 2>/dev/null)
+
+.PHONY: run test venv test-venv data models clean
+
+venv: $(VENV)/.installed
+test-venv: $(TEST_VENV)/.installed
+
+$(VENV)/.installed: $(SOURCES)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -U pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) .
+	touch $@
+
+$(TEST_VENV)/.installed: $(SOURCES)
+	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -U pip
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,lce,tflite,test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/edge-rbmlp demo
+
+data: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m train data fetch
+
+test: $(TEST_VENV)/.installed data
+	$(TEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info

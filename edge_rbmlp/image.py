@@ -1,0 +1,162 @@
+"""Any picture of a digit to an MNIST-like 28x28 uint8 input.
+
+MNIST digits are light on a dark background, fitted into a 20x20 box that keeps
+their aspect ratio and centred by centre of mass in a 28x28 frame. A photo or a
+drawing is brought to the same form:
+
+1. grey levels in [0, 1] (alpha composited over white: a transparent canvas
+   with dark strokes reads like ink on paper);
+2. if the border is brighter than the middle of the range, the image is a dark
+   digit on a light background: invert it;
+3. subtract a smooth background estimate (uneven light), keep what stands out;
+4. crop to the digit's bounding box, scale its longer side to 20 pixels,
+   paste into 28x28 so that its centre of mass lies at the centre.
+
+An input that already is a 28x28 light-on-dark image is passed through as it
+is, so the real MNIST test set is classified exactly as the model saw it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Tuple
+
+import numpy as np
+
+MAX_IMAGE_PIXELS = 40_000_000  # decompression bombs are refused before decoding
+MAX_IMAGE_SIDE = 20_000
+
+
+class ImageError(ValueError):
+    pass
+
+
+def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS):
+    """Decode PNG/JPEG/PGM/... bytes with Pillow, refusing oversized images before decoding."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ImageError("empty image")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("not a recognised image format (PNG, JPEG, PGM, BMP, ... expected)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"cannot read image: {exc}") from None
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageError(f"image has no pixels ({w}x{h})")
+    if w * h > max_pixels or w > MAX_IMAGE_SIDE or h > MAX_IMAGE_SIDE:
+        raise ImageError(f"image is {w}x{h} pixels, more than the {max_pixels} pixel limit")
+    try:
+        img.load()
+    except Exception as exc:  # Pillow raises many types for truncated/corrupt data
+        raise ImageError(f"image data is corrupt or truncated: {exc}") from None
+    return img
+
+
+def to_grey(image) -> np.ndarray:
+    """PIL image or array (HxW, HxWx3, HxWx4) -> float32 HxW in [0, 1]."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        arr = np.asarray(image.convert("F"), dtype=np.float32) / 255.0
+        return arr
+    arr = np.asarray(image)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise ImageError(f"image array must be numeric, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+        if arr.shape[2] == 4:
+            alpha = arr[..., 3].astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
+            full = 255.0 if arr.dtype == np.uint8 else 1.0
+            grey = grey * alpha + full * (1 - alpha)
+        arr = grey
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"image must be 2-D (grey) or HxWx3/4 (colour), got shape {np.shape(image)}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ImageError("image contains NaN or infinite values")
+    if np.issubdtype(np.asarray(image).dtype, np.integer) or arr.max() > 1.0:
+        arr = arr / 255.0
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _resize(arr: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    h, w = size
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), mode="L")
+    img = img.resize((w, h), Image.BILINEAR if min(arr.shape) < max(h, w) else Image.LANCZOS)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _background(arr: np.ndarray) -> np.ndarray:
+    """A smooth estimate of the background (the digit removed by a wide median-ish blur)."""
+    from PIL import Image, ImageFilter
+
+    h, w = arr.shape
+    small_side = 64
+    scale = max(h, w) / small_side
+    if scale > 1:
+        sw, sh = max(1, round(w / scale)), max(1, round(h / scale))
+        small = _resize(arr, (sh, sw))
+    else:
+        small = arr
+    img = Image.fromarray((small * 255).astype(np.uint8), mode="L")
+    radius = max(3, int(0.15 * max(small.shape)) | 1)
+    img = img.filter(ImageFilter.MinFilter(min(radius, 15) | 1)).filter(ImageFilter.GaussianBlur(radius))
+    bg = np.asarray(img, dtype=np.float32) / 255.0
+    if bg.shape != arr.shape:
+        bg = _resize(bg, arr.shape)
+    return bg
+
+
+def preprocess_digit(image, size: Tuple[int, int] = (28, 28), box: int = 20) -> np.ndarray:
+    """Return ``uint8 [height, width]``: a light digit on black, MNIST style."""
+    grey = to_grey(image)
+    h, w = grey.shape
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:
+        grey = 1.0 - grey
+        border = 1.0 - border
+    if grey.shape == tuple(size) and np.median(border) < 0.1:
+        return np.rint(grey * 255).astype(np.uint8)
+    if min(h, w) >= 16:
+        grey = np.clip(grey - _background(grey), 0.0, 1.0)
+    else:
+        grey = np.clip(grey - np.median(border), 0.0, 1.0)
+    peak = float(grey.max())
+    out = np.zeros(size, dtype=np.float32)
+    if peak <= 1e-3:
+        return out.astype(np.uint8)  # a blank picture: nothing to centre
+    grey = grey / peak
+    grey[grey < 0.2] = 0.0
+    rows = np.flatnonzero(grey.max(axis=1) > 0)
+    cols = np.flatnonzero(grey.max(axis=0) > 0)
+    crop = grey[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    ch, cw = crop.shape
+    scale = box / max(ch, cw)
+    nh, nw = max(1, round(ch * scale)), max(1, round(cw * scale))
+    digit = _resize(crop, (nh, nw))
+    if digit.max() > 0:
+        digit = digit / digit.max()
+    total = digit.sum()
+    ys, xs = np.mgrid[0:nh, 0:nw]
+    cy = (ys * digit).sum() / total if total > 0 else nh / 2
+    cx = (xs * digit).sum() / total if total > 0 else nw / 2
+    top = int(round(size[0] / 2 - cy))
+    left = int(round(size[1] / 2 - cx))
+    top = min(max(top, 0), size[0] - nh)
+    left = min(max(left, 0), size[1] - nw)
+    out[top: top + nh, left: left + nw] = digit
+    return np.rint(out * 255).astype(np.uint8)

@@ -1,0 +1,44 @@
+"""The bundled default models (``mnist``, ``imdb``) and resolving a MODEL argument.
+
+A MODEL is either a path to a ``.rbm`` file or the name of a bundled model.
+Bundled models ship beside this file with their TFLite siblings
+(``NAME.tflite``, ``NAME_int8.tflite``, ``NAME_lce.tflite``) for comparisons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+from ..model_file import PackedModel, load_packed_model
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+
+def bundled_models() -> Dict[str, Path]:
+    """Name -> path of every bundled ``.rbm``."""
+    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.rbm"))}
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """A bundled model's name, or an existing file path; a clear error otherwise."""
+    bundled = bundled_models()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    known = ", ".join(bundled) or "none are installed"
+    raise FileNotFoundError(f"no model file {name_or_path!r} and no bundled model of that name "
+                            f"(bundled: {known})")
+
+
+def sibling_path(model_path: Path, variant: str) -> Optional[Path]:
+    """The TFLite sibling of a model file: variant ``float``, ``int8`` or ``lce``."""
+    suffix = {"float": "", "int8": "_int8", "lce": "_lce"}[variant]
+    path = model_path.with_name(f"{model_path.stem}{suffix}.tflite")
+    return path if path.is_file() else None
+
+
+def load_model(name_or_path: str) -> PackedModel:
+    return load_packed_model(resolve_model_path(name_or_path))

@@ -1,0 +1,230 @@
+"""The packed model file: round trips, and every kind of bad file rejected with one clear error."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_rbmlp.arch import parse
+from edge_rbmlp.inputs import InputSpec
+from edge_rbmlp.model_file import (CHECKSUM_KEY, METADATA_KEY, ModelFormatError, PackedModel, _checksum,
+                                   load_packed_model)
+from edge_rbmlp.random_model import random_packed_model
+from edge_rbmlp.reference import ReferenceEngine
+
+VARIANTS = [
+    ("B-D128N,D88N,PN", 784, 10, "image", "sign"),
+    ("B-D128N,D88N,D88N,PN,D", 784, 10, "image", "int8"),
+    ("B-D32N,D16N,D8N,Q", 10000, 1, "text", "sign"),
+    ("B-32,32,Q", 300, 1, "text", "int8"),
+    ("B-65,F", 100, 3, "vector", "sign"),
+    ("B-1", 5, 2, "vector", "int8"),
+    ("B-63N,64N,65N,130N,FN,D", 200, 7, "vector", "sign"),
+]
+
+
+def _rebuild(data: bytes, meta_edit=None, tensor_edit=None) -> bytes:
+    """Re-serialize a file after editing its metadata and/or tensors, with a valid checksum (a lying file)."""
+    from safetensors.numpy import load, save
+
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len])
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    tensors = load(data)
+    if meta_edit:
+        meta_edit(meta)
+    if tensor_edit:
+        tensor_edit(tensors)
+    raw = json.dumps(meta)
+    draft = save(tensors, metadata={METADATA_KEY: raw, CHECKSUM_KEY: "0" * 64})
+    return save(tensors, metadata={METADATA_KEY: raw, CHECKSUM_KEY: _checksum(raw, draft)})
+
+
+@pytest.mark.parametrize("variant, n_in, n_out, kind, mode", VARIANTS)
+def test_written_and_read_back_predicts_identically(tmp_path, rng, variant, n_in, n_out, kind, mode):
+    model = random_packed_model(parse(variant, input_mode=mode), n_in, n_out, seed=3, input_kind=kind)
+    model.accuracy = {"dataset": "synthetic", "accuracy": 0.5}
+    model.provenance = {"command": "test", "date": "2026-11-25"}
+    path = tmp_path / "m.rbm"
+    size = model.save(path)
+    assert size == path.stat().st_size
+    loaded = load_packed_model(path)
+    assert loaded.arch == model.arch and loaded.input_spec == model.input_spec
+    assert loaded.labels == model.labels and loaded.vocab == model.vocab
+    assert loaded.accuracy == model.accuracy and loaded.provenance == model.provenance
+    assert loaded.file_bytes == size
+    for name, arr in model.tensors.items():
+        np.testing.assert_array_equal(loaded.tensors[name], arr)
+        assert loaded.tensors[name].dtype == arr.dtype
+    q = rng.integers(0, 256, (20, n_in)).astype(np.uint8)
+    np.testing.assert_array_equal(ReferenceEngine(loaded).logits(q), ReferenceEngine(model).logits(q))
+
+
+def test_loaded_tensors_are_read_only(tmp_path, mnist_like_model):
+    mnist_like_model.save(tmp_path / "m.rbm")
+    loaded = load_packed_model(tmp_path / "m.rbm")
+    with pytest.raises(ValueError):
+        loaded.tensors["output.bias"][0] = 1.0
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, mnist_like_model):
+    path = tmp_path / "m.rbm"
+    mnist_like_model.save(path)
+    mnist_like_model.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.rbm"]
+
+
+def test_every_truncation_is_rejected(mnist_like_model):
+    data = mnist_like_model.to_bytes()
+    cuts = sorted(set([0, 1, 7, 8, 9, 100, len(data) - 1]) | set(range(0, len(data), 997)))
+    for cut in cuts:
+        with pytest.raises(ModelFormatError):
+            PackedModel.from_bytes(data[:cut])
+
+
+def test_random_mutations_are_rejected_or_harmless():
+    """Flip, overwrite, insert and delete bytes at random, many times: nothing but ModelFormatError escapes."""
+    model = random_packed_model(parse("B-D32N,D16N,D8N,Q"), 300, 1, seed=5, input_kind="text")
+    data = model.to_bytes()
+    rng = np.random.default_rng(99)
+    rejected = 0
+    trials = 1500
+    for _ in range(trials):
+        buf = bytearray(data)
+        kind = rng.integers(0, 4)
+        pos = int(rng.integers(0, len(buf)))
+        if kind == 0:
+            buf[pos] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:
+            buf[pos] = int(rng.integers(0, 256))
+        elif kind == 2:
+            buf[pos:pos] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
+        else:
+            del buf[pos:pos + int(rng.integers(1, 9))]
+        try:
+            loaded = PackedModel.from_bytes(bytes(buf))
+        except ModelFormatError as exc:
+            assert "invalid model file" in str(exc)
+            rejected += 1
+            continue
+        # the only acceptable survivor is a mutation that changed nothing (e.g. a byte set to its own value)
+        assert all(np.array_equal(loaded.tensors[k], v) for k, v in model.tensors.items())
+        assert loaded.metadata() == model.metadata()
+    assert rejected >= trials * 0.95
+
+
+def test_data_corruption_is_caught_by_the_checksum(mnist_like_model):
+    data = bytearray(mnist_like_model.to_bytes())
+    data[-5] ^= 0x10  # inside the last tensor's data
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(bytes(data))
+    assert info.value.field == "checksum"
+
+
+@pytest.mark.parametrize(
+    "field, meta_edit, tensor_edit",
+    [
+        ("format", lambda m: m.update(format="other"), None),
+        ("format_version", lambda m: m.update(format_version=2), None),
+        ("arch", lambda m: m["arch"].update(notation="B-128,,88"), None),
+        ("arch", lambda m: m["arch"].update(notation="F-128,88"), None),
+        ("arch", lambda m: m["arch"].update(pool_size="8"), None),
+        ("input", lambda m: m["input"].update(size=-1), None),
+        ("input", lambda m: m["input"].update(kind="audio"), None),
+        ("input", lambda m: m["input"].update(extra=1), None),
+        ("output", lambda m: m.update(output=[]), None),
+        ("output.labels", lambda m: m["output"].update(labels="0123456789"), None),
+        ("output.weight", lambda m: m["output"].update(labels=[str(i) for i in range(11)]), None),
+        ("output.labels", lambda m: m["output"].update(labels=[""] * 10), None),
+        ("output.activation", lambda m: m["output"].update(activation="relu"), None),
+        ("accuracy", lambda m: m.update(accuracy=[0.9]), None),
+        ("name", lambda m: m.update(name=5), None),
+        ("layer.0.weight", None, lambda t: t.pop("layer.0.weight")),
+        ("layer.0.weight", None, lambda t: t.update({"layer.0.weight": t["layer.0.weight"].astype(np.int64)})),
+        ("layer.0.weight", None, lambda t: t.update({"layer.0.weight": t["layer.0.weight"][:, :-1].copy()})),
+        ("layer.0.weight", None, lambda t: t.update({"layer.0.weight": t["layer.0.weight"] | np.uint64(1 << 63)})),
+        ("layer.0.flip", None, lambda t: t.update({"layer.0.flip": t["layer.0.flip"] + np.uint8(2)})),
+        ("layer.1.scale", None, lambda t: t["layer.1.scale"].__setitem__(0, np.nan)),
+        ("extra.tensor", None, lambda t: t.update({"extra.tensor": np.zeros(3, np.float32)})),
+        ("input.vocab", None, lambda t: t.update({"input.vocab": np.frombuffer(b"a\nb", np.uint8).copy()})),
+        ("shortcut.weight", None, lambda t: t.update({"shortcut.weight": np.zeros((88, 10**5), np.float32)})),
+    ],
+)
+def test_lying_files_name_the_field(field, meta_edit, tensor_edit, mnist_like_model):
+    data = _rebuild(mnist_like_model.to_bytes(), meta_edit, tensor_edit)
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(data)
+    assert info.value.field == field, str(info.value)
+
+
+def test_text_model_vocabulary_checks(imdb_like_model):
+    def dup(t):
+        words = ["same"] * 10000
+        t["input.vocab"] = np.frombuffer("\n".join(words).encode(), np.uint8).copy()
+
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, dup))
+    assert info.value.field == "input.vocab"
+
+    def bad_utf8(t):
+        t["input.vocab"] = np.frombuffer(b"\xff\xfe" * 10, np.uint8).copy()
+
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, bad_utf8))
+    assert info.value.field == "input.vocab"
+
+    def no_vocab(t):
+        t.pop("input.vocab")
+
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, no_vocab))
+    assert info.value.field == "input.vocab"
+
+
+def test_huge_declared_header_is_rejected_without_reading_it():
+    data = (10**12).to_bytes(8, "little") + b"{}"
+    with pytest.raises(ModelFormatError) as info:
+        PackedModel.from_bytes(data)
+    assert info.value.field == "header"
+
+
+def test_not_a_model_at_all(tmp_path):
+    path = tmp_path / "x.rbm"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(ModelFormatError):
+        load_packed_model(path)
+    from safetensors.numpy import save
+
+    path.write_bytes(save({"a": np.zeros(3, np.float32)}))
+    with pytest.raises(ModelFormatError) as info:
+        load_packed_model(path)
+    assert info.value.field == "metadata"
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.rbm"
+    with open(path, "wb") as fh:
+        fh.truncate(2048)
+    with pytest.raises(ModelFormatError) as info:
+        load_packed_model(path, max_bytes=1024)
+    assert info.value.field == "file"
+
+
+def test_cannot_save_an_inconsistent_model(mnist_like_model):
+    mnist_like_model.tensors["output.bias"] = np.zeros(3, np.float32)
+    with pytest.raises(ModelFormatError):
+        mnist_like_model.to_bytes()
+
+
+def test_float_baseline_has_no_packed_form():
+    from edge_rbmlp.model_file import expected_tensors
+    from edge_rbmlp.arch import ArchError
+
+    with pytest.raises(ArchError):
+        expected_tensors(parse("F-128,88"), 784, 10)
+
+
+def test_input_spec_round_trip():
+    spec = InputSpec.image(28, 28)
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    assert spec.binarize_threshold == 128 and spec.scale == pytest.approx(1 / 255)
