@@ -236,17 +236,17 @@ def model_inputs(model, split: str = "test", limit: Optional[int] = None,
 
         texts, labels = load_imdb_reviews(split, root)
         if limit is not None:
-            texts, labels = _spread(texts, labels, limit)
+            texts, labels = even_subset(texts, labels, limit)
             limit = None
         q = TextEncoder.for_model(model).multi_hot_batch(texts)
     if limit is not None:
-        q, labels = _spread(q, labels, limit)
+        q, labels = even_subset(q, labels, limit)
     if q.shape[1] != model.input_spec.size:
         raise ValueError(f"{name} gives {q.shape[1]} inputs, the model takes {model.input_spec.size}")
     return np.ascontiguousarray(q, dtype=np.uint8), np.asarray(labels)
 
 
-def _spread(x, labels, limit: int):
+def even_subset(x, labels, limit: int):
     """The first ``limit`` samples of an evenly spaced selection (keeps both IMDB classes)."""
     n = len(labels)
     if limit >= n:
