@@ -15,14 +15,14 @@ from pathlib import Path
 import click
 
 from .arch import ArchError, parse
-from .engine import BackendUnavailable
+from .engine import BackendUnavailable, InputKindError
 from .image import ImageError
 from .inputs import InputSpecError
 from .model_file import ModelFormatError
 from .text import TextError
 
-USER_ERRORS = (ArchError, ModelFormatError, ImageError, TextError, InputSpecError, BackendUnavailable,
-               FileNotFoundError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ArchError, ModelFormatError, ImageError, TextError, InputSpecError, InputKindError,
+               BackendUnavailable, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def user_errors(func):

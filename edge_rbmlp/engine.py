@@ -15,6 +15,10 @@ import numpy as np
 from .model_file import PackedModel
 
 
+class InputKindError(ValueError):
+    """Text given to an image model, or an image to a text model."""
+
+
 @dataclass
 class Prediction:
     label: str
@@ -84,7 +88,7 @@ class Engine:
     def predict_text(self, text: str) -> Prediction:
         """Tokenize with the model's own vocabulary and classify."""
         if self.model.input_spec.kind != "text":
-            raise ValueError(f"model takes {self.model.input_spec.kind} input, not text")
+            raise InputKindError(f"model takes {self.model.input_spec.kind} input, not text")
         if self._text_encoder is None:
             from .text import TextEncoder
 
@@ -94,7 +98,7 @@ class Engine:
     def predict_image(self, image) -> Prediction:
         """Preprocess an image (array or PIL image; any size, colour or grey) and classify."""
         if self.model.input_spec.kind != "image":
-            raise ValueError(f"model takes {self.model.input_spec.kind} input, not images")
+            raise InputKindError(f"model takes {self.model.input_spec.kind} input, not images")
         from .image import preprocess_digit
 
         spec = self.model.input_spec

@@ -39,6 +39,8 @@ def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS):
         raise ImageError("empty image")
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image is larger than the {max_pixels} pixel limit ({exc})") from None
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format (PNG, JPEG, PGM, BMP, ... expected)") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -137,7 +139,7 @@ def preprocess_digit(image, size: Tuple[int, int] = (28, 28), box: int = 20) -> 
         grey = np.clip(grey - np.median(border), 0.0, 1.0)
     peak = float(grey.max())
     out = np.zeros(size, dtype=np.float32)
-    if peak <= 1e-3:
+    if peak < 0.05:
         return out.astype(np.uint8)  # a blank picture: nothing to centre
     grey = grey / peak
     grey[grey < 0.2] = 0.0
