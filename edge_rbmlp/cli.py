@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .arch import ArchError, parse
 from .engine import BackendUnavailable, InputKindError
@@ -225,6 +226,58 @@ def classify(model, images, texts, backend, as_json):
     for r in results:
         conf = max(r["probabilities"])
         click.echo(f"{r['input']}: {r['label']} ({conf:.3f})")
+
+
+# -- eval ---------------------------------------------------------------------
+@main.command("eval")
+@click.argument("model")
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), default=None,
+              help="data set (default: the one in the model's metadata)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None, help="evaluate an evenly spaced subset")
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
+    """Accuracy of MODEL on its data set's test split, from the local data cache (no TensorFlow)."""
+    import time
+
+    from .backends import create
+    from .datasets import DatasetMissing, dataset_of_model, model_inputs
+    from .models import load_model
+
+    packed = load_model(model)
+    engine = create(packed, backend)
+    name = dataset or dataset_of_model(packed)
+    try:
+        q, labels = model_inputs(packed, split=split, limit=limit, dataset=name)
+    except DatasetMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    start = time.perf_counter()
+    predicted = np.concatenate([engine.predict_class(q[i:i + batch_size]) for i in range(0, len(q), batch_size)]) \
+        if len(q) else np.zeros(0, np.int64)
+    seconds = time.perf_counter() - start
+    result = {
+        "model": packed.name or str(model),
+        "arch": packed.arch.notation(),
+        "dataset": name,
+        "split": split,
+        "n": int(len(labels)),
+        "correct": int((predicted == labels).sum()),
+        "accuracy": float((predicted == labels).mean()) if len(labels) else None,
+        "backend": engine.name,
+        "kernel": engine.kernel,
+        "seconds": round(seconds, 4),
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"{result['model']} ({result['arch']}) on {name} {split}: accuracy {result['accuracy']:.4f} "
+                   f"({result['correct']}/{result['n']}), backend {engine.name} [{engine.kernel}], "
+                   f"{seconds:.2f} s")
 
 
 # -- demo (the README's `make run` until the service lands) --------------------
