@@ -14,7 +14,7 @@ and ``m = 32`` bits per float:
 
 Reported in KiB (``bits / 8 / 1024``). The printed P rows of Tables IV, V and
 VII are smaller than a pool size of 8 gives: they match a pooled width of
-``floor(V_0 / 9)`` (see :data:`PAPER_TABLE_ROWS` and ``docs/size-model.md``).
+``floor(V_0 / 9)`` (see :data:`PAPER_TABLE_ROWS`, :func:`compare_with_paper` and ``docs/size-model.md``).
 """
 
 from __future__ import annotations
