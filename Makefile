@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models clean
+.PHONY: run test venv test-venv data models clean test-arm
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -38,3 +38,8 @@ test: $(TEST_VENV)/.installed data
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info
+
+# aarch64: cross-build the wheel and run the engine tests under qemu-aarch64 on the Pi cores
+# (cortex-a53, a72, a76), forcing each kernel variant; caches under ~/.cache/edge-rbmlp/arm
+test-arm:
+	bash native/arm/test-arm.sh

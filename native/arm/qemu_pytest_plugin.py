@@ -1,0 +1,42 @@
+"""pytest plugin loaded by native/arm/test-arm.sh for runs under qemu-user (not part of the package).
+
+- Emulation is 10-50x slower than a real core: Hypothesis deadlines measure qemu, not the engine,
+  so they are switched off (examples and shrinking are unchanged).
+- At the end of the session it records, into $EDGE_RBMLP_ARM_REPORT (JSON), which edge_rbmlp
+  modules the tests imported and the machine they ran on, so the script can prove that the
+  native extension (not a pure-Python fallback) was exercised, from the installed aarch64 wheel.
+"""
+import json
+import os
+import platform
+import sys
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis not installed: nothing to relax
+    settings = None
+
+if settings is not None:
+    settings.register_profile(
+        "qemu", deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.load_profile("qemu")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("EDGE_RBMLP_ARM_REPORT")
+    if not path:
+        return
+    mods = {name: getattr(mod, "__file__", None) for name, mod in list(sys.modules.items())
+            if name == "edge_rbmlp" or name.startswith("edge_rbmlp.")}
+    report = {
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "kernel_env": os.environ.get("EDGE_RBMLP_KERNEL"),
+        "exitstatus": int(exitstatus),
+        "testscollected": getattr(session, "testscollected", None),
+        "testsfailed": getattr(session, "testsfailed", None),
+        "modules": mods,
+    }
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1)

@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# make test-arm: cross-build edge-rbmlp for aarch64 and run the engine tests under qemu-user on the
+# cores of the Raspberry Pis (Cortex-A53: Zero 2 / 3, A72: Pi 4, A76: Pi 5), forcing every kernel
+# variant each core can run through EDGE_RBMLP_KERNEL.
+#
+# Steps (each cached under $CACHE, keyed by what it is built from, so a warm rerun takes a minute or two):
+#   1. host tools from Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (apt-get, root)
+#   2. arm64 sysroot: python3.11 + libpython3.11-dev from Debian bookworm (= Raspberry Pi OS 12),
+#      downloaded by apt with a private state dir (the host's dpkg is untouched), unpacked by dpkg -x
+#   3. crossenv (PyPI) over that sysroot, with pyproject's build requirements in its build-python
+#   4. the aarch64 wheel, built from a copy of the checkout (the checkout is never written to);
+#      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
+#   5. pyproject's [project] dependencies + the [test] extra for aarch64 (pip --target --platform)
+#   6. per CPU: the pure-Python core tests once, then for each kernel the CPU supports a probe
+#      (python -c-like: NativeEngine(...).kernel must equal the forced kernel) and the native tests;
+#      for kernels the CPU lacks (neon_dotprod on A53/A72), forcing it must fail with a clear error.
+#
+# Tests run (from a copy of tests/, against the installed wheel, never the source tree):
+#   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py)
+#   core, once per cpu:             $ARM_CORE_TESTS   (default: the pure-Python engine tests below)
+#   both with -m "not slow and not train": nothing that needs TensorFlow or the full data sets.
+#
+# Knobs (environment): ARM_CPUS, ARM_NATIVE_TESTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
+#   ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
+#   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
+#   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+CACHE=${EDGE_RBMLP_ARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-rbmlp/arm}
+HOST_PY=${ARM_HOST_PYTHON:-python3}
+SUITE=bookworm
+MIRROR=${ARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+PYV=3.11
+CROSSENV_VERSION=1.6.2
+CPUS=(${ARM_CPUS:-cortex-a53 cortex-a72 cortex-a76})
+ALL_KERNELS=(portable neon neon_dotprod)
+REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
+ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
+ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py tests/test_random_model.py tests/test_engine.py tests/test_inputs.py tests/test_text.py}
+MARKERS="not slow and not train"
+SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6)
+
+T_START=$SECONDS
+TIMES=()
+SUMMARY=()
+FAILURES=()
+say() { echo "[arm] $*"; }
+die() { echo "[arm] FAIL: $*" >&2; exit 1; }
+fail() { FAILURES+=("$*"); echo "[arm] FAIL: $*" >&2; }
+step() { STEP=$1; STEP_T=$SECONDS; say "== $1"; }
+step_done() { local d=$((SECONDS - STEP_T)); TIMES+=("$(printf '%-34s %4ss' "$STEP" "$d")"); say "-- $STEP: ${d}s${1:+ ($1)}"; }
+keyof() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
+# run a command quietly; on failure show the tail of its log and stop
+quiet() { local log=$1; shift; if ! "$@" >"$log" 2>&1; then tail -40 "$log" >&2; die "$* (log: $log)"; fi; }
+# keep only the current entry of a cached family
+prune() { local keep=$1 d; for d in "$CACHE"/"$2"-*; do [ -e "$d" ] && [ "$d" != "$keep" ] && rm -rf "$d"; done; return 0; }
+
+mkdir -p "$CACHE"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-rbmlp-arm.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# ---------------------------------------------------------------- 1. host tools
+step "host tools (apt)"
+missing=()
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+dpkg-query -W -f='${Status}' libc6-dev-arm64-cross 2>/dev/null | grep -q 'ok installed' || missing+=(libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+if ((${#missing[@]})); then
+    [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: run as root or apt-get install them first"
+    say "installing ${missing[*]}"
+    quiet "$WORK/apt-update.log" apt-get update -qq
+    quiet "$WORK/apt-install.log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+fi
+"$HOST_PY" -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version" 2>/dev/null \
+    || die "$HOST_PY is not CPython $PYV (crossenv needs the sysroot's version): set ARM_HOST_PYTHON"
+step_done "$(qemu-aarch64 --version | head -1), $(aarch64-linux-gnu-gcc --version | head -1)"
+
+# ---------------------------------------------------------------- 2. arm64 sysroot
+step "arm64 sysroot ($SUITE python$PYV)"
+SYSROOT=$CACHE/sysroot-$SUITE-$(keyof sysroot-v1 "$SUITE" "${SYS_PKGS[@]}")
+if [ ! -x "$SYSROOT/usr/bin/python$PYV" ]; then
+    [ -r "$KEYRING" ] || die "no $KEYRING (apt-get install debian-archive-keyring)"
+    T=$CACHE/.tmp-sysroot.$$; rm -rf "$T"
+    mkdir -p "$T"/apt/{lists/partial,cache/archives/partial,sources.list.d,preferences.d} "$T/root"
+    : >"$T/apt/status"
+    echo "deb [arch=arm64 signed-by=$KEYRING] $MIRROR $SUITE main" >"$T/apt/sources.list"
+    A=(-o "Dir::State=$T/apt" -o "Dir::State::Lists=$T/apt/lists" -o "Dir::State::status=$T/apt/status"
+       -o "Dir::Cache=$T/apt/cache" -o "Dir::Etc::SourceList=$T/apt/sources.list"
+       -o "Dir::Etc::SourceParts=$T/apt/sources.list.d" -o "Dir::Etc::PreferencesParts=$T/apt/preferences.d"
+       -o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o Debug::NoLocking=1)
+    quiet "$WORK/sysroot-update.log" apt-get "${A[@]}" -qq update
+    quiet "$WORK/sysroot-download.log" apt-get "${A[@]}" -qq install -y --download-only --no-install-recommends "${SYS_PKGS[@]}"
+    n=0
+    for f in "$T"/apt/cache/archives/*.deb; do
+        b=${f##*/}
+        case $b in  # no -dev packages except Python's headers: the cross gcc brings its own libc headers
+            libpython3.11-dev_*) ;;
+            *-dev_* | libc-dev-bin_* | linux-libc-dev_*) continue ;;
+        esac
+        dpkg -x "$f" "$T/root"; n=$((n + 1))
+    done
+    [ -x "$T/root/usr/bin/python$PYV" ] || die "sysroot has no usr/bin/python$PYV"
+    mv "$T/root" "$SYSROOT"; rm -rf "$T"
+    prune "$SYSROOT" "sysroot-$SUITE"
+    step_done "built from $n .debs"
+else
+    step_done "cached"
+fi
+SYSCONFIGDATA=$(ls "$SYSROOT"/usr/lib/python$PYV/_sysconfigdata__*aarch64*.py | head -1)
+
+# ---------------------------------------------------------------- 3. crossenv
+step "crossenv $CROSSENV_VERSION"
+mapfile -t BUILD_REQS < <(cd "$SRC" && "$HOST_PY" -c '
+import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+XENV=$CACHE/crossenv-$(keyof crossenv-v1 "$SYSROOT" "$("$HOST_PY" -VV)" "$CROSSENV_VERSION" "${BUILD_REQS[@]}")
+if [ ! -e "$XENV/.complete" ]; then
+    rm -rf "$XENV"; mkdir -p "$XENV"
+    quiet "$WORK/hv.log" "$HOST_PY" -m venv "$XENV/hv"
+    quiet "$WORK/hv-pip.log" "$XENV/hv/bin/pip" install -q --disable-pip-version-check "crossenv==$CROSSENV_VERSION"
+    quiet "$WORK/crossenv.log" "$XENV/hv/bin/python" -m crossenv --sysroot "$SYSROOT" \
+        --cc aarch64-linux-gnu-gcc --cxx aarch64-linux-gnu-g++ --ar aarch64-linux-gnu-ar \
+        --sysconfigdata-file "$SYSCONFIGDATA" "$SYSROOT/usr/bin/python$PYV" "$XENV/cross"
+    # build requirements run on the build machine (Cython, setuptools; numpy only for its headers)
+    quiet "$WORK/build-pip.log" "$XENV/cross/bin/build-pip" install -q --disable-pip-version-check "${BUILD_REQS[@]}"
+    touch "$XENV/.complete"
+    prune "$XENV" crossenv
+    step_done "created; build requires: ${BUILD_REQS[*]}"
+else
+    step_done "cached"
+fi
+HOSTPIP=("$XENV/hv/bin/pip" install -q --disable-pip-version-check --only-binary=:all:
+         --python-version $PYV --implementation cp --abi cp311 --abi abi3 --abi none)
+for v in $(seq 36 -1 17); do HOSTPIP+=(--platform "manylinux_2_${v}_aarch64"); done  # bookworm: glibc 2.36
+HOSTPIP+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
+
+# ---------------------------------------------------------------- 4. aarch64 wheel
+step "aarch64 wheel of the checkout"
+mapfile -t SRC_FILES < <(cd "$SRC" && git ls-files -co --exclude-standard -- \
+    pyproject.toml setup.py setup.cfg MANIFEST.in 'README*' 'LICENSE*' edge_rbmlp native ':(exclude)native/arm' \
+    | while read -r f; do [ -f "$f" ] && echo "$f"; done | sort -u)
+((${#SRC_FILES[@]})) || die "no source files listed by git in $SRC"
+SRC_HASH=$(cd "$SRC" && { printf '%s\n' "${SRC_FILES[@]}"; printf '%s\0' "${SRC_FILES[@]}" | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+WHEELDIR=$CACHE/wheel-$(keyof wheel-v1 "$XENV" "$SRC_HASH")
+if [ ! -e "$WHEELDIR/.complete" ]; then
+    rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR/dist" "$WORK/src"
+    (cd "$SRC" && tar -cf - "${SRC_FILES[@]}") | tar -xf - -C "$WORK/src"
+    [ -e "$WORK/src/README.md" ] || [ -e "$SRC/README.md" ] || : >"$WORK/src/README.md"  # pyproject names it
+    quiet "$WORK/wheel.log" bash -c "source '$XENV/cross/bin/activate' && cd '$WORK/src' && \
+        pip wheel -v --disable-pip-version-check --no-build-isolation --no-deps -w '$WHEELDIR/dist' ."
+    cp "$WORK/wheel.log" "$WHEELDIR/build.log"
+    WHL=$(ls "$WHEELDIR"/dist/*.whl)
+    quiet "$WORK/pkg-install.log" "${HOSTPIP[@]}" --no-deps --target "$WHEELDIR/pkg" "$WHL"
+    touch "$WHEELDIR/.complete"
+    prune "$WHEELDIR" wheel
+    built="built"
+else
+    built="cached"
+fi
+WHL=$(ls "$WHEELDIR"/dist/*.whl)
+PKG=$WHEELDIR/pkg
+# every compiled module must be aarch64 (ELF e_machine 183), and the native engine must be there
+ELF_REPORT=$("$HOST_PY" - "$PKG" <<'EOF'
+import pathlib, struct, sys
+root = pathlib.Path(sys.argv[1])
+bad = 0
+for so in sorted(root.glob("edge_rbmlp/**/*.so")):
+    head = so.read_bytes()[:20]
+    ok = head[:4] == b"\x7fELF" and head[4] == 2 and struct.unpack("<H", head[18:20])[0] == 183
+    bad += not ok
+    print(f"{so.relative_to(root)}: {'ELF64 aarch64' if ok else 'NOT aarch64'}")
+sys.exit(1 if bad else 0)
+EOF
+) || die "extension module(s) not aarch64: $ELF_REPORT"
+HAVE_NATIVE=0
+if ls "$PKG"/edge_rbmlp/_native*.so >/dev/null 2>&1; then
+    HAVE_NATIVE=1
+    NATIVE_SO=$(ls "$PKG"/edge_rbmlp/_native*.so | head -1)
+    if command -v file >/dev/null; then
+        FILE_OUT=$(file -b "$NATIVE_SO")
+        say "file: ${NATIVE_SO##*/}: $FILE_OUT"
+        [[ $FILE_OUT == *ARM\ aarch64* ]] || die "file does not call ${NATIVE_SO##*/} ARM aarch64"
+    fi
+elif [ "$REQUIRE_NATIVE" = 1 ]; then
+    die "the wheel ${WHL##*/} has no edge_rbmlp/_native*.so (native engine not built)"
+else
+    say "WARNING: no native extension in ${WHL##*/}; ARM_REQUIRE_NATIVE=0, so only the core tests run"
+fi
+[ -n "$ELF_REPORT" ] && say "$ELF_REPORT"
+step_done "$built: ${WHL##*/}"
+
+# ---------------------------------------------------------------- 5. runtime + test dependencies
+step "aarch64 dependencies"
+mapfile -t DEPS < <(cd "$SRC" && "$HOST_PY" -c '
+import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(p["dependencies"] + p.get("optional-dependencies", {}).get("test", ["pytest", "hypothesis"])))')
+SITE=$CACHE/site-$(keyof site-v1 "$XENV" "${DEPS[@]}")
+if [ ! -e "$SITE/.complete" ]; then
+    rm -rf "$SITE"
+    quiet "$WORK/site.log" "${HOSTPIP[@]}" --target "$SITE" "${DEPS[@]}"
+    touch "$SITE/.complete"
+    prune "$SITE" site
+    step_done "installed: ${DEPS[*]}"
+else
+    step_done "cached"
+fi
+
+# ---------------------------------------------------------------- 6. tests under qemu
+RUN=$WORK/run; mkdir -p "$RUN"
+(cd "$SRC" && git ls-files -co --exclude-standard -- tests | while read -r f; do [ -f "$f" ] && echo "$f"; done \
+    | tar -cf - -T -) | tar -xf - -C "$RUN"
+cp "$SRC/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts); no package source here
+mkdir -p "$WORK/arm"; cp "$HERE/probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
+cd "$RUN"
+expand() { local f out=(); for f in $1; do [ -f "$f" ] && out+=("$f"); done; echo "${out[*]}"; }
+NATIVE_FILES=$(expand "$ARM_NATIVE_TESTS")
+CORE_FILES=$(expand "$ARM_CORE_TESTS")
+say "native tests (per cpu x kernel): ${NATIVE_FILES:-none}"
+say "core tests (per cpu):            ${CORE_FILES:-none}"
+if [ "$HAVE_NATIVE" = 1 ] && [ -z "$NATIVE_FILES" ]; then die "native extension built but no native tests match '$ARM_NATIVE_TESTS'"; fi
+[ -n "$CORE_FILES$NATIVE_FILES" ] || die "no tests to run"
+
+# emulated python: the sysroot's interpreter, the wheel + dependencies on PYTHONPATH, nothing of the host's
+pyarm() { # cpu kernel(or "") args...
+    local cpu=$1 k=$2 kv=(-u EDGE_RBMLP_KERNEL); shift 2
+    [ -n "$k" ] && kv=(EDGE_RBMLP_KERNEL="$k")
+    env -u PYTHONHOME -u PYTHONSTARTUP "${kv[@]}" \
+        PYTHONPATH="$PKG:$SITE:$WORK/arm" PYTHONNOUSERSITE=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+        qemu-aarch64 -cpu "$cpu" -L "$SYSROOT" "$SYSROOT/usr/bin/python$PYV" "$@"
+}
+supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 among the Pi cores)
+    case $2 in portable | neon) return 0 ;; neon_dotprod) [ "$1" = cortex-a76 ] ;; *) return 1 ;; esac
+}
+jget() { "$HOST_PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true; }
+
+# pytest run: prints a summary line, records failures; label cpu kernel files...
+run_pytest() {
+    local label=$1 cpu=$2 k=$3; shift 3
+    local log=$WORK/pytest-${cpu}-${k:-auto}-$label.log rep=$WORK/report-${cpu}-${k:-auto}-$label.json t=$SECONDS rc=0
+    rm -f "$rep"
+    EDGE_RBMLP_ARM_REPORT=$rep pyarm "$cpu" "$k" -m pytest -q -p no:cacheprovider -p qemu_pytest_plugin \
+        -m "$MARKERS" ${ARM_PYTEST_ARGS:-} "$@" >"$log" 2>&1 || rc=$?
+    local counts
+    counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|deselected|error|errors|xfailed|xpassed)|no tests ran' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+    local line
+    line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" "${k:-auto}" "$label" "${counts:-no summary (rc=$rc)}" $((SECONDS - t)))
+    SUMMARY+=("$line"); say "$line"
+    if [ "$rc" != 0 ]; then
+        sed -n '/= FAILURES =\|= ERRORS =\|short test summary/,$p' "$log" | tail -60 >&2
+        [ "$rc" = 5 ] && fail "$cpu/${k:-auto} $label: no tests ran (pytest exit 5)" \
+                      || fail "$cpu/${k:-auto} $label: pytest exit $rc (log: tail of $log above)"
+        return
+    fi
+    [[ $counts =~ ([0-9]+)\ passed ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || { fail "$cpu/${k:-auto} $label: nothing passed"; return; }
+    # the tests must have used the installed aarch64 wheel and, for native runs, its compiled engine
+    "$HOST_PY" - "$rep" "$PKG" "$label" 2>"$WORK/check.err" <<'EOF' || fail "$cpu/${k:-auto} $label: $(cat "$WORK/check.err")"
+import json, sys
+rep, pkg, label = sys.argv[1:4]
+try:
+    d = json.load(open(rep))
+except OSError:
+    sys.stderr.write("the pytest plugin wrote no report"); sys.exit(1)
+err = []
+if d["machine"] != "aarch64":
+    err.append(f"ran on {d['machine']}")
+pkgfile = d["modules"].get("edge_rbmlp") or ""
+if not pkgfile.startswith(pkg):
+    err.append(f"imported edge_rbmlp from {pkgfile}, not the wheel")
+if label == "native" and not (d["modules"].get("edge_rbmlp._native") or "").startswith(pkg):
+    err.append("the tests never imported edge_rbmlp._native from the wheel")
+if err:
+    sys.stderr.write("; ".join(err)); sys.exit(1)
+EOF
+}
+
+step "tests under qemu-aarch64"
+for cpu in "${CPUS[@]}"; do
+    if [ -n "$CORE_FILES" ]; then
+        # shellcheck disable=SC2086
+        run_pytest core "$cpu" "" $CORE_FILES
+    fi
+    [ "$HAVE_NATIVE" = 1 ] || continue
+    # without EDGE_RBMLP_KERNEL the engine picks from the CPU's features: never one the CPU lacks
+    t=$SECONDS; rc=0; out=$(pyarm "$cpu" "" "$WORK/arm/probe.py" 2>"$WORK/probe.err") || rc=$?
+    auto=$(jget "$out" kernel)
+    line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" auto probe "kernel=${auto:-?} rc=$rc" $((SECONDS - t)))
+    SUMMARY+=("$line"); say "$line"
+    if [ "$rc" != 0 ] || [ -z "$auto" ]; then fail "$cpu auto: probe failed (rc=$rc): $out $(tail -5 "$WORK/probe.err")"
+    elif ! supports "$cpu" "$auto"; then fail "$cpu auto: the engine chose '$auto', which $cpu cannot run"
+    elif [ "$auto" = portable ]; then fail "$cpu auto: the engine chose portable on a NEON core"
+    fi
+    for k in "${ALL_KERNELS[@]}"; do
+        t=$SECONDS; rc=0; out=$(pyarm "$cpu" "$k" "$WORK/arm/probe.py" 2>"$WORK/probe.err") || rc=$?
+        got=$(jget "$out" kernel); err=$(jget "$out" error)
+        if supports "$cpu" "$k"; then
+            line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" "$k" probe "kernel=${got:-?} rc=$rc matches_reference=$(jget "$out" matches_reference)" $((SECONDS - t)))
+            SUMMARY+=("$line"); say "$line"
+            if [ "$rc" != 0 ]; then fail "$cpu/$k: probe failed (rc=$rc): ${err:-$out} $(tail -5 "$WORK/probe.err")"; continue; fi
+            [ "$got" = "$k" ] || { fail "$cpu/$k: forced EDGE_RBMLP_KERNEL=$k but NativeEngine.kernel is '$got'"; continue; }
+            [ "$(jget "$out" matches_reference)" != False ] || fail "$cpu/$k: probe prediction differs from the reference engine"
+            # shellcheck disable=SC2086
+            run_pytest native "$cpu" "$k" $NATIVE_FILES
+        else
+            # the CPU lacks the feature: forcing the kernel must be refused with a clear error, not run
+            # (a SIGILL, exit 132, would mean the engine tried it anyway)
+            verdict="refused: ${err:-?}"
+            if [ "$rc" = 0 ]; then fail "$cpu/$k: forcing $k on $cpu was accepted (kernel=$got); it must be refused"; verdict="ACCEPTED kernel=$got"
+            elif [ "$rc" -ge 128 ]; then fail "$cpu/$k: forcing $k crashed the interpreter (signal $((rc - 128))) instead of a clear error"; verdict="crashed signal $((rc - 128))"
+            elif [ "$rc" != 3 ] || ! grep -qi "${k}\|dotprod\|dot.product\|not supported\|unsupported" <<<"$err"; then
+                fail "$cpu/$k: forcing $k failed, but without a clear error (rc=$rc): ${err:-$out} $(tail -3 "$WORK/probe.err")"
+            fi
+            line=$(printf '%-11s %-13s %-6s %s' "$cpu" "$k" probe "$verdict")
+            SUMMARY+=("$line"); say "$line"
+        fi
+    done
+done
+step_done
+
+# ---------------------------------------------------------------- report
+echo
+say "timings:"; for l in "${TIMES[@]}"; do say "  $l"; done
+say "  total                              $((SECONDS - T_START))s"
+say "summary (cpu, kernel, what, result):"; for l in "${SUMMARY[@]}"; do say "  $l"; done
+if ((${#FAILURES[@]})); then
+    say "${#FAILURES[@]} FAILURE(S):"; for l in "${FAILURES[@]}"; do say "  $l"; done
+    exit 1
+fi
+say "OK: aarch64 wheel ${WHL##*/} passed on ${CPUS[*]}"
