@@ -26,9 +26,12 @@ any input scale, zero point and shortcut batch norm already folded in.
 
 The metadata (``__metadata__["edge_rbmlp"]``, a JSON string) holds the format
 name and version, the architecture, the input spec, the output activation and
-labels, and free-form ``accuracy`` / ``provenance`` objects. A loader validates
-all of it, every tensor's dtype and shape, that no unknown tensor is present and
-that padding bits are zero, before any engine sees the model.
+labels, and free-form ``accuracy`` / ``provenance`` objects.
+``__metadata__["edge_rbmlp_sha256"]`` is the sha256 of that JSON string followed
+by the file's tensor data region, so any corruption of weights or metadata is
+caught. A loader validates all of it, the checksum, every tensor's dtype and
+shape, that no unknown tensor is present and that padding bits are zero, before
+any engine sees the model.
 """
 
 from __future__ import annotations
