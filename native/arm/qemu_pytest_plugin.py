@@ -3,8 +3,9 @@
 - Emulation is 10-50x slower than a real core: Hypothesis deadlines measure qemu, not the engine,
   so they are switched off (examples and shrinking are unchanged).
 - At the end of the session it records, into $EDGE_RBMLP_ARM_REPORT (JSON), which edge_rbmlp
-  modules the tests imported and the machine they ran on, so the script can prove that the
-  native extension (not a pure-Python fallback) was exercised, from the installed aarch64 wheel.
+  modules the tests imported, the machine they ran on and, when the native extension was
+  imported, the kernel NativeEngine reports (arm_probe.py), so the script can prove that the native
+  engine (not a pure-Python fallback) from the installed aarch64 wheel ran the forced kernel.
 """
 import json
 import os
@@ -38,5 +39,12 @@ def pytest_sessionfinish(session, exitstatus):
         "testsfailed": getattr(session, "testsfailed", None),
         "modules": mods,
     }
+    if "edge_rbmlp._native" in sys.modules:
+        # the kernel the tests ran with, as the engine reports it (NativeEngine(...).kernel)
+        try:
+            import arm_probe
+            report["probe_status"], report["probe"] = arm_probe.probe()
+        except Exception as exc:
+            report["probe_status"], report["probe"] = 5, {"error": f"{type(exc).__name__}: {exc}"}
     with open(path, "w") as fh:
         json.dump(report, fh, indent=1)

@@ -11,9 +11,11 @@
 #   4. the aarch64 wheel, built from a copy of the checkout (the checkout is never written to);
 #      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
 #   5. pyproject's [project] dependencies + the [test] extra for aarch64 (pip --target --platform)
-#   6. per CPU: the pure-Python core tests once, then for each kernel the CPU supports a probe
-#      (python -c-like: NativeEngine(...).kernel must equal the forced kernel) and the native tests;
-#      for kernels the CPU lacks (neon_dotprod on A53/A72), forcing it must fail with a clear error.
+#   6. per CPU: the pure-Python core tests once; the kernel the engine picks unforced (must be one
+#      the core runs); for each kernel the core supports, the native tests with EDGE_RBMLP_KERNEL set,
+#      after which (same interpreter) NativeEngine(...).kernel must equal the forced kernel and the
+#      tests must have imported edge_rbmlp._native from the wheel (qemu_pytest_plugin.py, arm_probe.py);
+#      for kernels the core lacks (neon_dotprod on A53/A72), forcing it must fail with a clear error.
 #
 # Tests run (from a copy of tests/, against the installed wheel, never the source tree):
 #   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py)
@@ -213,7 +215,7 @@ RUN=$WORK/run; mkdir -p "$RUN"
 (cd "$SRC" && git ls-files -co --exclude-standard -- tests | while read -r f; do [ -f "$f" ] && echo "$f"; done \
     | tar -cf - -T -) | tar -xf - -C "$RUN"
 cp "$SRC/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts); no package source here
-mkdir -p "$WORK/arm"; cp "$HERE/probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
+mkdir -p "$WORK/arm"; cp "$HERE/arm_probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
 cd "$RUN"
 expand() { local f out=(); for f in $1; do [ -f "$f" ] && out+=("$f"); done; echo "${out[*]}"; }
 NATIVE_FILES=$(expand "$ARM_NATIVE_TESTS")
@@ -236,85 +238,99 @@ supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 
 }
 jget() { "$HOST_PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true; }
 
-# pytest run: prints a summary line, records failures; label cpu kernel files...
+# one pytest run under qemu; prints its summary line, records failures.  label: core|native
 run_pytest() {
     local label=$1 cpu=$2 k=$3; shift 3
-    local log=$WORK/pytest-${cpu}-${k:-auto}-$label.log rep=$WORK/report-${cpu}-${k:-auto}-$label.json t=$SECONDS rc=0
-    rm -f "$rep"
+    local log=$WORK/pytest-$cpu-${k:-auto}-$label.log rep=$WORK/report-$cpu-${k:-auto}-$label.json t=$SECONDS rc=0
     EDGE_RBMLP_ARM_REPORT=$rep pyarm "$cpu" "$k" -m pytest -q -p no:cacheprovider -p qemu_pytest_plugin \
         -m "$MARKERS" ${ARM_PYTEST_ARGS:-} "$@" >"$log" 2>&1 || rc=$?
-    local counts
-    counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|deselected|error|errors|xfailed|xpassed)|no tests ran' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
-    local line
-    line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" "${k:-auto}" "$label" "${counts:-no summary (rc=$rc)}" $((SECONDS - t)))
-    SUMMARY+=("$line"); say "$line"
-    if [ "$rc" != 0 ]; then
-        sed -n '/= FAILURES =\|= ERRORS =\|short test summary/,$p' "$log" | tail -60 >&2
-        [ "$rc" = 5 ] && fail "$cpu/${k:-auto} $label: no tests ran (pytest exit 5)" \
-                      || fail "$cpu/${k:-auto} $label: pytest exit $rc (log: tail of $log above)"
-        return
-    fi
-    [[ $counts =~ ([0-9]+)\ passed ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || { fail "$cpu/${k:-auto} $label: nothing passed"; return; }
-    # the tests must have used the installed aarch64 wheel and, for native runs, its compiled engine
-    "$HOST_PY" - "$rep" "$PKG" "$label" 2>"$WORK/check.err" <<'EOF' || fail "$cpu/${k:-auto} $label: $(cat "$WORK/check.err")"
+    local counts kernel="" check rc2=0
+    counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|deselected|errors?|xfailed|xpassed|warnings?)|no tests ran' "$log" \
+             | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+    # what the tests imported (the wheel's edge_rbmlp and _native?) and the kernel the engine reports
+    check=$("$HOST_PY" - "$rep" "$PKG" "$label" "$k" <<'EOF2'
 import json, sys
-rep, pkg, label = sys.argv[1:4]
+rep, pkg, label, forced = sys.argv[1:5]
 try:
     d = json.load(open(rep))
-except OSError:
-    sys.stderr.write("the pytest plugin wrote no report"); sys.exit(1)
+except (OSError, ValueError):
+    print("|the pytest plugin wrote no report"); sys.exit(1)
 err = []
 if d["machine"] != "aarch64":
     err.append(f"ran on {d['machine']}")
-pkgfile = d["modules"].get("edge_rbmlp") or ""
-if not pkgfile.startswith(pkg):
-    err.append(f"imported edge_rbmlp from {pkgfile}, not the wheel")
-if label == "native" and not (d["modules"].get("edge_rbmlp._native") or "").startswith(pkg):
-    err.append("the tests never imported edge_rbmlp._native from the wheel")
-if err:
-    sys.stderr.write("; ".join(err)); sys.exit(1)
-EOF
+if not (d["modules"].get("edge_rbmlp") or "").startswith(pkg):
+    err.append(f"imported edge_rbmlp from {d['modules'].get('edge_rbmlp')}, not from the wheel")
+kernel = ""
+if label == "native":
+    if not (d["modules"].get("edge_rbmlp._native") or "").startswith(pkg):
+        err.append("the tests never imported edge_rbmlp._native from the wheel")
+    p = d.get("probe") or {}
+    kernel = p.get("kernel") or ""
+    if d.get("probe_status") != 0:
+        err.append(f"NativeEngine probe after the tests failed: {p.get('error')}")
+    elif kernel != forced:
+        err.append(f"EDGE_RBMLP_KERNEL={forced} but NativeEngine(...).kernel is {kernel!r}")
+    elif p.get("matches_reference") is False:
+        err.append("probe prediction differs from the reference engine")
+print(kernel + "|" + "; ".join(err))
+sys.exit(1 if err else 0)
+EOF2
+) || rc2=$?
+    kernel=${check%%|*}
+    local line
+    line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" "${k:-auto}" "$label" \
+           "${kernel:+engine.kernel=$kernel}" "${counts:-no pytest summary (exit $rc)}" $((SECONDS - t)))
+    SUMMARY+=("$line"); say "$line"
+    if [ "$rc" != 0 ]; then
+        sed -n '/= FAILURES =\|= ERRORS =\|short test summary/,$p' "$log" | tail -80 >&2
+        [ -n "$counts" ] || tail -30 "$log" >&2
+        if [ "$rc" = 5 ]; then fail "$cpu/${k:-auto} $label: no tests ran (pytest exit 5)"
+        elif [ "$rc" -ge 128 ]; then fail "$cpu/${k:-auto} $label: the interpreter died of signal $((rc - 128)) (4 = SIGILL: an instruction this CPU lacks)"
+        else fail "$cpu/${k:-auto} $label: pytest exit $rc (log above)"; fi
+    elif ! [[ $counts =~ ([0-9]+)\ passed ]] || [ "${BASH_REMATCH[1]}" = 0 ]; then
+        fail "$cpu/${k:-auto} $label: nothing passed"
+    fi
+    [ "$rc2" = 0 ] || fail "$cpu/${k:-auto} $label: ${check#*|}"
+    return 0
+}
+
+# a standalone probe (no pytest): prints "rc|kernel|error"
+probe() { # cpu kernel
+    local rc=0 out
+    out=$(pyarm "$1" "$2" "$WORK/arm/arm_probe.py" 2>"$WORK/probe.err") || rc=$?
+    [ -n "$out" ] || out="{\"error\": \"no output; stderr: $(tail -2 "$WORK/probe.err" | tr '"\n' "' ")\"}"
+    echo "$rc|$(jget "$out" kernel)|$(jget "$out" error)"
 }
 
 step "tests under qemu-aarch64"
 for cpu in "${CPUS[@]}"; do
-    if [ -n "$CORE_FILES" ]; then
-        # shellcheck disable=SC2086
-        run_pytest core "$cpu" "" $CORE_FILES
-    fi
+    # shellcheck disable=SC2086
+    [ -z "$CORE_FILES" ] || run_pytest core "$cpu" "" $CORE_FILES
     [ "$HAVE_NATIVE" = 1 ] || continue
-    # without EDGE_RBMLP_KERNEL the engine picks from the CPU's features: never one the CPU lacks
-    t=$SECONDS; rc=0; out=$(pyarm "$cpu" "" "$WORK/arm/probe.py" 2>"$WORK/probe.err") || rc=$?
-    auto=$(jget "$out" kernel)
-    line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" auto probe "kernel=${auto:-?} rc=$rc" $((SECONDS - t)))
+    # unforced, the engine picks from the CPU's features (getauxval): a NEON variant this core can run
+    t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
+    line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" auto probe "engine.kernel=${got:-?}" "${err:-chosen from the CPU features}" $((SECONDS - t)))
     SUMMARY+=("$line"); say "$line"
-    if [ "$rc" != 0 ] || [ -z "$auto" ]; then fail "$cpu auto: probe failed (rc=$rc): $out $(tail -5 "$WORK/probe.err")"
-    elif ! supports "$cpu" "$auto"; then fail "$cpu auto: the engine chose '$auto', which $cpu cannot run"
-    elif [ "$auto" = portable ]; then fail "$cpu auto: the engine chose portable on a NEON core"
+    if [ "$rc" != 0 ] || [ -z "$got" ]; then fail "$cpu auto: probe failed (exit $rc): $err"
+    elif ! supports "$cpu" "$got" || [ "$got" = portable ]; then fail "$cpu auto: the engine chose '$got' on $cpu"
+    elif [ "$cpu" = cortex-a76 ] && [ "$got" != neon_dotprod ]; then say "note: $cpu auto chose $got, not neon_dotprod"
     fi
     for k in "${ALL_KERNELS[@]}"; do
-        t=$SECONDS; rc=0; out=$(pyarm "$cpu" "$k" "$WORK/arm/probe.py" 2>"$WORK/probe.err") || rc=$?
-        got=$(jget "$out" kernel); err=$(jget "$out" error)
         if supports "$cpu" "$k"; then
-            line=$(printf '%-11s %-13s %-6s %-44s wall %3ss' "$cpu" "$k" probe "kernel=${got:-?} rc=$rc matches_reference=$(jget "$out" matches_reference)" $((SECONDS - t)))
-            SUMMARY+=("$line"); say "$line"
-            if [ "$rc" != 0 ]; then fail "$cpu/$k: probe failed (rc=$rc): ${err:-$out} $(tail -5 "$WORK/probe.err")"; continue; fi
-            [ "$got" = "$k" ] || { fail "$cpu/$k: forced EDGE_RBMLP_KERNEL=$k but NativeEngine.kernel is '$got'"; continue; }
-            [ "$(jget "$out" matches_reference)" != False ] || fail "$cpu/$k: probe prediction differs from the reference engine"
             # shellcheck disable=SC2086
             run_pytest native "$cpu" "$k" $NATIVE_FILES
-        else
-            # the CPU lacks the feature: forcing the kernel must be refused with a clear error, not run
-            # (a SIGILL, exit 132, would mean the engine tried it anyway)
-            verdict="refused: ${err:-?}"
-            if [ "$rc" = 0 ]; then fail "$cpu/$k: forcing $k on $cpu was accepted (kernel=$got); it must be refused"; verdict="ACCEPTED kernel=$got"
-            elif [ "$rc" -ge 128 ]; then fail "$cpu/$k: forcing $k crashed the interpreter (signal $((rc - 128))) instead of a clear error"; verdict="crashed signal $((rc - 128))"
-            elif [ "$rc" != 3 ] || ! grep -qi "${k}\|dotprod\|dot.product\|not supported\|unsupported" <<<"$err"; then
-                fail "$cpu/$k: forcing $k failed, but without a clear error (rc=$rc): ${err:-$out} $(tail -3 "$WORK/probe.err")"
-            fi
-            line=$(printf '%-11s %-13s %-6s %s' "$cpu" "$k" probe "$verdict")
-            SUMMARY+=("$line"); say "$line"
+            continue
         fi
+        # the core lacks the feature: forcing the kernel must be refused with a clear error
+        # (exit 3 from arm_probe.py), never accepted, never a SIGILL (exit 132)
+        t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "$k")"
+        if [ "$rc" = 0 ]; then verdict="ACCEPTED (engine.kernel=$got)"; fail "$cpu/$k: forcing $k on $cpu was accepted; it must be refused"
+        elif [ "$rc" -ge 128 ]; then verdict="CRASHED (signal $((rc - 128)))"; fail "$cpu/$k: forcing $k crashed the interpreter (signal $((rc - 128))) instead of a clear error"
+        elif [ "$rc" != 3 ] || ! grep -qiE "$k|dot.?prod|not supported|unsupported|lacks" <<<"$err"; then
+            verdict="UNCLEAR ERROR (exit $rc)"; fail "$cpu/$k: forcing $k failed without a clear error (exit $rc): $err"
+        else verdict="refused as expected"; fi
+        line=$(printf '%-11s %-13s %-6s %-20s %s' "$cpu" "$k" probe "$verdict" "${err:0:150}")
+        SUMMARY+=("$line"); say "$line"
     done
 done
 step_done

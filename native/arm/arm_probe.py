@@ -11,7 +11,8 @@ import platform
 import sys
 
 
-def main():
+def probe():
+    """Returns (exit status, facts): see the module docstring."""
     out = {"machine": platform.machine(), "python": sys.version.split()[0],
            "forced": os.environ.get("EDGE_RBMLP_KERNEL")}
     import edge_rbmlp
@@ -20,8 +21,7 @@ def main():
         from edge_rbmlp import _native
     except ImportError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
-        print(json.dumps(out))
-        return 4
+        return 4, out
     out["native"] = _native.__file__
     try:
         import numpy as np
@@ -48,10 +48,14 @@ def main():
             out["reference_error"] = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
-        print(json.dumps(out))
-        return 3
+        return 3, out
+    return 0, out
+
+
+def main():
+    status, out = probe()
     print(json.dumps(out))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

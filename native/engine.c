@@ -1,0 +1,306 @@
+/*
+ * The forward pass of a packed model (edge_rbmlp/model_file.py) with one kernel
+ * table.  One call runs a whole batch; every sample goes through the whole
+ * network before the next one, so the scratch is a few KiB (on the stack for
+ * every model of the paper's sizes; a model whose scratch exceeds
+ * RBM_STACK_SCRATCH gets one heap block per call, never per sample).
+ *
+ * Nothing here writes global state: concurrent calls on one model are safe.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rbm_kernels.h"
+
+#define RBM_STACK_SCRATCH (48 * 1024)
+#define ALIGN64(x) (((x) + 63) & ~(size_t)63)
+
+typedef struct scratch {
+    uint64_t *bits_a, *bits_b;
+    int32_t *acc;
+    float *h, *s;
+    uint8_t *pooled;
+    void *tmp;
+} scratch;
+
+static size_t max_words(const rbm_model *m)
+{
+    int32_t w = 1;
+    for (int32_t i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].words > w)
+            w = m->layers[i].words;
+        if (RBM_WORDS(m->layers[i].rows) > w)
+            w = RBM_WORDS(m->layers[i].rows);
+    }
+    return (size_t)w;
+}
+
+static size_t max_rows(const rbm_model *m)
+{
+    int32_t r = 1;
+    for (int32_t i = 0; i < m->n_layers; i++)
+        if (m->layers[i].rows > r)
+            r = m->layers[i].rows;
+    if (m->sc_rows > r)
+        r = m->sc_rows;
+    return (size_t)r;
+}
+
+static size_t scratch_layout(const rbm_model *m, char *base, scratch *s)
+{
+    size_t off = 0, words = max_words(m), rows = max_rows(m);
+#define TAKE(field, type, count)                                  \
+    do {                                                          \
+        if (s) s->field = (type *)(void *)(base + off);           \
+        off += ALIGN64(sizeof(type) * (size_t)(count));           \
+    } while (0)
+    TAKE(bits_a, uint64_t, words);
+    TAKE(bits_b, uint64_t, words);
+    TAKE(acc, int32_t, rows);
+    TAKE(h, float, rows);
+    TAKE(s, float, rows);
+    TAKE(pooled, uint8_t, (m->shortcut == RBM_SHORTCUT_P ? m->sc_cols : 1));
+    TAKE(tmp, char, (m->shortcut == RBM_SHORTCUT_Q ? 2 * (size_t)m->sc_cols + 64 : 64));
+#undef TAKE
+    return off;
+}
+
+#define FAIL(...)                               \
+    do {                                        \
+        if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+        return RBM_EINVAL;                      \
+    } while (0)
+
+int rbm_model_check(rbm_model *m, char *err, size_t errlen)
+{
+    if (!m)
+        FAIL("no model");
+    if (m->n_inputs < 1 || m->n_inputs > (1 << 20))
+        FAIL("n_inputs %d out of range", m->n_inputs);
+    if (m->input_mode != RBM_INPUT_SIGN && m->input_mode != RBM_INPUT_INT8)
+        FAIL("bad input mode %d", m->input_mode);
+    if (m->binarize_threshold < 0 || m->binarize_threshold > 256)
+        FAIL("binarize threshold %d out of [0, 256]", m->binarize_threshold);
+    if (m->n_layers < 1 || m->n_layers > RBM_MAX_LAYERS)
+        FAIL("%d layers (1..%d)", m->n_layers, RBM_MAX_LAYERS);
+    int32_t n = m->n_inputs;
+    for (int32_t i = 0; i < m->n_layers; i++) {
+        rbm_layer *L = &m->layers[i];
+        if (L->n != n)
+            FAIL("layer %d takes %d inputs where %d are produced", i, L->n, n);
+        if (L->rows < 1 || L->rows > (1 << 16))
+            FAIL("layer %d width %d out of range", i, L->rows);
+        if (L->words != RBM_WORDS(n))
+            FAIL("layer %d has %d words per row, %d needed", i, L->words, RBM_WORDS(n));
+        if (!L->weight)
+            FAIL("layer %d has no weights", i);
+        if (i < m->n_layers - 1) {
+            if (!L->threshold || !L->flip)
+                FAIL("layer %d has no thresholds", i);
+        } else if (!L->scale || !L->shift) {
+            FAIL("last layer has no scale/shift");
+        }
+        n = L->rows;
+    }
+    int32_t last = m->layers[m->n_layers - 1].rows;
+    switch (m->shortcut) {
+    case RBM_SHORTCUT_NONE:
+        break;
+    case RBM_SHORTCUT_F:
+    case RBM_SHORTCUT_Q:
+    case RBM_SHORTCUT_P:
+        if (m->sc_rows != last)
+            FAIL("shortcut has %d rows, the last layer %d", m->sc_rows, last);
+        if (!m->sc_weight || !m->sc_bias)
+            FAIL("shortcut tensors missing");
+        if (m->shortcut == RBM_SHORTCUT_P) {
+            if (m->pool < 1 || m->sc_cols != m->n_inputs / m->pool || m->sc_cols < 1)
+                FAIL("P shortcut: %d columns for %d inputs pooled by %d", m->sc_cols, m->n_inputs, m->pool);
+        } else if (m->sc_cols != m->n_inputs) {
+            FAIL("shortcut has %d columns for %d inputs", m->sc_cols, m->n_inputs);
+        }
+        if (m->shortcut == RBM_SHORTCUT_Q) {
+            if (!m->sc_scale || !m->sc_rowsum)
+                FAIL("Q shortcut needs scale and row sums");
+            /* 128 * 255 * 65536 < 2^31: no int32 overflow in the accumulation */
+            if (m->sc_cols > 65536)
+                FAIL("Q shortcut with %d inputs could overflow int32 accumulation (max 65536)", m->sc_cols);
+        }
+        break;
+    default:
+        FAIL("unknown shortcut kind %d", m->shortcut);
+    }
+    if (m->n_out < 1 || !m->out_weight || !m->out_bias)
+        FAIL("output layer missing");
+    if (m->w0t) {
+        if (m->w0t_words != RBM_WORDS(m->layers[0].rows) || !m->w0_rowpop)
+            FAIL("sparse tables inconsistent");
+        if (m->shortcut == RBM_SHORTCUT_Q && !m->sct)
+            FAIL("sparse Q shortcut table missing");
+    }
+    m->scratch_bytes = scratch_layout(m, NULL, NULL);
+    return RBM_OK;
+}
+
+/* layer 0 accumulators from sparse indices (multi-hot inputs: active q = 1, others 0) */
+static void sparse_layer0(const rbm_model *m, const rbm_kernels *K, const int32_t *idx, int32_t k,
+                          int32_t *acc)
+{
+    const rbm_layer *L = &m->layers[0];
+    K->sparse_bitcount(m->w0t, m->w0t_words, L->rows, idx, k, acc);
+    if (m->input_mode == RBM_INPUT_INT8) {
+        /* sum over active i of (+-1) = 2*cnt - k */
+        for (int32_t o = 0; o < L->rows; o++)
+            acc[o] = 2 * acc[o] - k;
+    } else {
+        /* x_i = a on active inputs, z elsewhere; sum_all w = 2*pop - n, sum_active w = 2*cnt - k */
+        int32_t a = (1 >= m->binarize_threshold) ? 1 : -1;
+        int32_t z = (0 >= m->binarize_threshold) ? 1 : -1;
+        for (int32_t o = 0; o < L->rows; o++)
+            acc[o] = z * (2 * m->w0_rowpop[o] - L->n) + (a - z) * (2 * acc[o] - k);
+    }
+}
+
+static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx,
+                        int32_t k, float *out, const scratch *S)
+{
+    const rbm_layer *L0 = &m->layers[0];
+    int32_t *acc = S->acc;
+    uint64_t *x = S->bits_a, *y = S->bits_b;
+    if (q) {
+        if (m->input_mode == RBM_INPUT_SIGN) {
+            K->pack_ge_u8(q, L0->n, m->binarize_threshold, x);
+            K->bmv(L0->weight, L0->rows, L0->words, x, L0->n, acc);
+        } else {
+            K->u8_bmv(L0->weight, L0->rows, L0->words, q, L0->n, acc);
+        }
+    } else {
+        sparse_layer0(m, K, idx, k, acc);
+    }
+    int32_t T = m->n_layers;
+    for (int32_t i = 0; i < T; i++) {
+        const rbm_layer *L = &m->layers[i];
+        if (i > 0)
+            K->bmv(L->weight, L->rows, L->words, x, L->n, acc);
+        if (i < T - 1) {
+            K->threshold_pack(acc, L->threshold, L->flip, L->rows, y);
+            uint64_t *t = x;
+            x = y;
+            y = t;
+        } else {
+            for (int32_t o = 0; o < L->rows; o++)
+                S->h[o] = (float)acc[o] * L->scale[o] + L->shift[o];
+        }
+    }
+    int32_t width = m->layers[T - 1].rows;
+    float *h = S->h, *s = S->s;
+    if (m->shortcut != RBM_SHORTCUT_NONE) {
+        int32_t rows = m->sc_rows, cols = m->sc_cols;
+        if (m->shortcut == RBM_SHORTCUT_F) {
+            const float *W = (const float *)m->sc_weight;
+            if (q) {
+                K->f32u8_mv(W, rows, cols, q, m->sc_bias, s);
+            } else {
+                for (int32_t o = 0; o < rows; o++) {
+                    const float *w = W + (size_t)o * cols;
+                    float v = 0.0f;
+                    for (int32_t j = 0; j < k; j++)
+                        v += w[idx[j]];
+                    s[o] = m->sc_bias[o] + v;
+                }
+            }
+        } else if (m->shortcut == RBM_SHORTCUT_Q) {
+            int32_t *iacc = acc; /* layer accumulators are no longer needed */
+            if (q)
+                K->s8u8_mv((const int8_t *)m->sc_weight, m->sc_rowsum, rows, cols, q, S->tmp, iacc);
+            else
+                K->sparse_s8sum(m->sct, rows, idx, k, iacc);
+            for (int32_t o = 0; o < rows; o++)
+                s[o] = (float)iacc[o] * m->sc_scale[o] + m->sc_bias[o];
+        } else {
+            if (q) {
+                K->maxpool_u8(q, cols, m->pool, S->pooled);
+            } else {
+                memset(S->pooled, 0, (size_t)cols);
+                for (int32_t j = 0; j < k; j++) {
+                    int32_t c = idx[j] / m->pool;
+                    if (c < cols)
+                        S->pooled[c] = 1;
+                }
+            }
+            K->f32u8_mv((const float *)m->sc_weight, rows, cols, S->pooled, m->sc_bias, s);
+        }
+        for (int32_t o = 0; o < width; o++)
+            h[o] = h[o] + s[o];
+    }
+    K->f32_mv(m->out_weight, m->n_out, width, h, m->out_bias, out);
+}
+
+static char *scratch_base(const rbm_model *m, uint64_t *stack, void **heap)
+{
+    *heap = NULL;
+    if (m->scratch_bytes + 64 <= RBM_STACK_SCRATCH)
+        return (char *)(((uintptr_t)stack + 63) & ~(uintptr_t)63);
+    *heap = malloc(m->scratch_bytes + 64);
+    if (!*heap)
+        return NULL;
+    return (char *)(((uintptr_t)*heap + 63) & ~(uintptr_t)63);
+}
+
+int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                int64_t row_stride, float *out)
+{
+    if (!m || !K || batch < 0 || (batch > 0 && (!q || !out)) || row_stride < m->n_inputs)
+        return RBM_EINVAL;
+    if (m->scratch_bytes == 0)
+        return RBM_EINVAL; /* rbm_model_check was not run */
+    uint64_t stack[RBM_STACK_SCRATCH / 8];
+    void *heap;
+    char *base = scratch_base(m, stack, &heap);
+    if (!base)
+        return RBM_ENOMEM;
+    scratch S;
+    scratch_layout(m, base, &S);
+    for (int64_t b = 0; b < batch; b++)
+        forward_one(m, K, q + b * row_stride, NULL, 0, out + b * m->n_out, &S);
+    free(heap);
+    return RBM_OK;
+}
+
+int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
+                       const int64_t *offsets, int64_t batch, float *out)
+{
+    if (!m || !K || batch < 0 || !offsets || (batch > 0 && !out))
+        return RBM_EINVAL;
+    if (m->scratch_bytes == 0)
+        return RBM_EINVAL;
+    if (!m->w0t)
+        return RBM_ENOSPARSE;
+    /* validate every index before computing anything */
+    if (offsets[0] != 0)
+        return RBM_EINDEX;
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t lo = offsets[b], hi = offsets[b + 1];
+        if (hi < lo || hi - lo > m->n_inputs)
+            return RBM_EINDEX;
+        int32_t prev = -1;
+        for (int64_t j = lo; j < hi; j++) {
+            if (idx[j] <= prev || idx[j] >= m->n_inputs)
+                return RBM_EINDEX;
+            prev = idx[j];
+        }
+    }
+    uint64_t stack[RBM_STACK_SCRATCH / 8];
+    void *heap;
+    char *base = scratch_base(m, stack, &heap);
+    if (!base)
+        return RBM_ENOMEM;
+    scratch S;
+    scratch_layout(m, base, &S);
+    for (int64_t b = 0; b < batch; b++)
+        forward_one(m, K, NULL, idx + offsets[b], (int32_t)(offsets[b + 1] - offsets[b]),
+                    out + b * m->n_out, &S);
+    free(heap);
+    return RBM_OK;
+}

@@ -1,0 +1,390 @@
+/*
+ * x86_64 kernels: AVX2 (vpshufb nibble-table popcount, vpsadbw reduction),
+ * POPCNT for row tails, FMA for the float layers.  Every function carries a
+ * function-level target attribute, so this file compiles without -mavx2 and the
+ * rest of the extension runs on any x86_64; select.c only hands this table out
+ * when the CPU reports AVX2, POPCNT and FMA.
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "rbm_kernels.h"
+
+#define FN __attribute__((target("avx2,popcnt,fma"))) static
+#define INL __attribute__((target("avx2,popcnt,fma"), always_inline)) static inline
+
+INL __m256i popcnt8(__m256i v)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_and_si256(v, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+/* sums of the four 64-bit lanes of s0..s3 -> one vector [sum(s0), sum(s1), sum(s2), sum(s3)] */
+INL __m256i hsum4_epi64(__m256i s0, __m256i s1, __m256i s2, __m256i s3)
+{
+    __m256i t01 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+    __m256i t23 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+    return _mm256_add_epi64(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
+}
+
+INL int64_t hsum_epi64(__m256i s)
+{
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+}
+
+INL float hsum_ps(__m256 v)
+{
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
+}
+
+/* 4 float vectors -> [sum(a0), sum(a1), sum(a2), sum(a3)] */
+INL __m128 hsum4_ps(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+FN void pack_ge_u8(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits)
+{
+    int32_t words = RBM_WORDS(n);
+    memset(bits, 0, (size_t)words * 8);
+    if (t >= 256)
+        return;
+    int32_t i = 0;
+    if (t > 0) {
+        const __m256i tv = _mm256_set1_epi8((char)(uint8_t)t);
+        for (; i + 32 <= n; i += 32) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + i));
+            __m256i ge = _mm256_cmpeq_epi8(_mm256_max_epu8(v, tv), v);
+            bits[i >> 6] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(ge) << (i & 63);
+        }
+    }
+    for (; i < n; i++)
+        if ((int32_t)q[i] >= t)
+            bits[i >> 6] |= 1ULL << (i & 63);
+}
+
+FN void bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, int32_t n, int32_t *acc)
+{
+    const int32_t chunks = words >> 2, tail = chunks * 4;
+    const __m256i zero = _mm256_setzero_si256();
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
+        __m256i s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+        for (int32_t c = 0; c < chunks;) {
+            int32_t end = c + 31 < chunks ? c + 31 : chunks; /* bytes hold up to 31 * 8 */
+            __m256i b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+            for (; c < end; c++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 4 * c));
+                b0 = _mm256_add_epi8(b0, popcnt8(_mm256_xor_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + 4 * c)))));
+                b1 = _mm256_add_epi8(b1, popcnt8(_mm256_xor_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + 4 * c)))));
+                b2 = _mm256_add_epi8(b2, popcnt8(_mm256_xor_si256(xv, _mm256_loadu_si256((const __m256i *)(w2 + 4 * c)))));
+                b3 = _mm256_add_epi8(b3, popcnt8(_mm256_xor_si256(xv, _mm256_loadu_si256((const __m256i *)(w3 + 4 * c)))));
+            }
+            s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(b0, zero));
+            s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(b1, zero));
+            s2 = _mm256_add_epi64(s2, _mm256_sad_epu8(b2, zero));
+            s3 = _mm256_add_epi64(s3, _mm256_sad_epu8(b3, zero));
+        }
+        int64_t c4[4];
+        _mm256_storeu_si256((__m256i *)c4, hsum4_epi64(s0, s1, s2, s3));
+        for (int32_t j = tail; j < words; j++) {
+            uint64_t xj = x[j];
+            c4[0] += _mm_popcnt_u64(xj ^ w0[j]);
+            c4[1] += _mm_popcnt_u64(xj ^ w1[j]);
+            c4[2] += _mm_popcnt_u64(xj ^ w2[j]);
+            c4[3] += _mm_popcnt_u64(xj ^ w3[j]);
+        }
+        acc[o] = n - 2 * (int32_t)c4[0];
+        acc[o + 1] = n - 2 * (int32_t)c4[1];
+        acc[o + 2] = n - 2 * (int32_t)c4[2];
+        acc[o + 3] = n - 2 * (int32_t)c4[3];
+    }
+    for (; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        __m256i s = zero;
+        for (int32_t c = 0; c < chunks;) {
+            int32_t end = c + 31 < chunks ? c + 31 : chunks;
+            __m256i b = zero;
+            for (; c < end; c++)
+                b = _mm256_add_epi8(b, popcnt8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + 4 * c)),
+                                                                _mm256_loadu_si256((const __m256i *)(w + 4 * c)))));
+            s = _mm256_add_epi64(s, _mm256_sad_epu8(b, zero));
+        }
+        int64_t cnt = hsum_epi64(s);
+        for (int32_t j = tail; j < words; j++)
+            cnt += _mm_popcnt_u64(x[j] ^ w[j]);
+        acc[o] = n - 2 * (int32_t)cnt;
+    }
+}
+
+FN void threshold_pack(const int32_t *acc, const int32_t *thr, const uint8_t *flip, int32_t rows, uint64_t *bits)
+{
+    memset(bits, 0, (size_t)RBM_WORDS(rows) * 8);
+    const __m256i zero = _mm256_setzero_si256();
+    int32_t o = 0;
+    for (; o + 8 <= rows; o += 8) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(acc + o));
+        __m256i t = _mm256_loadu_si256((const __m256i *)(thr + o));
+        __m256i f = _mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(flip + o))), zero);
+        __m256i lt = _mm256_cmpgt_epi32(t, a); /* a < t: bit 0 unless flipped */
+        __m256i gt = _mm256_cmpgt_epi32(a, t); /* a > t: bit 0 if flipped */
+        __m256i off = _mm256_blendv_epi8(lt, gt, f);
+        uint32_t m = (~(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(off))) & 0xFFu;
+        bits[o >> 6] |= (uint64_t)m << (o & 63);
+    }
+    for (; o < rows; o++) {
+        int on = flip[o] ? (acc[o] <= thr[o]) : (acc[o] >= thr[o]);
+        if (on)
+            bits[o >> 6] |= 1ULL << (o & 63);
+    }
+}
+
+FN void u8_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n, int32_t *acc)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+                                          3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const int32_t full = n & ~31;
+    /* total of q, for acc = 2 * (sum of q where the bit is 1) - total */
+    int64_t total = 0;
+    {
+        __m256i s = zero;
+        for (int32_t i = 0; i < full; i += 32)
+            s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(q + i)), zero));
+        total = hsum_epi64(s);
+        for (int32_t i = full; i < n; i++)
+            total += q[i];
+    }
+    for (int32_t o = 0; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        __m256i s = zero;
+        for (int32_t i = 0; i < full; i += 32) {
+            uint32_t b = (uint32_t)(w[i >> 6] >> (i & 63));
+            __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)b), shuf);
+            m = _mm256_cmpeq_epi8(_mm256_and_si256(m, sel), sel);
+            __m256i v = _mm256_and_si256(m, _mm256_loadu_si256((const __m256i *)(q + i)));
+            s = _mm256_add_epi64(s, _mm256_sad_epu8(v, zero));
+        }
+        int64_t on = hsum_epi64(s);
+        for (int32_t i = full; i < n; i++)
+            if ((w[i >> 6] >> (i & 63)) & 1)
+                on += q[i];
+        acc[o] = (int32_t)(2 * on - total);
+    }
+}
+
+FN void s8u8_mv(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n, const uint8_t *q, void *tmp,
+                int32_t *acc)
+{
+    (void)rowsum;
+    /* widen q to int16 once, then vpmaddwd with the sign-extended weights */
+    int16_t *q16 = (int16_t *)(((uintptr_t)tmp + 31) & ~(uintptr_t)31);
+    const int32_t full = n & ~15;
+    for (int32_t i = 0; i < full; i += 16)
+        _mm256_store_si256((__m256i *)(q16 + i), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + i))));
+    for (int32_t o = 0; o < rows; o++) {
+        const int8_t *w = W + (size_t)o * n;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        int32_t i = 0;
+        for (; i + 32 <= full; i += 32) {
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i + 16)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(w0, _mm256_load_si256((const __m256i *)(q16 + i))));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(w1, _mm256_load_si256((const __m256i *)(q16 + i + 16))));
+        }
+        for (; i < full; i += 16) {
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(w0, _mm256_load_si256((const __m256i *)(q16 + i))));
+        }
+        __m256i s = _mm256_add_epi32(s0, s1);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+        int32_t v = _mm_cvtsi128_si32(t);
+        for (; i < n; i++)
+            v += (int32_t)w[i] * (int32_t)q[i];
+        acc[o] = v;
+    }
+}
+
+FN void f32_mv(const float *W, int32_t rows, int32_t n, const float *x, const float *bias, float *out)
+{
+    const int32_t full = n & ~7;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < full; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
+        }
+        float s[4];
+        _mm_storeu_ps(s, hsum4_ps(a0, a1, a2, a3));
+        for (int32_t i = full; i < n; i++) {
+            s[0] += w0[i] * x[i];
+            s[1] += w1[i] * x[i];
+            s[2] += w2[i] * x[i];
+            s[3] += w3[i] * x[i];
+        }
+        for (int r = 0; r < 4; r++)
+            out[o + r] = bias[o + r] + s[r];
+    }
+    for (; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        __m256 a = _mm256_setzero_ps();
+        for (int32_t i = 0; i < full; i += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a);
+        float s = hsum_ps(a);
+        for (int32_t i = full; i < n; i++)
+            s += w[i] * x[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+INL __m256 load8_u8_ps(const uint8_t *q)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+FN void f32u8_mv(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias, float *out)
+{
+    const int32_t full = n & ~7;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < full; i += 8) {
+            __m256 xv = load8_u8_ps(q + i);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
+        }
+        float s[4];
+        _mm_storeu_ps(s, hsum4_ps(a0, a1, a2, a3));
+        for (int32_t i = full; i < n; i++) {
+            float xi = (float)q[i];
+            s[0] += w0[i] * xi;
+            s[1] += w1[i] * xi;
+            s[2] += w2[i] * xi;
+            s[3] += w3[i] * xi;
+        }
+        for (int r = 0; r < 4; r++)
+            out[o + r] = bias[o + r] + s[r];
+    }
+    for (; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        __m256 a = _mm256_setzero_ps();
+        for (int32_t i = 0; i < full; i += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load8_u8_ps(q + i), a);
+        float s = hsum_ps(a);
+        for (int32_t i = full; i < n; i++)
+            s += w[i] * (float)q[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+FN void maxpool_u8(const uint8_t *q, int32_t m, int32_t pool, uint8_t *out)
+{
+    int32_t j = 0;
+    if (pool == 8) {
+        /* 4 windows of 8 bytes per 32-byte load: max-reduce inside each 64-bit lane */
+        for (; j + 4 <= m; j += 4) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + (size_t)j * 8));
+            v = _mm256_max_epu8(v, _mm256_srli_epi64(v, 32));
+            v = _mm256_max_epu8(v, _mm256_srli_epi64(v, 16));
+            v = _mm256_max_epu8(v, _mm256_srli_epi64(v, 8));
+            uint64_t l[4];
+            _mm256_storeu_si256((__m256i *)l, v);
+            out[j] = (uint8_t)l[0];
+            out[j + 1] = (uint8_t)l[1];
+            out[j + 2] = (uint8_t)l[2];
+            out[j + 3] = (uint8_t)l[3];
+        }
+    }
+    for (; j < m; j++) {
+        const uint8_t *p = q + (size_t)j * pool;
+        uint8_t v = 0;
+        for (int32_t i = 0; i < pool; i++)
+            v = p[i] > v ? p[i] : v;
+        out[j] = v;
+    }
+}
+
+FN void sparse_bitcount(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx, int32_t k,
+                        int32_t *cnt)
+{
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    int32_t o = 0;
+    /* 32 rows per pass: four 8-lane int32 counters stay in registers over all indices */
+    for (; o + 32 <= rows; o += 32) {
+        __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+        for (int32_t j = 0; j < k; j++) {
+            uint32_t b = (uint32_t)(WT[(size_t)idx[j] * twords + (o >> 6)] >> (o & 63));
+            c0 = _mm256_sub_epi32(c0, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b & 0xFF)), sel), sel));
+            c1 = _mm256_sub_epi32(c1, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)((b >> 8) & 0xFF)), sel), sel));
+            c2 = _mm256_sub_epi32(c2, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)((b >> 16) & 0xFF)), sel), sel));
+            c3 = _mm256_sub_epi32(c3, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b >> 24)), sel), sel));
+        }
+        _mm256_storeu_si256((__m256i *)(cnt + o), c0);
+        _mm256_storeu_si256((__m256i *)(cnt + o + 8), c1);
+        _mm256_storeu_si256((__m256i *)(cnt + o + 16), c2);
+        _mm256_storeu_si256((__m256i *)(cnt + o + 24), c3);
+    }
+    for (; o + 8 <= rows; o += 8) {
+        __m256i c = _mm256_setzero_si256();
+        for (int32_t j = 0; j < k; j++) {
+            uint32_t b = (uint32_t)(WT[(size_t)idx[j] * twords + (o >> 6)] >> (o & 63)) & 0xFF;
+            c = _mm256_sub_epi32(c, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), sel), sel));
+        }
+        _mm256_storeu_si256((__m256i *)(cnt + o), c);
+    }
+    for (; o < rows; o++) {
+        int32_t c = 0;
+        for (int32_t j = 0; j < k; j++)
+            c += (int32_t)((WT[(size_t)idx[j] * twords + (o >> 6)] >> (o & 63)) & 1);
+        cnt[o] = c;
+    }
+}
+
+FN void sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc)
+{
+    int32_t o = 0;
+    for (; o + 16 <= rows; o += 16) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+        for (int32_t j = 0; j < k; j++) {
+            __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(WTq + (size_t)idx[j] * rows + o)));
+            a0 = _mm256_add_epi32(a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(w)));
+            a1 = _mm256_add_epi32(a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1)));
+        }
+        _mm256_storeu_si256((__m256i *)(acc + o), a0);
+        _mm256_storeu_si256((__m256i *)(acc + o + 8), a1);
+    }
+    for (; o < rows; o++) {
+        int32_t a = 0;
+        for (int32_t j = 0; j < k; j++)
+            a += WTq[(size_t)idx[j] * rows + o];
+        acc[o] = a;
+    }
+}
+
+const rbm_kernels rbm_kernels_avx2 = {
+    "avx2", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
+    sparse_bitcount, sparse_s8sum,
+};
+#endif /* __x86_64__ */

@@ -1,0 +1,345 @@
+/*
+ * aarch64 kernels: baseline ASIMD (ARMv8.0), so they run on every Raspberry Pi
+ * core (Cortex-A53, A72, A76).  Binary rows: veor + vcnt with the per-byte
+ * counts kept in vector registers (vadd.8 for up to 31 steps, then one
+ * widening vpadal), reduced once per row (the daBNN / LCE pattern).
+ * kernels_neon_dotprod.c reuses these and replaces the int8 kernels.
+ */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <string.h>
+
+#include "rbm_kernels.h"
+#include "kernels_neon.h"
+
+static const uint8_t bit_weights[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+
+/* 4 byte masks (0xFF / 0) of 16 lanes each -> one 64-bit word, lane i -> bit i */
+static inline uint64_t movemask64(uint8x16_t m0, uint8x16_t m1, uint8x16_t m2, uint8x16_t m3)
+{
+    const uint8x16_t bw = vld1q_u8(bit_weights);
+    uint8x16_t p1 = vpaddq_u8(vandq_u8(m0, bw), vandq_u8(m1, bw));
+    uint8x16_t p2 = vpaddq_u8(vandq_u8(m2, bw), vandq_u8(m3, bw));
+    uint8x16_t p3 = vpaddq_u8(p1, p2);
+    uint8x16_t p4 = vpaddq_u8(p3, p3);
+    return vgetq_lane_u64(vreinterpretq_u64_u8(p4), 0);
+}
+
+void rbm_neon_pack_ge_u8(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits)
+{
+    int32_t words = RBM_WORDS(n);
+    memset(bits, 0, (size_t)words * 8);
+    if (t >= 256)
+        return;
+    int32_t i = 0;
+    if (t > 0) {
+        const uint8x16_t tv = vdupq_n_u8((uint8_t)t);
+        for (; i + 64 <= n; i += 64) {
+            uint8x16_t m0 = vcgeq_u8(vld1q_u8(q + i), tv);
+            uint8x16_t m1 = vcgeq_u8(vld1q_u8(q + i + 16), tv);
+            uint8x16_t m2 = vcgeq_u8(vld1q_u8(q + i + 32), tv);
+            uint8x16_t m3 = vcgeq_u8(vld1q_u8(q + i + 48), tv);
+            bits[i >> 6] = movemask64(m0, m1, m2, m3);
+        }
+    }
+    for (; i < n; i++)
+        if ((int32_t)q[i] >= t)
+            bits[i >> 6] |= 1ULL << (i & 63);
+}
+
+static inline uint32x4_t flush8(uint32x4_t s, uint8x16_t b)
+{
+    return vpadalq_u16(s, vpaddlq_u8(b));
+}
+
+void rbm_neon_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, int32_t n, int32_t *acc)
+{
+    const int32_t chunks = words >> 1, tail = chunks * 2;
+    const uint8_t *xb = (const uint8_t *)x;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
+        uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
+        for (int32_t c = 0; c < chunks;) {
+            int32_t end = c + 31 < chunks ? c + 31 : chunks; /* bytes hold up to 31 * 8 */
+            uint8x16_t b0 = vdupq_n_u8(0), b1 = b0, b2 = b0, b3 = b0;
+            for (; c < end; c++) {
+                uint8x16_t xv = vld1q_u8(xb + 16 * c);
+                b0 = vaddq_u8(b0, vcntq_u8(veorq_u8(xv, vld1q_u8((const uint8_t *)(w0 + 2 * c)))));
+                b1 = vaddq_u8(b1, vcntq_u8(veorq_u8(xv, vld1q_u8((const uint8_t *)(w1 + 2 * c)))));
+                b2 = vaddq_u8(b2, vcntq_u8(veorq_u8(xv, vld1q_u8((const uint8_t *)(w2 + 2 * c)))));
+                b3 = vaddq_u8(b3, vcntq_u8(veorq_u8(xv, vld1q_u8((const uint8_t *)(w3 + 2 * c)))));
+            }
+            s0 = flush8(s0, b0);
+            s1 = flush8(s1, b1);
+            s2 = flush8(s2, b2);
+            s3 = flush8(s3, b3);
+        }
+        /* [sum s0, sum s1, sum s2, sum s3] */
+        uint32x4_t t = vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3));
+        if (tail < words) {
+            uint64_t xt = x[tail];
+            uint32_t tc[4] = {
+                vaddv_u8(vcnt_u8(vcreate_u8(xt ^ w0[tail]))), vaddv_u8(vcnt_u8(vcreate_u8(xt ^ w1[tail]))),
+                vaddv_u8(vcnt_u8(vcreate_u8(xt ^ w2[tail]))), vaddv_u8(vcnt_u8(vcreate_u8(xt ^ w3[tail])))};
+            t = vaddq_u32(t, vld1q_u32(tc));
+        }
+        int32x4_t r = vsubq_s32(vdupq_n_s32(n), vshlq_n_s32(vreinterpretq_s32_u32(t), 1));
+        vst1q_s32(acc + o, r);
+    }
+    for (; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        uint32x4_t s = vdupq_n_u32(0);
+        for (int32_t c = 0; c < chunks;) {
+            int32_t end = c + 31 < chunks ? c + 31 : chunks;
+            uint8x16_t b = vdupq_n_u8(0);
+            for (; c < end; c++)
+                b = vaddq_u8(b, vcntq_u8(veorq_u8(vld1q_u8(xb + 16 * c), vld1q_u8((const uint8_t *)(w + 2 * c)))));
+            s = flush8(s, b);
+        }
+        uint32_t cnt = vaddvq_u32(s);
+        if (tail < words)
+            cnt += vaddv_u8(vcnt_u8(vcreate_u8(x[tail] ^ w[tail])));
+        acc[o] = n - 2 * (int32_t)cnt;
+    }
+}
+
+void rbm_neon_threshold_pack(const int32_t *acc, const int32_t *thr, const uint8_t *flip, int32_t rows,
+                             uint64_t *bits)
+{
+    int32_t words = RBM_WORDS(rows);
+    for (int32_t w = 0; w < words; w++) {
+        uint64_t v = 0;
+        int32_t end = (w + 1) * 64 < rows ? (w + 1) * 64 : rows;
+        for (int32_t o = w * 64; o < end; o++) {
+            uint64_t on = flip[o] ? (acc[o] <= thr[o]) : (acc[o] >= thr[o]);
+            v |= on << (o & 63);
+        }
+        bits[w] = v;
+    }
+}
+
+void rbm_neon_u8_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n, int32_t *acc)
+{
+    const uint8x16_t bw = vld1q_u8(bit_weights);
+    const int32_t full = n & ~15;
+    uint32_t total = 0;
+    {
+        uint32x4_t s = vdupq_n_u32(0);
+        for (int32_t i = 0; i < full; i += 16)
+            s = vpadalq_u16(s, vpaddlq_u8(vld1q_u8(q + i)));
+        total = vaddvq_u32(s);
+        for (int32_t i = full; i < n; i++)
+            total += q[i];
+    }
+    for (int32_t o = 0; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        uint32x4_t s = vdupq_n_u32(0);
+        for (int32_t i = 0; i < full;) {
+            int32_t end = i + 64 * 16 < full ? i + 64 * 16 : full; /* u16 lanes: 64 steps of <= 510 */
+            uint16x8_t h = vdupq_n_u16(0);
+            for (; i < end; i += 16) {
+                uint32_t b = (uint32_t)(w[i >> 6] >> (i & 63));
+                uint8x16_t bb = vcombine_u8(vdup_n_u8((uint8_t)b), vdup_n_u8((uint8_t)(b >> 8)));
+                uint8x16_t m = vtstq_u8(bb, bw);
+                h = vpadalq_u8(h, vandq_u8(m, vld1q_u8(q + i)));
+            }
+            s = vpadalq_u16(s, h);
+        }
+        uint32_t on = vaddvq_u32(s);
+        for (int32_t i = full; i < n; i++)
+            if ((w[i >> 6] >> (i & 63)) & 1)
+                on += q[i];
+        acc[o] = (int32_t)(2 * on - total);
+    }
+}
+
+void rbm_neon_s8u8_mv(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n, const uint8_t *q,
+                      void *tmp, int32_t *acc)
+{
+    /* sum w*q = sum w*(q-128) + 128*sum w; q-128 fits int8, every product fits int16 */
+    int8_t *qs = (int8_t *)(((uintptr_t)tmp + 15) & ~(uintptr_t)15);
+    const int32_t full = n & ~15;
+    const uint8x16_t bias = vdupq_n_u8(0x80);
+    for (int32_t i = 0; i < full; i += 16)
+        vst1q_s8(qs + i, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(q + i), bias)));
+    for (int32_t o = 0; o < rows; o++) {
+        const int8_t *w = W + (size_t)o * n;
+        int32x4_t s = vdupq_n_s32(0);
+        for (int32_t i = 0; i < full; i += 16) {
+            int8x16_t wv = vld1q_s8(w + i), qv = vld1q_s8(qs + i);
+            s = vpadalq_s16(s, vmull_s8(vget_low_s8(wv), vget_low_s8(qv)));
+            s = vpadalq_s16(s, vmull_high_s8(wv, qv));
+        }
+        int32_t v = vaddvq_s32(s);
+        for (int32_t i = full; i < n; i++)
+            v += (int32_t)w[i] * ((int32_t)q[i] - 128);
+        acc[o] = v + 128 * rowsum[o];
+    }
+}
+
+void rbm_neon_f32_mv(const float *W, int32_t rows, int32_t n, const float *x, const float *bias, float *out)
+{
+    const int32_t full = n & ~3;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < full; i += 4) {
+            float32x4_t xv = vld1q_f32(x + i);
+            a0 = vfmaq_f32(a0, vld1q_f32(w0 + i), xv);
+            a1 = vfmaq_f32(a1, vld1q_f32(w1 + i), xv);
+            a2 = vfmaq_f32(a2, vld1q_f32(w2 + i), xv);
+            a3 = vfmaq_f32(a3, vld1q_f32(w3 + i), xv);
+        }
+        float32x4_t t = vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3));
+        float s[4];
+        vst1q_f32(s, t);
+        for (int32_t i = full; i < n; i++) {
+            s[0] += w0[i] * x[i];
+            s[1] += w1[i] * x[i];
+            s[2] += w2[i] * x[i];
+            s[3] += w3[i] * x[i];
+        }
+        for (int r = 0; r < 4; r++)
+            out[o + r] = bias[o + r] + s[r];
+    }
+    for (; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        float32x4_t a = vdupq_n_f32(0);
+        for (int32_t i = 0; i < full; i += 4)
+            a = vfmaq_f32(a, vld1q_f32(w + i), vld1q_f32(x + i));
+        float s = vaddvq_f32(a);
+        for (int32_t i = full; i < n; i++)
+            s += w[i] * x[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+void rbm_neon_f32u8_mv(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias, float *out)
+{
+    const int32_t full = n & ~7;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < full; i += 8) {
+            uint16x8_t q16 = vmovl_u8(vld1_u8(q + i));
+            float32x4_t lo = vcvtq_f32_u32(vmovl_u16(vget_low_u16(q16)));
+            float32x4_t hi = vcvtq_f32_u32(vmovl_high_u16(q16));
+            a0 = vfmaq_f32(vfmaq_f32(a0, vld1q_f32(w0 + i), lo), vld1q_f32(w0 + i + 4), hi);
+            a1 = vfmaq_f32(vfmaq_f32(a1, vld1q_f32(w1 + i), lo), vld1q_f32(w1 + i + 4), hi);
+            a2 = vfmaq_f32(vfmaq_f32(a2, vld1q_f32(w2 + i), lo), vld1q_f32(w2 + i + 4), hi);
+            a3 = vfmaq_f32(vfmaq_f32(a3, vld1q_f32(w3 + i), lo), vld1q_f32(w3 + i + 4), hi);
+        }
+        float32x4_t t = vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3));
+        float s[4];
+        vst1q_f32(s, t);
+        for (int32_t i = full; i < n; i++) {
+            float xi = (float)q[i];
+            s[0] += w0[i] * xi;
+            s[1] += w1[i] * xi;
+            s[2] += w2[i] * xi;
+            s[3] += w3[i] * xi;
+        }
+        for (int r = 0; r < 4; r++)
+            out[o + r] = bias[o + r] + s[r];
+    }
+    for (; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        float32x4_t a = vdupq_n_f32(0);
+        for (int32_t i = 0; i < full; i += 8) {
+            uint16x8_t q16 = vmovl_u8(vld1_u8(q + i));
+            a = vfmaq_f32(a, vld1q_f32(w + i), vcvtq_f32_u32(vmovl_u16(vget_low_u16(q16))));
+            a = vfmaq_f32(a, vld1q_f32(w + i + 4), vcvtq_f32_u32(vmovl_high_u16(q16)));
+        }
+        float s = vaddvq_f32(a);
+        for (int32_t i = full; i < n; i++)
+            s += w[i] * (float)q[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+void rbm_neon_maxpool_u8(const uint8_t *q, int32_t m, int32_t pool, uint8_t *out)
+{
+    int32_t j = 0;
+    if (pool == 8) {
+        for (; j + 2 <= m; j += 2) {
+            uint8x16_t v = vld1q_u8(q + (size_t)j * 8);
+            uint8x8_t p = vpmax_u8(vget_low_u8(v), vget_high_u8(v)); /* pairs */
+            p = vpmax_u8(p, p);
+            p = vpmax_u8(p, p); /* lane 0: window j, lane 1: window j+1 */
+            out[j] = vget_lane_u8(p, 0);
+            out[j + 1] = vget_lane_u8(p, 1);
+        }
+    }
+    for (; j < m; j++) {
+        const uint8_t *p = q + (size_t)j * pool;
+        uint8_t v = 0;
+        for (int32_t i = 0; i < pool; i++)
+            v = p[i] > v ? p[i] : v;
+        out[j] = v;
+    }
+}
+
+void rbm_neon_sparse_bitcount(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx, int32_t k,
+                              int32_t *cnt)
+{
+    const uint8x16_t bw = vld1q_u8(bit_weights);
+    int32_t o = 0;
+    /* 16 rows per pass: byte counters (vtst gives -1 per set bit) flushed into int32 */
+    for (; o + 16 <= rows; o += 16) {
+        int32x4_t c0 = vdupq_n_s32(0), c1 = c0, c2 = c0, c3 = c0;
+        for (int32_t j = 0; j < k;) {
+            int32_t end = j + 127 < k ? j + 127 : k;
+            int8x16_t b = vdupq_n_s8(0);
+            for (; j < end; j++) {
+                uint32_t v = (uint32_t)(WT[(size_t)idx[j] * twords + (o >> 6)] >> (o & 63));
+                uint8x16_t bb = vcombine_u8(vdup_n_u8((uint8_t)v), vdup_n_u8((uint8_t)(v >> 8)));
+                b = vsubq_s8(b, vreinterpretq_s8_u8(vtstq_u8(bb, bw)));
+            }
+            int16x8_t lo = vmovl_s8(vget_low_s8(b)), hi = vmovl_high_s8(b);
+            c0 = vaddw_s16(c0, vget_low_s16(lo));
+            c1 = vaddw_high_s16(c1, lo);
+            c2 = vaddw_s16(c2, vget_low_s16(hi));
+            c3 = vaddw_high_s16(c3, hi);
+        }
+        vst1q_s32(cnt + o, c0);
+        vst1q_s32(cnt + o + 4, c1);
+        vst1q_s32(cnt + o + 8, c2);
+        vst1q_s32(cnt + o + 12, c3);
+    }
+    for (; o < rows; o++) {
+        int32_t c = 0;
+        for (int32_t j = 0; j < k; j++)
+            c += (int32_t)((WT[(size_t)idx[j] * twords + (o >> 6)] >> (o & 63)) & 1);
+        cnt[o] = c;
+    }
+}
+
+void rbm_neon_sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc)
+{
+    int32_t o = 0;
+    for (; o + 8 <= rows; o += 8) {
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0;
+        for (int32_t j = 0; j < k; j++) {
+            int16x8_t w = vmovl_s8(vld1_s8(WTq + (size_t)idx[j] * rows + o));
+            a0 = vaddw_s16(a0, vget_low_s16(w));
+            a1 = vaddw_high_s16(a1, w);
+        }
+        vst1q_s32(acc + o, a0);
+        vst1q_s32(acc + o + 4, a1);
+    }
+    for (; o < rows; o++) {
+        int32_t a = 0;
+        for (int32_t j = 0; j < k; j++)
+            a += WTq[(size_t)idx[j] * rows + o];
+        acc[o] = a;
+    }
+}
+
+const rbm_kernels rbm_kernels_neon = {
+    "neon", rbm_neon_pack_ge_u8, rbm_neon_bmv, rbm_neon_threshold_pack, rbm_neon_u8_bmv, rbm_neon_s8u8_mv,
+    rbm_neon_f32_mv, rbm_neon_f32u8_mv, rbm_neon_maxpool_u8, rbm_neon_sparse_bitcount, rbm_neon_sparse_s8sum,
+};
+#endif /* __aarch64__ */

@@ -1,0 +1,141 @@
+/*
+ * Portable C kernels: the reference implementation in C (the C definition of
+ * correct).  Plain loops, no intrinsics, a SWAR popcount so the result does
+ * not depend on compiler builtins; every optimized variant is tested against
+ * these kernel by kernel (tests/test_native_kernels.py).
+ */
+#include <string.h>
+
+#include "rbm_kernels.h"
+
+static inline int32_t popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int32_t)((x * 0x0101010101010101ULL) >> 56);
+}
+
+static void pack_ge_u8(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits)
+{
+    int32_t words = RBM_WORDS(n);
+    for (int32_t w = 0; w < words; w++)
+        bits[w] = 0;
+    for (int32_t i = 0; i < n; i++)
+        if ((int32_t)q[i] >= t)
+            bits[i >> 6] |= 1ULL << (i & 63);
+}
+
+static void bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, int32_t n,
+                int32_t *acc)
+{
+    for (int32_t o = 0; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        int32_t c = 0;
+        for (int32_t j = 0; j < words; j++)
+            c += popcount64(x[j] ^ w[j]);
+        acc[o] = n - 2 * c;
+    }
+}
+
+static void threshold_pack(const int32_t *acc, const int32_t *thr, const uint8_t *flip, int32_t rows,
+                           uint64_t *bits)
+{
+    int32_t words = RBM_WORDS(rows);
+    for (int32_t w = 0; w < words; w++)
+        bits[w] = 0;
+    for (int32_t o = 0; o < rows; o++) {
+        int on = flip[o] ? (acc[o] <= thr[o]) : (acc[o] >= thr[o]);
+        if (on)
+            bits[o >> 6] |= 1ULL << (o & 63);
+    }
+}
+
+static void u8_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n,
+                   int32_t *acc)
+{
+    (void)words;
+    for (int32_t o = 0; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        int32_t s = 0;
+        for (int32_t i = 0; i < n; i++)
+            s += ((w[i >> 6] >> (i & 63)) & 1) ? (int32_t)q[i] : -(int32_t)q[i];
+        acc[o] = s;
+    }
+}
+
+static void s8u8_mv(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n, const uint8_t *q,
+                    void *tmp, int32_t *acc)
+{
+    (void)rowsum;
+    (void)tmp;
+    for (int32_t o = 0; o < rows; o++) {
+        const int8_t *w = W + (size_t)o * n;
+        int32_t s = 0;
+        for (int32_t i = 0; i < n; i++)
+            s += (int32_t)w[i] * (int32_t)q[i];
+        acc[o] = s;
+    }
+}
+
+static void f32_mv(const float *W, int32_t rows, int32_t n, const float *x, const float *bias, float *out)
+{
+    for (int32_t o = 0; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        float s = 0.0f;
+        for (int32_t i = 0; i < n; i++)
+            s += w[i] * x[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+static void f32u8_mv(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias,
+                     float *out)
+{
+    for (int32_t o = 0; o < rows; o++) {
+        const float *w = W + (size_t)o * n;
+        float s = 0.0f;
+        for (int32_t i = 0; i < n; i++)
+            s += w[i] * (float)q[i];
+        out[o] = bias[o] + s;
+    }
+}
+
+static void maxpool_u8(const uint8_t *q, int32_t m, int32_t pool, uint8_t *out)
+{
+    for (int32_t j = 0; j < m; j++) {
+        const uint8_t *p = q + (size_t)j * pool;
+        uint8_t v = 0;
+        for (int32_t i = 0; i < pool; i++)
+            v = p[i] > v ? p[i] : v;
+        out[j] = v;
+    }
+}
+
+static void sparse_bitcount(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx,
+                            int32_t k, int32_t *cnt)
+{
+    for (int32_t o = 0; o < rows; o++)
+        cnt[o] = 0;
+    for (int32_t j = 0; j < k; j++) {
+        const uint64_t *b = WT + (size_t)idx[j] * twords;
+        for (int32_t o = 0; o < rows; o++)
+            cnt[o] += (int32_t)((b[o >> 6] >> (o & 63)) & 1);
+    }
+}
+
+static void sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc)
+{
+    for (int32_t o = 0; o < rows; o++)
+        acc[o] = 0;
+    for (int32_t j = 0; j < k; j++) {
+        const int8_t *w = WTq + (size_t)idx[j] * rows;
+        for (int32_t o = 0; o < rows; o++)
+            acc[o] += w[o];
+    }
+}
+
+const rbm_kernels rbm_kernels_portable = {
+    "portable", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
+    sparse_bitcount, sparse_s8sum,
+};

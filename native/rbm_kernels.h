@@ -1,0 +1,154 @@
+/*
+ * edge-rbmlp native kernels: the public C interface.
+ *
+ * Bit order (edge_rbmlp/bits.py): element j of a row is bit (j % 64) of 64-bit
+ * word j / 64, least significant bit first; padding bits past the row length
+ * are 0 in weights and activations, so for two packed rows of n elements the
+ * +-1 dot product is  n - 2 * popcount(x XOR w).
+ *
+ * A kernel table (struct rbm_kernels) holds one implementation of every
+ * kernel.  kernels_portable.c is the plain C reference (the C definition of
+ * correct); kernels_avx2.c (x86_64 AVX2 + POPCNT + FMA), kernels_neon.c
+ * (aarch64 ASIMD, every Raspberry Pi core) and kernels_neon_dotprod.c (ARMv8.2
+ * dot product, Cortex-A76 / Pi 5) are the optimized variants.  select.c picks
+ * one at run time from the CPU's features, or the one named by the
+ * environment variable EDGE_RBMLP_KERNEL.  engine.c runs a whole model
+ * (struct rbm_model) with one table.
+ *
+ * Every size is an int32_t >= 0; every function is reentrant (no globals
+ * written) and allocation-free.
+ */
+#ifndef RBM_KERNELS_H
+#define RBM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RBM_WORDS(n) (((n) + 63) / 64)
+
+typedef struct rbm_kernels {
+    const char *name;
+    /* bits = pack(q[i] >= t) for i < n; t in [0, 256]; padding bits 0. */
+    void (*pack_ge_u8)(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits);
+    /* acc[o] = n - 2 * popcount(x XOR W[o]) for o < rows; W is [rows, words]. */
+    void (*bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, int32_t n,
+                int32_t *acc);
+    /* bits[o] = flip[o] ? acc[o] <= thr[o] : acc[o] >= thr[o]; padding bits 0. */
+    void (*threshold_pack)(const int32_t *acc, const int32_t *thr, const uint8_t *flip, int32_t rows,
+                           uint64_t *bits);
+    /* acc[o] = sum_i q[i] * (bit i of W[o] ? +1 : -1), i < n (int8 input mode). */
+    void (*u8_bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n,
+                   int32_t *acc);
+    /* acc[o] = sum_i W[o, i] * q[i] (int8 weights, uint8 input, int32 result).
+     * rowsum[o] = sum_i W[o, i]; tmp has room for 2 * n + 64 bytes. */
+    void (*s8u8_mv)(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n, const uint8_t *q,
+                    void *tmp, int32_t *acc);
+    /* out[o] = bias[o] + sum_i W[o, i] * x[i] (float). */
+    void (*f32_mv)(const float *W, int32_t rows, int32_t n, const float *x, const float *bias,
+                   float *out);
+    /* out[o] = bias[o] + sum_i W[o, i] * q[i] (float weights, uint8 input). */
+    void (*f32u8_mv)(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias,
+                     float *out);
+    /* out[j] = max(q[j*pool .. j*pool + pool - 1]) for j < m. */
+    void (*maxpool_u8)(const uint8_t *q, int32_t m, int32_t pool, uint8_t *out);
+    /* Sparse input: cnt[o] = number of idx[j] (j < k) with bit o of WT[idx[j]] set,
+     * WT being the transposed first layer [n, twords], o < rows. */
+    void (*sparse_bitcount)(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx,
+                            int32_t k, int32_t *cnt);
+    /* Sparse input: acc[o] = sum_j WTq[idx[j], o], WTq the transposed int8 shortcut [n, rows]. */
+    void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc);
+} rbm_kernels;
+
+/* -- kernel variants and their selection (select.c) ------------------------ */
+extern const rbm_kernels rbm_kernels_portable;
+#if defined(__x86_64__)
+extern const rbm_kernels rbm_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+extern const rbm_kernels rbm_kernels_neon;
+extern const rbm_kernels rbm_kernels_neon_dotprod;
+#endif
+
+#define RBM_VARIANT_OK 0
+#define RBM_VARIANT_UNKNOWN (-1)      /* no such variant name */
+#define RBM_VARIANT_OTHER_ARCH (-2)   /* exists, but not for this CPU architecture */
+#define RBM_VARIANT_NO_CPU (-3)       /* this CPU lacks the instructions it needs */
+
+/* Names of every variant, NULL-terminated. */
+extern const char *const rbm_variant_names[];
+/* Status of a variant on this machine; on success *out is its table. */
+int rbm_variant_lookup(const char *name, const rbm_kernels **out);
+/* The best variant this CPU runs. */
+const rbm_kernels *rbm_best_kernels(void);
+/* What a variant needs (for error messages), e.g. "x86_64 with AVX2, POPCNT and FMA". */
+const char *rbm_variant_requirement(const char *name);
+
+/* -- a whole model (engine.c) ------------------------------------------------ */
+#define RBM_MAX_LAYERS 64
+#define RBM_SHORTCUT_NONE 0
+#define RBM_SHORTCUT_F 1
+#define RBM_SHORTCUT_Q 2
+#define RBM_SHORTCUT_P 3
+#define RBM_INPUT_SIGN 0
+#define RBM_INPUT_INT8 1
+
+typedef struct rbm_layer {
+    const uint64_t *weight; /* [rows, words] */
+    int32_t rows, n, words;
+    const int32_t *threshold; /* [rows], every layer but the last */
+    const uint8_t *flip;      /* [rows] */
+    const float *scale;       /* [rows], last layer */
+    const float *shift;       /* [rows] */
+} rbm_layer;
+
+typedef struct rbm_model {
+    int32_t n_inputs;
+    int32_t input_mode;          /* RBM_INPUT_* */
+    int32_t binarize_threshold;  /* sign mode: bit = q >= this */
+    int32_t n_layers;
+    rbm_layer layers[RBM_MAX_LAYERS];
+    int32_t shortcut;            /* RBM_SHORTCUT_* */
+    const void *sc_weight;       /* F/P: float [rows, cols]; Q: int8 [rows, cols] */
+    const float *sc_scale;       /* Q */
+    const float *sc_bias;
+    const int32_t *sc_rowsum;    /* Q: sum of each weight row */
+    int32_t sc_rows, sc_cols, pool;
+    const float *out_weight;     /* [n_out, last width] */
+    const float *out_bias;
+    int32_t n_out;
+    /* sparse (multi-hot) input path, optional (NULL when absent) */
+    const uint64_t *w0t;         /* [n_inputs, w0t_words]: transposed layer 0 bits */
+    int32_t w0t_words;
+    const int32_t *w0_rowpop;    /* [layers[0].rows]: popcount of each layer-0 row */
+    const int8_t *sct;           /* Q: [n_inputs, sc_rows] transposed shortcut */
+    /* filled by rbm_model_check */
+    size_t scratch_bytes;
+} rbm_model;
+
+#define RBM_OK 0
+#define RBM_EINVAL (-1)   /* inconsistent model or arguments */
+#define RBM_ENOMEM (-2)
+#define RBM_EINDEX (-3)   /* sparse indices out of range or not strictly increasing */
+#define RBM_ENOSPARSE (-4) /* the model has no sparse tables */
+
+/* Checks every size and pointer of the model; sets scratch_bytes.  Returns RBM_OK or
+ * RBM_EINVAL with a message in err. */
+int rbm_model_check(rbm_model *m, char *err, size_t errlen);
+
+/* logits of `batch` dense inputs q [batch, row_stride >= n_inputs] into out [batch, n_out]. */
+int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                int64_t row_stride, float *out);
+
+/* logits of `batch` multi-hot inputs given as sorted unique active indices:
+ * sample b has indices idx[offsets[b] .. offsets[b+1]-1]. */
+int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
+                       const int64_t *offsets, int64_t batch, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
