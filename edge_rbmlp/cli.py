@@ -310,5 +310,11 @@ def demo(backend):
                 console.print(f"  {path.name}: {pred.label} ({max(pred.probabilities):.3f})")
 
 
+# -- serve, camera, bench-http (the device app: edge_rbmlp/server/cli_commands.py) --
+from .server.cli_commands import register as _register_device_app  # noqa: E402
+
+_register_device_app(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,222 @@
+"""The device-app commands of ``edge-rbmlp``: ``serve``, ``camera``, ``bench-http``
+(and ``--http`` on ``bench`` when the engine benchmark exists). Registered on the
+click group by :func:`register` at the end of ``edge_rbmlp/cli.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _user_errors():
+    from ..cli import USER_ERRORS
+    from .camera import CameraUnavailable
+    from .config import ConfigError
+    from .loadgen import LoadgenError
+
+    return USER_ERRORS + (ConfigError, CameraUnavailable, LoadgenError, ValueError, OSError)
+
+
+def _run(fn):
+    try:
+        return fn()
+    except click.ClickException:
+        raise
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("serve")
+@click.argument("models", nargs=-1)
+@click.option("--host", default=None, help="address to bind  [default: 127.0.0.1, loopback only]")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="[default: 8080; 0 = any free port]")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML config file (see device/config.toml)")
+@click.option("--backend", default=None, help="inference backend  [default: auto]")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="worker threads  [default: 4]")
+@click.option("--camera", "camera", is_flag=True, default=None, help="run the Pi camera inside the service")
+@click.option("--camera-model", default=None, help="image model for the camera  [default: the first one]")
+@click.option("--interval", type=click.FloatRange(0, 3600), default=None, help="seconds between camera frames")
+@click.option("--max-body-bytes", type=int, default=None, help="request size limit  [default: 4 MiB]")
+@click.option("--insecure-public", is_flag=True, default=None,
+              help="allow a non-loopback --host without an API token (EDGE_RBMLP_TOKEN or [server] token)")
+def serve_command(models, host, port, config_path, backend, threads, camera, camera_model, interval,
+                  max_body_bytes, insecure_public):
+    """Serve MODELs (default: every bundled model) over HTTP: the web page at /, POST /classify/MODEL,
+    the Open Inference Protocol under /v2, TF Serving's /v1, /metrics and /openapi.json."""
+    from .config import load_config
+    from .serve import serve
+
+    def go():
+        overrides = {"models": list(models) or None, "host": host, "port": port, "backend": backend,
+                     "threads": threads, "insecure_public": insecure_public,
+                     "camera": {"enabled": camera, "model": camera_model, "interval": interval},
+                     "limits": {"max_body_bytes": max_body_bytes}}
+        config = load_config(config_path, overrides)
+        serve(config, echo=lambda line: click.echo(line))
+
+    _run(go)
+
+
+@click.command("camera")
+@click.argument("model")
+@click.option("--interval", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
+              help="seconds between frames")
+@click.option("--count", type=click.IntRange(1), default=None, help="stop after this many frames")
+@click.option("--width", type=click.IntRange(16, 8192), default=640, show_default=True)
+@click.option("--height", type=click.IntRange(16, 8192), default=480, show_default=True)
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--publish", "publish_url", default=None,
+              help="also send every frame to a running service (e.g. http://127.0.0.1:8080), shown on its page")
+def camera_command(model, interval, count, width, height, backend, publish_url):
+    """Classify what the Raspberry Pi camera sees with MODEL, one JSON line per frame."""
+    from ..backends import create
+    from ..models import load_model
+    from .camera import CameraLoop, open_camera
+
+    def go():
+        engine = create(load_model(model), backend)
+        if engine.model.input_spec.kind != "image":
+            raise click.ClickException(f"model {model!r} takes {engine.model.input_spec.kind}, not images")
+        publisher = _publisher(publish_url, model) if publish_url else None
+        source = open_camera(width, height)
+        loop = CameraLoop(source, engine, interval=interval, max_frames=count,
+                          on_result=publisher, echo=lambda rec: click.echo(json.dumps(rec)))
+        try:
+            loop.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            source.close()
+
+    _run(go)
+
+
+def _publisher(url: str, model: str):
+    import http.client
+    import os
+    from urllib.parse import urlsplit
+
+    from .camera import _png
+
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    name = Path(model).stem if model.endswith(".rbm") else model
+    token = os.environ.get("EDGE_RBMLP_TOKEN")
+
+    def publish(frame, pred, q, seconds):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+        try:
+            headers = {"Content-Type": "image/png", **({"Authorization": f"Bearer {token}"} if token else {})}
+            conn.request("POST", f"{parts.path.rstrip('/')}/api/camera/{name}", body=_png(frame, 640),
+                         headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                click.echo(f"edge-rbmlp: publishing to {url} failed: HTTP {resp.status}", err=True)
+        except OSError as exc:
+            click.echo(f"edge-rbmlp: publishing to {url} failed: {exc}", err=True)
+        finally:
+            conn.close()
+
+    return publish
+
+
+def _bench_http(url, models, requests, concurrency, as_json):
+    import os
+
+    from .loadgen import bench_http
+
+    token = os.environ.get("EDGE_RBMLP_TOKEN")
+
+    def go():
+        if as_json:
+            results = bench_http(url, list(models) or None, requests, concurrency, token)
+            click.echo(json.dumps(results, indent=2))
+            return results
+        from rich.console import Console
+        from rich.progress import Progress
+        from rich.table import Table
+
+        console = Console()
+        with Progress(console=console, transient=True) as progress:
+            def factory(name, total):
+                task = progress.add_task(f"{name}", total=total)
+                return lambda: progress.advance(task)
+
+            results = bench_http(url, list(models) or None, requests, concurrency, token, factory)
+        table = Table(title=f"HTTP end to end: {url} (concurrency {concurrency})")
+        for col in ("model", "requests", "errors", "p50 us", "p90 us", "p99 us", "max us", "req/s"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for r in results:
+            table.add_row(r["model"], str(r["requests"]), str(r["errors"]), *(
+                "-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
+                "-" if r["requests_per_s"] is None else f"{r['requests_per_s']:.0f}")
+        console.print(table)
+        for r in results:
+            if r["errors"]:
+                console.print(f"[red]{r['model']}: {r['errors']} errors, first: {r['first_error']}[/red]")
+        return results
+
+    results = _run(go)
+    if any(r["errors"] for r in results):
+        raise SystemExit(1)
+
+
+@click.command("bench-http")
+@click.argument("url")
+@click.option("--model", "models", multiple=True, help="model to load (repeatable)  [default: every served model]")
+@click.option("--requests", type=click.IntRange(1, 10_000_000), default=500, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_http_command(url, models, requests, concurrency, as_json):
+    """Measure a running service at URL end to end: latency percentiles and requests/s over
+    a fixed number of POST /classify requests (stops by itself)."""
+    _bench_http(url, models, requests, concurrency, as_json)
+
+
+def _add_http_to_bench(bench: click.Command) -> None:
+    """Give the engine's ``bench`` command ``--http URL`` (then its MODEL argument is optional)."""
+    if any(p.name == "http_url" for p in bench.params):
+        return
+    for p in bench.params:
+        if isinstance(p, click.Argument):
+            p.required = False
+            if p.nargs == -1:
+                continue
+    bench.params.append(click.Option(["--http", "http_url"], default=None, metavar="URL",
+                                     help="benchmark a running service end to end instead (see bench-http)"))
+    bench.params.append(click.Option(["--http-requests", "http_requests"], type=click.IntRange(1, 10_000_000),
+                                     default=500, show_default=True, help="with --http: requests per model"))
+    bench.params.append(click.Option(["--http-concurrency", "http_concurrency"], type=click.IntRange(1, 1024),
+                                     default=1, show_default=True, help="with --http: parallel connections"))
+    original = bench.callback
+
+    def callback(http_url=None, http_requests=500, http_concurrency=1, **kwargs):
+        if http_url:
+            models = [v for v in (kwargs.get("model"), kwargs.get("models")) if v]
+            flat = []
+            for v in models:
+                flat.extend(v if isinstance(v, (list, tuple)) else [v])
+            return _bench_http(http_url, flat, http_requests, http_concurrency, bool(kwargs.get("as_json")))
+        missing = [p.name for p in bench.params if isinstance(p, click.Argument) and p.nargs != -1
+                   and kwargs.get(p.name) is None]
+        if missing:
+            raise click.UsageError(f"give {missing[0].upper()} (or --http URL to benchmark a running service)")
+        ctx = click.get_current_context()
+        return ctx.invoke(original, **kwargs)
+
+    bench.callback = callback
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve_command)
+    group.add_command(camera_command)
+    group.add_command(bench_http_command)
+    bench = group.commands.get("bench")
+    if bench is not None:
+        try:
+            _add_http_to_bench(bench)
+        except Exception as exc:  # never break the CLI over the optional option
+            click.echo(f"edge-rbmlp: warning: cannot add --http to bench: {exc}", err=True)

@@ -1,0 +1,149 @@
+"""``edge-rbmlp bench --http URL``: end-to-end latency and throughput of a running service.
+
+Sends a fixed number of ``POST /classify/<model>`` requests (a real sample digit
+or review from the bundled samples when present) over keep-alive connections at
+a given concurrency, then stops: latency percentiles include HTTP, decoding,
+preprocessing and inference.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+import numpy as np
+
+SAMPLE_REVIEW = ("This film was a delight from start to finish: the acting is superb, the story moving and "
+                 "the photography beautiful. I would happily watch it again.")
+
+
+class LoadgenError(RuntimeError):
+    pass
+
+
+def _connection(url: str, timeout: float):
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https"):
+        raise LoadgenError(f"URL must be http:// or https://, got {url!r}")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return lambda: cls(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=timeout), \
+        parts.path.rstrip("/")
+
+
+def _headers(token: Optional[str]) -> Dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def sample_payload(kind: str) -> Tuple[bytes, str]:
+    """A real sample input for a model kind: (body, content type)."""
+    from ..samples import SAMPLES_DIR
+
+    if kind == "image":
+        pngs = sorted(SAMPLES_DIR.glob("*.png"))
+        if pngs:
+            return pngs[0].read_bytes(), "image/png"
+        from PIL import Image, ImageDraw
+
+        img = Image.new("L", (112, 112), 255)
+        ImageDraw.Draw(img).line([(30, 20), (80, 20), (50, 95)], fill=0, width=9)  # a drawn 7
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue(), "image/png"
+    txts = sorted(SAMPLES_DIR.glob("*.txt"))
+    text = txts[0].read_text(encoding="utf-8") if txts else SAMPLE_REVIEW
+    return text.encode("utf-8"), "text/plain; charset=utf-8"
+
+
+def served_models(url: str, token: Optional[str] = None, timeout: float = 10.0) -> List[dict]:
+    make, base = _connection(url, timeout)
+    conn = make()
+    try:
+        conn.request("GET", base + "/api/status", headers=_headers(token))
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise LoadgenError(f"GET /api/status answered {resp.status}: {body[:200]!r}")
+        return json.loads(body)["models"]
+    except OSError as exc:
+        raise LoadgenError(f"cannot reach {url}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int = 1,
+        token: Optional[str] = None, timeout: float = 30.0, progress=None) -> dict:
+    """``requests`` POSTs at ``concurrency``; returns percentiles (us), req/s and error count."""
+    if requests < 1 or concurrency < 1:
+        raise LoadgenError("requests and concurrency must be at least 1")
+    body, ctype = sample_payload(kind)
+    make, base = _connection(url, timeout)
+    path = f"{base}/classify/{model}"
+    headers = {"Content-Type": ctype, **_headers(token)}
+    latencies: List[float] = []
+    errors: List[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker():
+        conn = make()
+        try:
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                t0 = time.perf_counter()
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    ok = resp.status == 200
+                except OSError as exc:
+                    ok, data = False, str(exc).encode()
+                    conn.close()
+                    conn = make()
+                dt = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(dt)
+                    else:
+                        errors.append(data[:200].decode("utf-8", "replace"))
+                    if progress is not None:
+                        progress()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(concurrency, requests))]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1e6
+    pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
+    return {"url": url, "model": model, "requests": requests, "concurrency": concurrency, "ok": len(latencies),
+            "errors": len(errors), "first_error": errors[0] if errors else None,
+            "p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99),
+            "max_us": round(float(lat.max()), 1) if lat.size else None,
+            "requests_per_s": round(len(latencies) / wall, 1) if wall > 0 else None, "seconds": round(wall, 3)}
+
+
+def bench_http(url: str, models: Optional[List[str]] = None, requests: int = 500, concurrency: int = 1,
+               token: Optional[str] = None, progress_factory=None) -> List[dict]:
+    available = served_models(url, token)
+    kinds = {m["name"]: m["kind"] for m in available}
+    chosen = models or list(kinds)
+    results = []
+    for name in chosen:
+        if name not in kinds:
+            raise LoadgenError(f"the service does not serve {name!r} (it serves {', '.join(kinds)})")
+        if kinds[name] not in ("image", "text"):
+            continue
+        progress = progress_factory(name, requests) if progress_factory else None
+        results.append(run(url, name, kinds[name], requests, concurrency, token, progress=progress))
+    return results

@@ -1,0 +1,104 @@
+"""Prometheus metrics of one app, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from typing import Dict, Optional, Tuple
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+# inference latency buckets (seconds): 5 us .. 1 s
+LATENCY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 1.0)
+
+
+def memory_bytes() -> Tuple[Optional[int], Optional[int]]:
+    """(RSS, peak RSS) of this process in bytes, from /proc (Linux) or getrusage."""
+    rss = peak = None
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith(b"VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if peak is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = ru if sys.platform == "darwin" else ru * 1024
+    return rss, peak
+
+
+class _StateCollector:
+    """Gauges read at scrape time: memory, model sizes, camera."""
+
+    def __init__(self, state_fn):
+        self._state_fn = state_fn
+
+    def collect(self):
+        rss, peak = memory_bytes()
+        g = GaugeMetricFamily("edge_rbmlp_process_resident_memory_bytes", "Resident set size of the service process")
+        if rss is not None:
+            g.add_metric([], rss)
+        yield g
+        g = GaugeMetricFamily("edge_rbmlp_process_peak_resident_memory_bytes", "Peak resident set size (VmHWM)")
+        if peak is not None:
+            g.add_metric([], peak)
+        yield g
+        state = self._state_fn()
+        files = GaugeMetricFamily("edge_rbmlp_model_file_bytes", "Size of the packed .rbm file", labels=["model"])
+        paper = GaugeMetricFamily("edge_rbmlp_model_paper_size_bytes",
+                                  "Model size by the paper's formula (eq. 4-7)", labels=["model"])
+        info = GaugeMetricFamily("edge_rbmlp_model_info", "Served models", labels=["model", "arch", "backend", "kernel"])
+        for name, served in sorted(state.models.items()):
+            files.add_metric([name], served.summary["file_bytes"] or 0)
+            paper.add_metric([name], paper_bytes(served.model))
+            info.add_metric([name, served.summary["arch"], served.engine.name, served.engine.kernel], 1)
+        yield files
+        yield paper
+        yield info
+        cam = state.camera.snapshot()
+        g = GaugeMetricFamily("edge_rbmlp_camera_frames", "Camera frames classified since start")
+        g.add_metric([], cam["frames"])
+        yield g
+        g = GaugeMetricFamily("edge_rbmlp_camera_errors", "Camera capture or classification errors since start")
+        g.add_metric([], cam["errors"])
+        yield g
+
+
+class Metrics:
+    def __init__(self, state_fn):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("edge_rbmlp_requests", "HTTP requests by route and model",
+                                ["route", "model", "method"], registry=self.registry)
+        self.errors = Counter("edge_rbmlp_errors", "HTTP requests answered with a 4xx/5xx status",
+                              ["route", "model", "status"], registry=self.registry)
+        self.inference = Histogram("edge_rbmlp_inference_seconds",
+                                   "Time of one inference call (preprocessing included)",
+                                   ["model", "backend"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(_StateCollector(state_fn))
+
+    def observe_inference(self, model: str, backend: str, seconds: float) -> None:
+        self.inference.labels(model, backend).observe(seconds)
+
+    def exposition(self) -> Tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def paper_bytes(model) -> float:
+    from ..size import paper_size_bits
+
+    n_classes = 1 if model.output_activation == "sigmoid" else model.n_classes
+    return paper_size_bits(model.arch, model.n_inputs, n_classes) / 8
+
+
+def label_model(view_args: Optional[Dict], known) -> str:
+    """The ``model`` label of a request: a served model's name, ``unknown`` or empty (bounded cardinality)."""
+    if not view_args or "model" not in view_args:
+        return ""
+    return view_args["model"] if view_args["model"] in known else "unknown"

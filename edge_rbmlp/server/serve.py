@@ -1,0 +1,129 @@
+"""Run the service with waitress (a production WSGI server that runs on a Pi):
+the implementation of ``edge-rbmlp serve``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from typing import Callable, Optional
+
+from .config import ServerConfig
+from .notify import Watchdog, http_health_check, sd_notify, watchdog_interval
+
+log = logging.getLogger("edge_rbmlp.server")
+
+
+def public_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        shown = socket.gethostname()
+    elif ":" in host and not host.startswith("["):
+        shown = f"[{host}]"
+    else:
+        shown = host
+    return f"http://{shown}:{port}/"
+
+
+def _json_channel_class(limit: int):
+    """waitress answers protocol errors (body too large, malformed HTTP) itself, in plain text;
+    this channel makes them the same JSON ``{"error": ...}`` as the app's."""
+    import json
+
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            err = self.request.error
+            if err.code == 413:
+                message = f"request body is larger than the {limit} byte limit"
+            else:
+                message = f"{err.reason}: {err.body}"
+            body = json.dumps({"error": message}).encode("utf-8")
+            self.status = f"{err.code} {err.reason}"
+            self.response_headers.extend([("Content-Type", "application/json"),
+                                          ("X-Content-Type-Options", "nosniff")])
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
+def build_server(config: ServerConfig, app=None):
+    """The waitress server for ``config`` (socket bound, not yet serving)."""
+    from waitress.server import create_server
+
+    from .app import create_app
+
+    config.check_exposure()
+    app = app or create_app(config)
+    server = create_server(app, host=config.host, port=config.port, threads=config.threads,
+                           max_request_body_size=config.limits.max_body_bytes, ident="edge-rbmlp",
+                           channel_timeout=30, clear_untrusted_proxy_headers=True)
+    channel = _json_channel_class(config.limits.max_body_bytes)
+    listeners = [server] if hasattr(server, "channel_class") else [
+        s for s in getattr(server, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]
+    for listener in listeners:
+        listener.channel_class = channel
+    return app, server
+
+
+def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> None:
+    """Serve until SIGTERM/SIGINT. ``camera_source`` replaces the Pi camera (tests, other cameras)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app, server = build_server(config)
+    state = app.extensions["edge_rbmlp"]
+    port = server.effective_port
+    camera_loop = None
+    if config.camera.enabled:
+        from .camera import open_camera, start_in_service
+
+        source = camera_source or open_camera(config.camera.width, config.camera.height)
+        camera_loop = start_in_service(app, source, config.camera.model, config.camera.interval)
+    names = ", ".join(state.model_names())
+    backends = ", ".join(sorted({f"{s.engine.name}/{s.engine.kernel}" for s in state.models.values()}))
+    echo(f"edge-rbmlp: serving {names} ({backends}) on {public_url(config.host, port)} - open it in a browser; "
+         f"API at {public_url(config.host, port)}openapi.json")
+    if hasattr(sys.stdout, "flush"):
+        sys.stdout.flush()
+
+    def _stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    if hasattr(signal, "SIGHUP"):
+        def _reload(signum, frame):
+            from .state import reload_models
+
+            try:
+                changed = reload_models(state)
+                log.info("SIGHUP: reloaded %s", ", ".join(changed) or "nothing (no model file changed)")
+            except Exception as exc:  # a corrupt replacement is refused; the old models keep serving
+                log.error("SIGHUP: reload refused, the old models keep serving: %s", exc)
+
+        signal.signal(signal.SIGHUP, _reload)
+    watchdog = None
+    sd_notify(f"READY=1\nSTATUS=serving {names} on port {port}")
+    interval = watchdog_interval()
+    if interval:
+        watchdog = Watchdog(interval, http_health_check(config.host, port)).start()
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        sd_notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.stop()
+        if camera_loop is not None:
+            camera_loop.stop()
+            close = getattr(camera_loop.source, "close", None)
+            if close:
+                close()
+        server.close()
+        echo("edge-rbmlp: stopped")
