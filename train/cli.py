@@ -9,7 +9,15 @@ from pathlib import Path
 import click
 
 
-@click.group()
+class _RecordingGroup(click.Group):
+    """Keeps the raw command-line arguments so models can record the exact command that made them."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["edge_rbmlp.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_RecordingGroup)
 def main() -> None:
     """edge-rbmlp workstation tools (training needs the `train` extra: TensorFlow, larq)."""
 
@@ -57,7 +65,11 @@ def data_info() -> None:
 
 
 def _command_line() -> str:
-    return "python -m train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ctx = click.get_current_context(silent=True)
+    argv = ctx.meta.get("edge_rbmlp.argv") if ctx is not None else None
+    if argv is None:
+        argv = sys.argv[1:]
+    return "python -m train " + " ".join(shlex.quote(a) for a in argv)
 
 
 @main.command()
@@ -70,6 +82,8 @@ def _command_line() -> str:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=0.001, show_default=True)
 @click.option("--dropout", type=float, default=0.05, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="Adam learning rate: constant (the paper) or cosine decay to 0 over all steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--vocab-size", type=int, default=10000, show_default=True, help="IMDB vocabulary size.")
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
@@ -79,7 +93,7 @@ def _command_line() -> str:
 @click.option("--no-int8", is_flag=True, help="Skip the int8 TFLite export.")
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, seed,
+def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed,
         vocab_size, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
@@ -94,7 +108,7 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
     cfg = FitConfig(dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, dropout=dropout,
                     seed=seed, vocab_size=vocab_size, limit_train=limit_train, limit_test=limit_test,
                     name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
-                    command=_command_line())
+                    lr_schedule=lr_schedule, command=_command_line())
     try:
         report = run_fit(cfg, out)
     except DatasetMissing as exc:

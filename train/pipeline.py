@@ -38,6 +38,7 @@ class FitConfig:
     int8: bool = True
     verbose: int = 2
     command: str = ""
+    lr_schedule: str = "constant"  # or "cosine" (decays to 0 over all training steps)
 
 
 @dataclass
@@ -143,7 +144,11 @@ def train_model(cfg: FitConfig, data: Data):
 
     set_seed(cfg.seed)
     model = build_model(cfg.arch, data.spec, data.n_outputs, cfg.dropout, data.output_activation)
-    compile_model(model, cfg.lr, data.output_activation)
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        steps = cfg.epochs * int(np.ceil(len(data.y_train) / cfg.batch_size))
+        lr = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps)
+    compile_model(model, lr, data.output_activation)
     train_ds = make_dataset(data, data.q_train, data.y_train, cfg.batch_size, cfg.seed, shuffle=True)
     t0 = time.time()
     history = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose)
@@ -236,7 +241,8 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": cfg.seed,
                   "versions": vers,
                   "hyperparameters": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                                      "dropout": cfg.dropout, "optimizer": "adam"},
+                                      "dropout": cfg.dropout, "optimizer": "adam",
+                                      "lr_schedule": cfg.lr_schedule},
                   "training_seconds": round(train_seconds, 1)}
     n_classes = len(data.labels) if data.output_activation == "softmax" else 1
     report = {
