@@ -7,6 +7,7 @@
  *
  * Nothing here writes global state: concurrent calls on one model are safe.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 typedef struct scratch {
     uint64_t *bits_a, *bits_b;
     int32_t *acc;
-    float *h, *s;
+    float *h, *s, *logits;
     uint8_t *pooled;
     void *tmp;
 } scratch;
@@ -60,6 +61,7 @@ static size_t scratch_layout(const rbm_model *m, char *base, scratch *s)
     TAKE(acc, int32_t, rows);
     TAKE(h, float, rows);
     TAKE(s, float, rows);
+    TAKE(logits, float, m->n_out);
     TAKE(pooled, uint8_t, (m->shortcut == RBM_SHORTCUT_P ? m->sc_cols : 1));
     TAKE(tmp, char, (m->shortcut == RBM_SHORTCUT_Q ? 2 * (size_t)m->sc_cols + 64 : 64));
 #undef TAKE
@@ -162,8 +164,35 @@ static void sparse_layer0(const rbm_model *m, const rbm_kernels *K, const int32_
     }
 }
 
+/* logits -> out: RBM_OUT_LOGITS [n_out], RBM_OUT_SOFTMAX [n_out], RBM_OUT_SIGMOID [2] = [1 - p, p] */
+static void finish(const float *lg, int32_t n_out, int32_t kind, float *out)
+{
+    if (kind == RBM_OUT_SIGMOID) {
+        double p = 1.0 / (1.0 + exp(-(double)lg[0]));
+        out[0] = (float)(1.0 - p);
+        out[1] = (float)p;
+    } else if (kind == RBM_OUT_SOFTMAX) {
+        float mx = lg[0];
+        for (int32_t o = 1; o < n_out; o++)
+            mx = lg[o] > mx ? lg[o] : mx;
+        double sum = 0.0;
+        for (int32_t o = 0; o < n_out; o++)
+            sum += exp((double)(lg[o] - mx));
+        double inv = 1.0 / sum;
+        for (int32_t o = 0; o < n_out; o++)
+            out[o] = (float)(exp((double)(lg[o] - mx)) * inv);
+    } else {
+        memcpy(out, lg, (size_t)n_out * sizeof(float));
+    }
+}
+
+int32_t rbm_output_width(const rbm_model *m, int32_t kind)
+{
+    return kind == RBM_OUT_SIGMOID ? 2 : m->n_out;
+}
+
 static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx,
-                        int32_t k, float *out, const scratch *S)
+                        int32_t k, float *out, int32_t kind, const scratch *S)
 {
     const rbm_layer *L0 = &m->layers[0];
     int32_t *acc = S->acc;
@@ -234,7 +263,8 @@ static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t 
         for (int32_t o = 0; o < width; o++)
             h[o] = h[o] + s[o];
     }
-    K->f32_mv(m->out_weight, m->n_out, width, h, m->out_bias, out);
+    K->f32_mv(m->out_weight, m->n_out, width, h, m->out_bias, S->logits);
+    finish(S->logits, m->n_out, kind, out);
 }
 
 static char *scratch_base(const rbm_model *m, uint64_t *stack, void **heap)
@@ -248,10 +278,17 @@ static char *scratch_base(const rbm_model *m, uint64_t *stack, void **heap)
     return (char *)(((uintptr_t)*heap + 63) & ~(uintptr_t)63);
 }
 
-int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
-                int64_t row_stride, float *out)
+static int bad_kind(const rbm_model *m, int32_t kind)
 {
-    if (!m || !K || batch < 0 || (batch > 0 && (!q || !out)) || row_stride < m->n_inputs)
+    if (kind == RBM_OUT_LOGITS || kind == RBM_OUT_SOFTMAX)
+        return 0;
+    return !(kind == RBM_OUT_SIGMOID && m->n_out == 1);
+}
+
+int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                int64_t row_stride, float *out, int32_t kind)
+{
+    if (!m || !K || batch < 0 || (batch > 0 && (!q || !out)) || row_stride < m->n_inputs || bad_kind(m, kind))
         return RBM_EINVAL;
     if (m->scratch_bytes == 0)
         return RBM_EINVAL; /* rbm_model_check was not run */
@@ -263,15 +300,15 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
     scratch S;
     scratch_layout(m, base, &S);
     for (int64_t b = 0; b < batch; b++)
-        forward_one(m, K, q + b * row_stride, NULL, 0, out + b * m->n_out, &S);
+        forward_one(m, K, q + b * row_stride, NULL, 0, out + b * rbm_output_width(m, kind), kind, &S);
     free(heap);
     return RBM_OK;
 }
 
 int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
-                       const int64_t *offsets, int64_t batch, float *out)
+                       const int64_t *offsets, int64_t batch, float *out, int32_t kind)
 {
-    if (!m || !K || batch < 0 || !offsets || (batch > 0 && !out))
+    if (!m || !K || batch < 0 || !offsets || (batch > 0 && !out) || bad_kind(m, kind))
         return RBM_EINVAL;
     if (m->scratch_bytes == 0)
         return RBM_EINVAL;
@@ -300,7 +337,7 @@ int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *
     scratch_layout(m, base, &S);
     for (int64_t b = 0; b < batch; b++)
         forward_one(m, K, NULL, idx + offsets[b], (int32_t)(offsets[b + 1] - offsets[b]),
-                    out + b * m->n_out, &S);
+                    out + b * rbm_output_width(m, kind), kind, &S);
     free(heap);
     return RBM_OK;
 }

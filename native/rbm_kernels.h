@@ -139,14 +139,21 @@ typedef struct rbm_model {
  * RBM_EINVAL with a message in err. */
 int rbm_model_check(rbm_model *m, char *err, size_t errlen);
 
-/* logits of `batch` dense inputs q [batch, row_stride >= n_inputs] into out [batch, n_out]. */
-int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
-                int64_t row_stride, float *out);
+/* What the forward functions write per sample: the logits [n_out], softmax
+ * probabilities [n_out], or for one sigmoid unit [1 - p, p] (2 values). */
+#define RBM_OUT_LOGITS 0
+#define RBM_OUT_SOFTMAX 1
+#define RBM_OUT_SIGMOID 2
+int32_t rbm_output_width(const rbm_model *m, int32_t kind);
 
-/* logits of `batch` multi-hot inputs given as sorted unique active indices:
- * sample b has indices idx[offsets[b] .. offsets[b+1]-1]. */
+/* `batch` dense inputs q [batch, row_stride >= n_inputs] -> out [batch, rbm_output_width]. */
+int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                int64_t row_stride, float *out, int32_t kind);
+
+/* `batch` multi-hot inputs given as sorted unique active indices: sample b has
+ * indices idx[offsets[b] .. offsets[b+1]-1]; offsets[0] must be 0. */
 int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
-                       const int64_t *offsets, int64_t batch, float *out);
+                       const int64_t *offsets, int64_t batch, float *out, int32_t kind);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,464 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The compiled engine: thin Cython bindings over native/ (see native/rbm_kernels.h).
+
+``Model`` holds a packed model's arrays (kept alive here) in a C ``rbm_model``
+and runs a whole batch in one call with the GIL released. Every shape passed in
+from Python is checked here before C sees a pointer; ``rbm_model_check``
+checks the model's sizes once more in C.
+
+The ``kernel_*`` functions expose single kernels of any variant this CPU runs,
+so the tests can compare the optimized variants with the portable C kernels
+directly.
+"""
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+
+import numpy as np
+
+cdef extern from "rbm_kernels.h" nogil:
+    ctypedef struct rbm_kernels:
+        const char *name
+        void (*pack_ge_u8)(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits) noexcept nogil
+        void (*bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, int32_t n, int32_t *acc) noexcept nogil
+        void (*threshold_pack)(const int32_t *acc, const int32_t *thr, const uint8_t *flip, int32_t rows,
+                               uint64_t *bits) noexcept nogil
+        void (*u8_bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n, int32_t *acc) noexcept nogil
+        void (*s8u8_mv)(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n, const uint8_t *q,
+                        void *tmp, int32_t *acc) noexcept nogil
+        void (*f32_mv)(const float *W, int32_t rows, int32_t n, const float *x, const float *bias, float *out) noexcept nogil
+        void (*f32u8_mv)(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias,
+                         float *out) noexcept nogil
+        void (*maxpool_u8)(const uint8_t *q, int32_t m, int32_t pool, uint8_t *out) noexcept nogil
+        void (*sparse_bitcount)(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx,
+                                int32_t k, int32_t *cnt) noexcept nogil
+        void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc) noexcept nogil
+
+    const char *const rbm_variant_names[]
+    int rbm_variant_lookup(const char *name, const rbm_kernels **out)
+    const rbm_kernels *rbm_best_kernels()
+    const char *rbm_variant_requirement(const char *name)
+    int RBM_VARIANT_OK, RBM_VARIANT_UNKNOWN, RBM_VARIANT_OTHER_ARCH, RBM_VARIANT_NO_CPU
+
+    int RBM_MAX_LAYERS
+    int RBM_SHORTCUT_NONE, RBM_SHORTCUT_F, RBM_SHORTCUT_Q, RBM_SHORTCUT_P
+    int RBM_INPUT_SIGN, RBM_INPUT_INT8
+    int RBM_OUT_LOGITS, RBM_OUT_SOFTMAX, RBM_OUT_SIGMOID
+    int RBM_OK, RBM_EINVAL, RBM_ENOMEM, RBM_EINDEX, RBM_ENOSPARSE
+
+    ctypedef struct rbm_layer:
+        const uint64_t *weight
+        int32_t rows, n, words
+        const int32_t *threshold
+        const uint8_t *flip
+        const float *scale
+        const float *shift
+
+    ctypedef struct rbm_model:
+        int32_t n_inputs, input_mode, binarize_threshold, n_layers
+        rbm_layer layers[64]
+        int32_t shortcut
+        const void *sc_weight
+        const float *sc_scale
+        const float *sc_bias
+        const int32_t *sc_rowsum
+        int32_t sc_rows, sc_cols, pool
+        const float *out_weight
+        const float *out_bias
+        int32_t n_out
+        const uint64_t *w0t
+        int32_t w0t_words
+        const int32_t *w0_rowpop
+        const int8_t *sct
+        size_t scratch_bytes
+
+    int rbm_model_check(rbm_model *m, char *err, size_t errlen)
+    int32_t rbm_output_width(const rbm_model *m, int32_t kind)
+    int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                    int64_t row_stride, float *out, int32_t kind)
+    int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
+                           const int64_t *offsets, int64_t batch, float *out, int32_t kind)
+
+
+OUT_LOGITS = RBM_OUT_LOGITS
+OUT_SOFTMAX = RBM_OUT_SOFTMAX
+OUT_SIGMOID = RBM_OUT_SIGMOID
+
+
+class KernelUnavailable(RuntimeError):
+    """A kernel variant that does not exist or that this CPU cannot run."""
+
+
+def variant_names():
+    """Every kernel variant name this build knows (whether or not this CPU runs it)."""
+    cdef int i = 0
+    names = []
+    while rbm_variant_names[i] != NULL:
+        names.append(rbm_variant_names[i].decode())
+        i += 1
+    return names
+
+
+def variant_status(str name):
+    """``(ok, reason)``: whether this machine runs variant ``name``, and why not."""
+    cdef const rbm_kernels *k = NULL
+    cdef bytes b = name.encode()
+    cdef int st = rbm_variant_lookup(b, &k)
+    if st == RBM_VARIANT_OK:
+        return True, ""
+    need = rbm_variant_requirement(b).decode()
+    if st == RBM_VARIANT_UNKNOWN:
+        return False, f"unknown kernel {name!r} (known: {', '.join(variant_names())})"
+    if st == RBM_VARIANT_OTHER_ARCH:
+        return False, f"kernel {name!r} needs {need}; this build is for another CPU architecture"
+    return False, f"kernel {name!r} needs {need}; this CPU does not report those instructions"
+
+
+def available_variants():
+    """The variants this machine runs, best last."""
+    return [n for n in variant_names() if variant_status(n)[0]]
+
+
+def best_variant():
+    return rbm_best_kernels().name.decode()
+
+
+cdef const rbm_kernels *_lookup(str name) except NULL:
+    cdef const rbm_kernels *k = NULL
+    cdef bytes b = name.encode()
+    if rbm_variant_lookup(b, &k) != RBM_VARIANT_OK:
+        raise KernelUnavailable(variant_status(name)[1])
+    return k
+
+
+def _c(arr, dtype):
+    """A C-contiguous array of exactly ``dtype`` (a copy only when needed)."""
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+cdef class Model:
+    """A packed model prepared for the C engine (see ``edge_rbmlp.native_engine``).
+
+    ``arrays`` maps names to numpy arrays: ``layer.{i}.*``, ``shortcut.*``,
+    ``output.*`` as in the packed file, plus ``shortcut.rowsum`` (Q) and the
+    optional sparse tables ``sparse.w0t``, ``sparse.w0_rowpop``, ``sparse.sct``.
+    """
+
+    cdef rbm_model m
+    cdef const rbm_kernels *K
+    cdef object _keep
+    cdef readonly int n_inputs
+    cdef readonly int n_out
+    cdef readonly int out_kind
+    cdef readonly int out_width
+    cdef readonly bint has_sparse
+    cdef readonly size_t scratch_bytes
+
+    def __init__(self, dict arrays, int n_inputs, list widths, str input_mode, int binarize_threshold,
+                 shortcut, int pool_size, str output_activation, str kernel):
+        cdef int i, T = len(widths)
+        cdef char err[256]
+        if T < 1 or T > RBM_MAX_LAYERS:
+            raise ValueError(f"{T} hidden layers; 1..{RBM_MAX_LAYERS} are supported")
+        self._keep = []
+        self.K = _lookup(kernel)
+        self.m.n_inputs = n_inputs
+        self.m.input_mode = RBM_INPUT_SIGN if input_mode == "sign" else RBM_INPUT_INT8
+        if input_mode not in ("sign", "int8"):
+            raise ValueError(f"unknown input mode {input_mode!r}")
+        self.m.binarize_threshold = binarize_threshold
+        self.m.n_layers = T
+        n = n_inputs
+        for i in range(T):
+            rows = int(widths[i])
+            words = (n + 63) // 64
+            w = self._arr(arrays[f"layer.{i}.weight"], np.uint64, (rows, words))
+            self.m.layers[i].weight = <const uint64_t *><size_t>w.ctypes.data
+            self.m.layers[i].rows = rows
+            self.m.layers[i].n = n
+            self.m.layers[i].words = words
+            if i < T - 1:
+                self.m.layers[i].threshold = <const int32_t *><size_t>self._arr(
+                    arrays[f"layer.{i}.threshold"], np.int32, (rows,)).ctypes.data
+                self.m.layers[i].flip = <const uint8_t *><size_t>self._arr(
+                    arrays[f"layer.{i}.flip"], np.uint8, (rows,)).ctypes.data
+            else:
+                self.m.layers[i].scale = <const float *><size_t>self._arr(
+                    arrays[f"layer.{i}.scale"], np.float32, (rows,)).ctypes.data
+                self.m.layers[i].shift = <const float *><size_t>self._arr(
+                    arrays[f"layer.{i}.shift"], np.float32, (rows,)).ctypes.data
+            n = rows
+        last = n
+        self.m.shortcut = RBM_SHORTCUT_NONE
+        if shortcut is not None:
+            kinds = {"F": RBM_SHORTCUT_F, "Q": RBM_SHORTCUT_Q, "P": RBM_SHORTCUT_P}
+            if shortcut not in kinds:
+                raise ValueError(f"unknown shortcut {shortcut!r}")
+            self.m.shortcut = kinds[shortcut]
+            cols = n_inputs // pool_size if shortcut == "P" else n_inputs
+            self.m.sc_rows = last
+            self.m.sc_cols = cols
+            self.m.pool = pool_size
+            if shortcut == "Q":
+                self.m.sc_weight = <const void *><size_t>self._arr(arrays["shortcut.weight"], np.int8,
+                                                                  (last, cols)).ctypes.data
+                self.m.sc_scale = <const float *><size_t>self._arr(arrays["shortcut.scale"], np.float32,
+                                                                  (last,)).ctypes.data
+                self.m.sc_rowsum = <const int32_t *><size_t>self._arr(arrays["shortcut.rowsum"], np.int32,
+                                                                     (last,)).ctypes.data
+            else:
+                self.m.sc_weight = <const void *><size_t>self._arr(arrays["shortcut.weight"], np.float32,
+                                                                  (last, cols)).ctypes.data
+            self.m.sc_bias = <const float *><size_t>self._arr(arrays["shortcut.bias"], np.float32,
+                                                             (last,)).ctypes.data
+        n_out = arrays["output.bias"].shape[0] if np.ndim(arrays["output.bias"]) == 1 else -1
+        if n_out < 1:
+            raise ValueError("output.bias must be a non-empty vector")
+        self.m.out_weight = <const float *><size_t>self._arr(arrays["output.weight"], np.float32,
+                                                            (n_out, last)).ctypes.data
+        self.m.out_bias = <const float *><size_t>self._arr(arrays["output.bias"], np.float32, (n_out,)).ctypes.data
+        self.m.n_out = n_out
+        if "sparse.w0t" in arrays:
+            r0 = int(widths[0])
+            tw = (r0 + 63) // 64
+            self.m.w0t = <const uint64_t *><size_t>self._arr(arrays["sparse.w0t"], np.uint64,
+                                                            (n_inputs, tw)).ctypes.data
+            self.m.w0t_words = tw
+            self.m.w0_rowpop = <const int32_t *><size_t>self._arr(arrays["sparse.w0_rowpop"], np.int32,
+                                                                 (r0,)).ctypes.data
+            if shortcut == "Q":
+                self.m.sct = <const int8_t *><size_t>self._arr(arrays["sparse.sct"], np.int8,
+                                                              (n_inputs, last)).ctypes.data
+        if output_activation == "sigmoid":
+            if n_out != 1:
+                raise ValueError("a sigmoid output has exactly one unit")
+            self.out_kind = RBM_OUT_SIGMOID
+        elif output_activation == "softmax":
+            self.out_kind = RBM_OUT_SOFTMAX
+        else:
+            raise ValueError(f"unknown output activation {output_activation!r}")
+        if rbm_model_check(&self.m, err, sizeof(err)) != RBM_OK:
+            raise ValueError("native engine rejects the model: " + err.decode(errors="replace"))
+        self.n_inputs = n_inputs
+        self.n_out = n_out
+        self.out_width = rbm_output_width(&self.m, self.out_kind)
+        self.has_sparse = self.m.w0t != NULL
+        self.scratch_bytes = self.m.scratch_bytes
+
+    def _arr(self, a, dtype, shape):
+        a = np.asarray(a)
+        if a.dtype != np.dtype(dtype) or tuple(a.shape) != tuple(shape):
+            raise ValueError(f"expected {np.dtype(dtype)} {tuple(shape)}, got {a.dtype} {tuple(a.shape)}")
+        a = np.ascontiguousarray(a)
+        self._keep.append(a)
+        return a
+
+    @property
+    def kernel(self):
+        return self.K.name.decode()
+
+    def set_kernel(self, str name):
+        self.K = _lookup(name)
+
+    cdef int _run(self, const uint8_t[:, ::1] q, float[:, ::1] out, int kind) except -1:
+        cdef int64_t batch = q.shape[0]
+        cdef int rc
+        if q.shape[1] != self.n_inputs:
+            raise ValueError(f"input has {q.shape[1]} values per row, the model takes {self.n_inputs}")
+        if out.shape[0] != batch or out.shape[1] != rbm_output_width(&self.m, kind):
+            raise ValueError(f"output must have shape ({batch}, {rbm_output_width(&self.m, kind)}), "
+                             f"got ({out.shape[0]}, {out.shape[1]})")
+        if batch == 0:
+            return 0
+        with nogil:
+            rc = rbm_forward(&self.m, self.K, &q[0, 0], batch, q.shape[1], &out[0, 0], kind)
+        if rc != RBM_OK:
+            raise RuntimeError(f"native forward failed (code {rc})")
+        return 0
+
+    def logits_into(self, const uint8_t[:, ::1] q, float[:, ::1] out):
+        """Logits of ``q uint8 [batch, n_inputs]`` into ``out float32 [batch, n_out]``."""
+        self._run(q, out, RBM_OUT_LOGITS)
+        return out
+
+    def predict_into(self, const uint8_t[:, ::1] q, float[:, ::1] out):
+        """Class probabilities of ``q`` into ``out float32 [batch, classes]`` (softmax, or ``[1-p, p]``)."""
+        self._run(q, out, self.out_kind)
+        return out
+
+    def logits(self, const uint8_t[:, ::1] q):
+        out = np.empty((q.shape[0], self.n_out), dtype=np.float32)
+        self._run(q, out, RBM_OUT_LOGITS)
+        return out
+
+    cdef int _run_sparse(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out,
+                         int kind) except -1:
+        cdef int64_t batch = offsets.shape[0] - 1
+        cdef int rc
+        cdef const int32_t *ip = NULL
+        cdef int32_t dummy = 0
+        if not self.has_sparse:
+            raise ValueError("this model has no sparse input tables (only text models have them)")
+        if batch < 0:
+            raise ValueError("offsets must have batch + 1 entries")
+        if offsets[0] != 0 or offsets[batch] > idx.shape[0]:
+            raise ValueError(f"offsets must start at 0 and end at most at len(indices) = {idx.shape[0]}")
+        if out.shape[0] != batch or out.shape[1] != rbm_output_width(&self.m, kind):
+            raise ValueError(f"output must have shape ({batch}, {rbm_output_width(&self.m, kind)})")
+        if batch == 0:
+            return 0
+        ip = &idx[0] if idx.shape[0] > 0 else &dummy
+        with nogil:
+            rc = rbm_forward_sparse(&self.m, self.K, ip, &offsets[0], batch, &out[0, 0], kind)
+        if rc == RBM_EINDEX:
+            raise ValueError(f"indices must be strictly increasing within a sample and in [0, {self.n_inputs}); "
+                             "offsets must not decrease")
+        if rc != RBM_OK:
+            raise RuntimeError(f"native sparse forward failed (code {rc})")
+        return 0
+
+    def sparse_logits_into(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out):
+        """Logits of multi-hot inputs given as active indices (sample b: idx[offsets[b]:offsets[b+1]])."""
+        self._run_sparse(idx, offsets, out, RBM_OUT_LOGITS)
+        return out
+
+    def sparse_predict_into(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out):
+        self._run_sparse(idx, offsets, out, self.out_kind)
+        return out
+
+
+# -- single kernels, for tests and microbenchmarks ----------------------------------------------
+
+def kernel_pack_ge_u8(str variant, const uint8_t[::1] q, int t):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t n = q.shape[0]
+    if n < 1 or t < 0 or t > 256:
+        raise ValueError("need n >= 1 and t in [0, 256]")
+    out = np.empty((n + 63) // 64, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    with nogil:
+        K.pack_ge_u8(&q[0], n, t, &o[0])
+    return out
+
+
+def kernel_bmv(str variant, const uint64_t[:, ::1] W, const uint64_t[::1] x, int n, int repeat=1):
+    """``acc[o] = n - 2 popcount(x ^ W[o])``; ``repeat`` runs it several times (microbenchmarks)."""
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], words = W.shape[1], r
+    if words != (n + 63) // 64 or x.shape[0] != words or rows < 1 or n < 1 or repeat < 1:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        for r in range(repeat):
+            K.bmv(&W[0, 0], rows, words, &x[0], n, &o[0])
+    return out
+
+
+def kernel_threshold_pack(str variant, const int32_t[::1] acc, const int32_t[::1] thr, const uint8_t[::1] flip):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = acc.shape[0]
+    if rows < 1 or thr.shape[0] != rows or flip.shape[0] != rows:
+        raise ValueError("shape mismatch")
+    out = np.empty((rows + 63) // 64, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    with nogil:
+        K.threshold_pack(&acc[0], &thr[0], &flip[0], rows, &o[0])
+    return out
+
+
+def kernel_u8_bmv(str variant, const uint64_t[:, ::1] W, const uint8_t[::1] q):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], words = W.shape[1], n = q.shape[0]
+    if n < 1 or rows < 1 or words != (n + 63) // 64:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        K.u8_bmv(&W[0, 0], rows, words, &q[0], n, &o[0])
+    return out
+
+
+def kernel_s8u8_mv(str variant, const int8_t[:, ::1] W, const uint8_t[::1] q):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], n = W.shape[1]
+    if n < 1 or rows < 1 or q.shape[0] != n:
+        raise ValueError("shape mismatch")
+    rowsum = np.asarray(W, dtype=np.int64).sum(axis=1).astype(np.int32)
+    cdef int32_t[::1] rs = rowsum
+    tmp = np.empty(2 * n + 64, dtype=np.uint8)
+    cdef uint8_t[::1] t = tmp
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        K.s8u8_mv(&W[0, 0], &rs[0], rows, n, &q[0], &t[0], &o[0])
+    return out
+
+
+def kernel_f32_mv(str variant, const float[:, ::1] W, const float[::1] x, const float[::1] bias):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], n = W.shape[1]
+    if n < 1 or rows < 1 or x.shape[0] != n or bias.shape[0] != rows:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.float32)
+    cdef float[::1] o = out
+    with nogil:
+        K.f32_mv(&W[0, 0], rows, n, &x[0], &bias[0], &o[0])
+    return out
+
+
+def kernel_f32u8_mv(str variant, const float[:, ::1] W, const uint8_t[::1] q, const float[::1] bias):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], n = W.shape[1]
+    if n < 1 or rows < 1 or q.shape[0] != n or bias.shape[0] != rows:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.float32)
+    cdef float[::1] o = out
+    with nogil:
+        K.f32u8_mv(&W[0, 0], rows, n, &q[0], &bias[0], &o[0])
+    return out
+
+
+def kernel_maxpool_u8(str variant, const uint8_t[::1] q, int pool):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t m = q.shape[0] // pool if pool >= 1 else 0
+    if pool < 1 or m < 1:
+        raise ValueError("need pool >= 1 and at least one window")
+    out = np.empty(m, dtype=np.uint8)
+    cdef uint8_t[::1] o = out
+    with nogil:
+        K.maxpool_u8(&q[0], m, pool, &o[0])
+    return out
+
+
+def kernel_sparse_bitcount(str variant, const uint64_t[:, ::1] WT, int rows, const int32_t[::1] idx):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t n = WT.shape[0], tw = WT.shape[1], k = idx.shape[0], j
+    cdef int32_t dummy = 0
+    if rows < 1 or tw != (rows + 63) // 64:
+        raise ValueError("shape mismatch")
+    for j in range(k):
+        if idx[j] < 0 or idx[j] >= n:
+            raise ValueError("index out of range")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    cdef const int32_t *ip = &idx[0] if k > 0 else &dummy
+    with nogil:
+        K.sparse_bitcount(&WT[0, 0], tw, rows, ip, k, &o[0])
+    return out
+
+
+def kernel_sparse_s8sum(str variant, const int8_t[:, ::1] WTq, const int32_t[::1] idx):
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t n = WTq.shape[0], rows = WTq.shape[1], k = idx.shape[0], j
+    cdef int32_t dummy = 0
+    if rows < 1:
+        raise ValueError("shape mismatch")
+    for j in range(k):
+        if idx[j] < 0 or idx[j] >= n:
+            raise ValueError("index out of range")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    cdef const int32_t *ip = &idx[0] if k > 0 else &dummy
+    with nogil:
+        K.sparse_s8sum(&WTq[0, 0], rows, ip, k, &o[0])
+    return out
