@@ -11,7 +11,8 @@
 #   4. the aarch64 wheel, built from a copy of the checkout (the checkout is never written to);
 #      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
 #   5. pyproject's [project] dependencies + the [test] extra for aarch64 (pip --target --platform)
-#   6. per CPU: the pure-Python core tests once; the kernel the engine picks unforced (must be one
+#   6. per CPU: native/test_kernels.c (plain C, every variant against the portable kernels, if present);
+#      the pure-Python core tests (first CPU only by default); the kernel the engine picks unforced (must be one
 #      the core runs); for each kernel the core supports, the native tests with EDGE_RBMLP_KERNEL set,
 #      after which (same interpreter) NativeEngine(...).kernel must equal the forced kernel and the
 #      tests must have imported edge_rbmlp._native from the wheel (qemu_pytest_plugin.py, arm_probe.py);
@@ -19,10 +20,11 @@
 #
 # Tests run (from a copy of tests/, against the installed wheel, never the source tree):
 #   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py)
-#   core, once per cpu:             $ARM_CORE_TESTS   (default: the pure-Python engine tests below)
+#   core, once on $ARM_CORE_CPUS:   $ARM_CORE_TESTS   (default: the pure-Python engine tests below;
+#                                    on the first CPU only, they run no kernel: "$ARM_CPUS" for all)
 #   both with -m "not slow and not train": nothing that needs TensorFlow or the full data sets.
 #
-# Knobs (environment): ARM_CPUS, ARM_NATIVE_TESTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
+# Knobs (environment): ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
 #   ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
 #   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
 #   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
@@ -43,6 +45,7 @@ REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
 ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
 ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py tests/test_random_model.py tests/test_engine.py tests/test_inputs.py tests/test_text.py}
 MARKERS="not slow and not train"
+CORE_CPUS=${ARM_CORE_CPUS:-${CPUS[0]}}  # pure Python + numpy: one core is enough by default
 SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6)
 
 T_START=$SECONDS
@@ -156,6 +159,7 @@ if [ ! -e "$WHEELDIR/.complete" ]; then
     cp "$WORK/wheel.log" "$WHEELDIR/build.log"
     WHL=$(ls "$WHEELDIR"/dist/*.whl)
     quiet "$WORK/pkg-install.log" "${HOSTPIP[@]}" --no-deps --target "$WHEELDIR/pkg" "$WHL"
+    "$HOST_PY" -m compileall -q "$WHEELDIR/pkg" >/dev/null || true  # .pyc on the host: same 3.11 magic, no qemu time
     touch "$WHEELDIR/.complete"
     prune "$WHEELDIR" wheel
     built="built"
@@ -203,6 +207,7 @@ SITE=$CACHE/site-$(keyof site-v1 "$XENV" "${DEPS[@]}")
 if [ ! -e "$SITE/.complete" ]; then
     rm -rf "$SITE"
     quiet "$WORK/site.log" "${HOSTPIP[@]}" --target "$SITE" "${DEPS[@]}"
+    "$HOST_PY" -m compileall -q "$SITE" >/dev/null || true
     touch "$SITE/.complete"
     prune "$SITE" site
     step_done "installed: ${DEPS[*]}"
@@ -302,10 +307,32 @@ probe() { # cpu kernel
     echo "$rc|$(jget "$out" kernel)|$(jget "$out" error)"
 }
 
+# the C kernels alone (native/test_kernels.c: every variant the core runs against the portable C)
+CKT=""
+if [ -f "$SRC/native/test_kernels.c" ]; then
+    quiet "$WORK/ckernels-build.log" aarch64-linux-gnu-gcc -O2 -Wall -I"$SRC/native" "$SRC"/native/*.c -lm -o "$WORK/test_kernels"
+    CKT=$WORK/test_kernels
+fi
+run_ckernels() { # cpu
+    local cpu=$1 t=$SECONDS rc=0 out verdict
+    out=$(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu "$CKT" 2>&1) || rc=$?
+    verdict=$(grep -E '^(neon|neon_dotprod|portable): ' <<<"$out" | sed -E 's/ shapes checked against portable//; s/skipped \(status -?[0-9]+: .*/skipped/' | paste -sd ' ')
+    line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" all "C" "best=$(sed -n 's/^best: //p' <<<"$out")" "$verdict $(tail -1 <<<"$out")" $((SECONDS - t)))
+    SUMMARY+=("$line"); say "$line"
+    if [ "$rc" != 0 ] || [ "$(tail -1 <<<"$out")" != OK ]; then echo "$out" >&2; fail "$cpu: native/test_kernels.c failed (exit $rc)"; return 0; fi
+    local k
+    for k in "${ALL_KERNELS[@]}"; do
+        if supports "$cpu" "$k"; then grep -qE "^$k: [0-9]+ shapes checked" <<<"$out" || fail "$cpu: test_kernels did not check $k"
+        else grep -qE "^$k: skipped" <<<"$out" || fail "$cpu: test_kernels ran $k, which $cpu lacks"; fi
+    done
+    return 0
+}
+
 step "tests under qemu-aarch64"
 for cpu in "${CPUS[@]}"; do
+    [ -z "$CKT" ] || run_ckernels "$cpu"
     # shellcheck disable=SC2086
-    [ -z "$CORE_FILES" ] || run_pytest core "$cpu" "" $CORE_FILES
+    [ -z "$CORE_FILES" ] || [[ " $CORE_CPUS " != *" $cpu "* ]] || run_pytest core "$cpu" "" $CORE_FILES
     [ "$HAVE_NATIVE" = 1 ] || continue
     # unforced, the engine picks from the CPU's features (getauxval): a NEON variant this core can run
     t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
