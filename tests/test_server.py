@@ -1,0 +1,214 @@
+"""POST /classify/<model>: every accepted input form, and every bad input answered with a 4xx JSON error."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from serverkit import bundled_or_none, drawn_seven, make_config, png_bytes, write_models
+
+from edge_rbmlp.server import create_app
+
+KEYS = {"model", "label", "class_index", "probabilities", "latency_us", "backend", "kernel"}
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    return write_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def app(paths):
+    return create_app(make_config(paths, limits={"max_body_bytes": 256 * 1024, "max_text_chars": 20_000}))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def check_prediction(resp, model, n_classes):
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert set(body) == KEYS
+    assert body["model"] == model
+    assert len(body["probabilities"]) == n_classes
+    assert abs(sum(body["probabilities"]) - 1) < 1e-6
+    assert body["class_index"] == int(np.argmax(body["probabilities"]))
+    assert body["backend"] == "reference" and body["latency_us"] > 0
+    return body
+
+
+def check_error(resp, status, *words):
+    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
+    assert resp.mimetype == "application/json"
+    body = resp.get_json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    for word in words:
+        assert word.lower() in body["error"].lower(), body["error"]
+    return body["error"]
+
+
+# -- accepted forms -------------------------------------------------------------------------------------------
+SEVEN = drawn_seven()
+
+
+@pytest.mark.parametrize("fmt,ctype", [("PNG", "image/png"), ("JPEG", "image/jpeg"),
+                                       ("PPM", "image/x-portable-graymap"), ("BMP", "image/bmp"),
+                                       ("PNG", "application/x-www-form-urlencoded"),  # what curl --data-binary sends
+                                       ("PNG", "application/octet-stream"), ("PNG", None)])
+def test_image_body_forms_give_the_same_answer(client, fmt, ctype):
+    data = png_bytes(SEVEN, fmt=fmt)
+    headers = {"Content-Type": ctype} if ctype else {}
+    body = check_prediction(client.post("/classify/mnist", data=data, headers=headers), "mnist", 10)
+    reference = client.post("/classify/mnist", data=png_bytes(SEVEN), content_type="image/png").get_json()
+    if fmt in ("PNG", "PPM", "BMP"):  # lossless: identical pixels, identical answer
+        assert body["probabilities"] == reference["probabilities"]
+
+
+def test_colour_and_light_on_dark_images_are_accepted(client):
+    rgb = np.stack([SEVEN, SEVEN, SEVEN], axis=-1)
+    rgb[..., 0] = np.maximum(rgb[..., 0], 40)
+    check_prediction(client.post("/classify/mnist", data=png_bytes(rgb), content_type="image/png"), "mnist", 10)
+    inverted = 255 - SEVEN
+    a = client.post("/classify/mnist", data=png_bytes(inverted), content_type="image/png").get_json()
+    b = client.post("/classify/mnist", data=png_bytes(SEVEN), content_type="image/png").get_json()
+    assert a["class_index"] == b["class_index"]  # dark-on-light and light-on-dark are the same digit
+
+
+def test_multipart_upload(client):
+    resp = client.post("/classify/mnist", data={"file": (io.BytesIO(png_bytes(SEVEN)), "seven.png")},
+                       content_type="multipart/form-data")
+    check_prediction(resp, "mnist", 10)
+    resp = client.post("/classify/imdb", data={"text": "a wonderful film"}, content_type="multipart/form-data")
+    check_prediction(resp, "imdb", 2)
+    resp = client.post("/classify/imdb", data={"file": (io.BytesIO(b"a wonderful film"), "r.txt")},
+                       content_type="multipart/form-data")
+    check_prediction(resp, "imdb", 2)
+
+
+def test_text_forms_agree(client):
+    text = "An utterly wonderful film; I'd watch it again."
+    answers = [
+        client.post("/classify/imdb", data=text.encode(), content_type="text/plain; charset=utf-8"),
+        client.post("/classify/imdb", json={"text": text}),
+        client.post("/classify/imdb", data=text.encode()),  # curl --data-binary @review.txt
+    ]
+    bodies = [check_prediction(r, "imdb", 2) for r in answers]
+    assert bodies[0]["probabilities"] == bodies[1]["probabilities"] == bodies[2]["probabilities"]
+    assert bodies[0]["label"] in ("negative", "positive")
+
+
+def test_prediction_matches_the_engine(app, client):
+    from edge_rbmlp.image import load_image
+
+    served = app.extensions["edge_rbmlp"].models["mnist"]
+    expected = served.engine.predict_image(load_image(png_bytes(SEVEN)))
+    body = client.post("/classify/mnist", data=png_bytes(SEVEN), content_type="image/png").get_json()
+    assert body["class_index"] == expected.class_index
+    np.testing.assert_allclose(body["probabilities"], expected.probabilities, rtol=1e-6)
+
+
+def test_real_bundled_models_classify_real_samples():
+    from edge_rbmlp.samples import SAMPLES_DIR
+    from edge_rbmlp.server import ServerConfig
+
+    if bundled_or_none("mnist") is None or bundled_or_none("imdb") is None:
+        pytest.skip("the bundled models (edge_rbmlp/models/mnist.rbm, imdb.rbm) are not installed yet")
+    client = create_app(ServerConfig(models=["mnist", "imdb"], backend="reference")).test_client()
+    digits = sorted(SAMPLES_DIR.glob("mnist_test_*_label_*.png"))
+    right = 0
+    for path in digits:
+        body = client.post("/classify/mnist", data=path.read_bytes()).get_json()
+        right += body["label"] == path.stem.rsplit("_", 1)[1]
+    assert digits and right >= len(digits) - 1, (right, len(digits))
+    for path in sorted(SAMPLES_DIR.glob("imdb_test_*_label_*.txt")):
+        body = client.post("/classify/imdb", data=path.read_bytes(), content_type="text/plain").get_json()
+        assert body["label"] == path.stem.rsplit("_", 1)[1]
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+def _png_with_size(width: int, height: int) -> bytes:
+    """A valid PNG whose header declares ``width x height`` (a decompression bomb's header)."""
+    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
+    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
+    data[ihdr: ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4: ihdr + 13]))
+    data[ihdr + 13: ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+GOOD_PNG = png_bytes(SEVEN)
+
+
+@pytest.mark.parametrize("body,ctype,status,words", [
+    (b"", "image/png", 400, ["empty"]),
+    (b"not an image at all", "image/png", 400, ["image"]),
+    (GOOD_PNG[: len(GOOD_PNG) // 2], "image/png", 400, ["truncated"]),
+    (GOOD_PNG[:40], "image/png", 400, []),
+    (png_bytes(np.zeros((1, 1), np.uint8)), "image/png", 400, ["1x1"]),
+    (png_bytes(np.zeros((3, 500), np.uint8)), "image/png", 400, ["500x3"]),
+    (_png_with_size(20000, 20000), "image/png", 400, ["pixel"]),
+    (_png_with_size(100000, 100000), "image/png", 400, []),
+    (png_bytes(np.full((64, 64), 255, np.uint8)), "image/png", 422, ["no digit"]),
+    (GOOD_PNG, "application/xml", 415, ["content-type"]),
+    (b"some text", "text/plain", 415, ["images"]),
+    (b'{"text": "x"}', "application/json", 415, ["images"]),
+])
+def test_bad_images(client, body, ctype, status, words):  # noqa: D103
+    check_error(client.post("/classify/mnist", data=body, content_type=ctype), status, *words)
+
+
+@pytest.mark.parametrize("body,ctype,status,words", [
+    (b"\xff\xfe\xfa broken", "text/plain", 400, ["utf-8"]),
+    (b"\xff\xfe\xfa broken", None, 400, ["utf-8"]),
+    (b"", "text/plain", 400, ["empty"]),
+    (b"   \n\t ", "text/plain", 400, ["empty"]),
+    (b"caf\xe9", "text/plain; charset=latin-1", 415, ["utf-8"]),
+    (b"x" * 30_000, "text/plain", 413, ["limit"]),
+    (b'{"text": ""}', "application/json", 400, ["empty"]),
+    (b'{"text": 5}', "application/json", 400, ["string"]),
+    (b'{"txt": "hello"}', "application/json", 400, ['"text"']),
+    (b'["hello"]', "application/json", 400, ['"text"']),
+    (b'{"text": "unterminated', "application/json", 400, ["json"]),
+    (b"\xff\xfe", "application/json", 400, ["json"]),
+    (GOOD_PNG, "image/png", 415, ["text"]),
+    (b"hello", "application/pdf", 415, ["content-type"]),
+])
+def test_bad_text(client, body, ctype, status, words):
+    headers = {"Content-Type": ctype} if ctype else {}
+    check_error(client.post("/classify/imdb", data=body, headers=headers), status, *words)
+
+
+def test_multipart_without_content(client):
+    check_error(client.post("/classify/mnist", data={"x": "y"}, content_type="multipart/form-data"), 400, "file")
+    check_error(client.post("/classify/imdb", data={"x": "y"}, content_type="multipart/form-data"), 400, "text")
+
+
+def test_body_over_the_limit_is_refused_before_decoding(client, monkeypatch):
+    import edge_rbmlp.server.infer as infer
+
+    called = []
+    monkeypatch.setattr(infer, "load_image", lambda *a, **k: called.append(1))
+    resp = client.post("/classify/mnist", data=b"\x89PNG" + b"\0" * (300 * 1024), content_type="image/png")
+    check_error(resp, 413, "limit")
+    assert not called
+
+
+def test_unknown_models_routes_and_methods(client):
+    check_error(client.post("/classify/nope", data=GOOD_PNG), 404, "unknown model", "mnist")
+    check_error(client.get("/no/such/route"), 404, "openapi")
+    check_error(client.get("/classify/mnist"), 405)
+    check_error(client.post("/classify/..%2f..%2fetc%2fpasswd", data=GOOD_PNG), 404)
+
+
+def test_errors_are_counted_not_raised(app, client):
+    before = app.extensions["edge_rbmlp"].metrics.errors.labels("/classify/<model>", "mnist", "400")._value.get()
+    client.post("/classify/mnist", data=b"garbage", content_type="image/png")
+    after = app.extensions["edge_rbmlp"].metrics.errors.labels("/classify/<model>", "mnist", "400")._value.get()
+    assert after == before + 1
