@@ -275,12 +275,12 @@ cdef class Model:
             raise RuntimeError(f"native forward failed (code {rc})")
         return 0
 
-    def logits_into(self, const uint8_t[:, ::1] q, float[:, ::1] out):
+    def logits_into(self, q, out):
         """Logits of ``q uint8 [batch, n_inputs]`` into ``out float32 [batch, n_out]``."""
         self._run(q, out, RBM_OUT_LOGITS)
         return out
 
-    def predict_into(self, const uint8_t[:, ::1] q, float[:, ::1] out):
+    def predict_into(self, q, out):
         """Class probabilities of ``q`` into ``out float32 [batch, classes]`` (softmax, or ``[1-p, p]``)."""
         self._run(q, out, self.out_kind)
         return out
@@ -316,12 +316,12 @@ cdef class Model:
             raise RuntimeError(f"native sparse forward failed (code {rc})")
         return 0
 
-    def sparse_logits_into(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out):
+    def sparse_logits_into(self, idx, offsets, out):
         """Logits of multi-hot inputs given as active indices (sample b: idx[offsets[b]:offsets[b+1]])."""
         self._run_sparse(idx, offsets, out, RBM_OUT_LOGITS)
         return out
 
-    def sparse_predict_into(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out):
+    def sparse_predict_into(self, idx, offsets, out):
         self._run_sparse(idx, offsets, out, self.out_kind)
         return out
 

@@ -1,0 +1,266 @@
+"""The native backend against the reference engine (the definition of correct), on every kernel
+variant this machine runs: random models of awkward shapes, both input modes, every shortcut,
+dense and sparse (text) inputs, batch 0 / 1 / 7 / 1000, all-zero and all-255 inputs."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from edge_rbmlp import _native
+from edge_rbmlp.arch import parse
+from edge_rbmlp.backends import create
+from edge_rbmlp.bits import pack_bits
+from edge_rbmlp.engine import BackendUnavailable, logits_to_probabilities
+from edge_rbmlp.fold import apply_thresholds
+from edge_rbmlp.native_engine import KERNEL_ENV, KernelUnavailable, NativeEngine, available_kernels
+from edge_rbmlp.random_model import random_packed_model
+from edge_rbmlp.reference import ReferenceEngine
+
+from native_util import variant_params
+
+# (notation, n_inputs, n_classes, input kind, input mode, pool size)
+CASES = [
+    ("B-63N,F", 65, 3, "vector", "sign", 8),
+    ("B-1", 1, 2, "vector", "sign", 8),
+    ("B-88N,P", 784, 10, "image", "sign", 8),
+    ("B-130N,65,PN", 63, 4, "vector", "sign", 9),
+    ("B-65,130N,1,88N,QN", 130, 5, "vector", "sign", 8),
+    ("B-64N,64N,64N,64", 64, 2, "vector", "sign", 8),
+    ("B-D128N,D88N,PN", 784, 10, "image", "sign", 8),
+    ("B-D128N,D88N,Q", 784, 10, "image", "sign", 8),
+    ("B-63N,88N,Q", 200, 7, "vector", "int8", 8),
+    ("B-65,F", 100, 1, "vector", "int8", 8),
+    ("B-130N,1,63,P", 257, 3, "vector", "int8", 4),
+    ("B-88", 33, 10, "vector", "int8", 8),
+]
+TEXT_CASES = [
+    ("B-D32N,D16N,D8N,Q", 1000, 1, "sign"),
+    ("B-64,F", 300, 2, "sign"),
+    ("B-65N,P", 520, 1, "sign"),
+    ("B-33,Q", 700, 3, "int8"),
+    ("B-130", 129, 1, "sign"),
+]
+
+
+def make_model(notation, n, classes, kind, mode, pool, seed=0):
+    return random_packed_model(parse(notation, input_mode=mode, pool_size=pool), n, classes, seed=seed,
+                               input_kind=kind)
+
+
+def inputs(rng, n, kind, batch):
+    if kind == "text":
+        q = (rng.random((batch, n)) < 0.03).astype(np.uint8)
+    else:
+        q = rng.integers(0, 256, (batch, n)).astype(np.uint8)
+    if batch >= 3:
+        q[0] = 0
+        q[1] = 1 if kind == "text" else 255
+    return q
+
+
+def assert_same_outputs(got, ref):
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-5 * scale)
+    if ref.shape[1] > 1 and ref.shape[0]:
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > 1e-3 * scale
+        assert np.array_equal(got.argmax(axis=1)[clear], ref.argmax(axis=1)[clear])
+    else:
+        assert np.array_equal(got[:, 0] >= 0, ref[:, 0] >= 0) or np.all(np.abs(ref) < 1e-3 * scale)
+
+
+@pytest.mark.parametrize("variant", variant_params())
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[4]}" for c in CASES])
+def test_dense_inputs_match_reference(variant, case):
+    model = make_model(*case)
+    ref = ReferenceEngine(model)
+    eng = NativeEngine(model, kernel=variant)
+    assert eng.kernel == variant
+    rng = np.random.default_rng(hash(case) % (1 << 32))
+    for batch in (1, 7):
+        q = inputs(rng, model.n_inputs, case[3], batch)
+        expect = ref.logits_uint8(q)
+        assert_same_outputs(eng.logits_uint8(q), expect)
+        probs = eng.predict_uint8(q)
+        np.testing.assert_allclose(probs, logits_to_probabilities(expect, model.output_activation),
+                                   rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", variant_params())
+@pytest.mark.parametrize("case", [CASES[6], CASES[8], CASES[4]], ids=["mnist-P", "int8-Q", "deep-QN"])
+def test_batch_1000_and_extremes(variant, case):
+    model = make_model(*case, seed=3)
+    ref = ReferenceEngine(model)
+    eng = NativeEngine(model, kernel=variant)
+    rng = np.random.default_rng(5)
+    q = inputs(rng, model.n_inputs, case[3], 1000)
+    q[2:10] = np.arange(8, dtype=np.uint8)[:, None] * 32 + 127  # around the 128 binarization threshold
+    assert_same_outputs(eng.logits_uint8(q), ref.logits_uint8(q))
+    for value in (0, 255):
+        q = np.full((3, model.n_inputs), value, np.uint8)
+        assert_same_outputs(eng.logits_uint8(q), ref.logits_uint8(q))
+
+
+@pytest.mark.parametrize("variant", variant_params())
+@pytest.mark.parametrize("case", TEXT_CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in TEXT_CASES])
+def test_text_sparse_and_dense_match_reference(variant, case):
+    notation, n, classes, mode = case
+    model = make_model(notation, n, classes, "text", mode, 8, seed=11)
+    ref = ReferenceEngine(model)
+    eng = NativeEngine(model, kernel=variant)
+    rng = np.random.default_rng(n)
+    q = inputs(rng, n, "text", 9)
+    expect = ref.logits_uint8(q)
+    assert_same_outputs(eng.logits_uint8(q), expect)
+    # the sparse path: active indices of every row
+    rows = [np.flatnonzero(r).astype(np.int32) for r in q]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    idx = np.concatenate(rows).astype(np.int32)
+    assert_same_outputs(eng.logits_indices(idx, offsets), expect)
+    for r, row in enumerate(rows):
+        assert_same_outputs(eng.logits_indices(row), expect[r:r + 1])
+    # raw text through the sparse path
+    words = [f"w{i}" for i in rng.choice(n, 40, replace=False)]
+    text = "<br />".join(words) + " unknownword " + words[0].upper()
+    got, want = eng.predict_text(text), ref.predict_text(text)
+    assert got.class_index == want.class_index or abs(want.probabilities[0] - 0.5) < 1e-4
+    np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-4, atol=1e-5)
+    empty = eng.predict_text("")
+    np.testing.assert_allclose(empty.probabilities, ref.predict_text("").probabilities, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", variant_params())
+def test_text_batch_1000_sparse(variant):
+    model = make_model("B-D32N,D16N,D8N,Q", 2000, 1, "text", "sign", 8, seed=2)
+    eng = NativeEngine(model, kernel=variant)
+    rng = np.random.default_rng(0)
+    q = inputs(rng, 2000, "text", 1000)
+    rows = [np.flatnonzero(r).astype(np.int32) for r in q]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    assert_same_outputs(eng.logits_indices(np.concatenate(rows), offsets), ReferenceEngine(model).logits_uint8(q))
+
+
+@pytest.mark.parametrize("variant", variant_params())
+def test_hidden_bits_match_reference(variant):
+    """The thresholds' bits layer by layer: the C kernels on the reference's own inputs."""
+    model = make_model("B-65,130N,1,88N,QN", 130, 5, "vector", "sign", 8, seed=4)
+    t = model.tensors
+    q = inputs(np.random.default_rng(9), 130, "vector", 20)
+    ref = ReferenceEngine(model)
+    inputs_per_layer = model.layer_inputs()
+    x_bits = pack_bits(q >= model.input_spec.binarize_threshold)
+    for i, acc in ref.hidden_accumulators(q):
+        n = inputs_per_layer[i]
+        got = np.stack([_native.kernel_bmv(variant, np.ascontiguousarray(t[f"layer.{i}.weight"]), x, n)
+                        for x in x_bits])
+        assert np.array_equal(got, acc), i
+        if f"layer.{i}.threshold" in t:
+            bits = np.stack([_native.kernel_threshold_pack(variant, a.astype(np.int32),
+                                                           np.ascontiguousarray(t[f"layer.{i}.threshold"]),
+                                                           np.ascontiguousarray(t[f"layer.{i}.flip"]))
+                             for a in got])
+            assert np.array_equal(bits, pack_bits(apply_thresholds(acc, t[f"layer.{i}.threshold"],
+                                                                   t[f"layer.{i}.flip"])))
+            x_bits = bits
+
+
+def test_empty_batch(mnist_like_model):
+    eng = NativeEngine(mnist_like_model)
+    out = eng.logits_uint8(np.zeros((0, 784), np.uint8))
+    assert out.shape == (0, 10) and out.dtype == np.float32
+    assert eng.predict_uint8(np.zeros((0, 784), np.uint8)).shape == (0, 10)
+
+
+def test_into_paths_write_the_callers_array(mnist_like_model):
+    eng = NativeEngine(mnist_like_model)
+    q = inputs(np.random.default_rng(0), 784, "image", 4)
+    out = np.full((4, 10), np.nan, np.float32)
+    assert eng.logits_into(q, out) is not None
+    np.testing.assert_allclose(out, ReferenceEngine(mnist_like_model).logits_uint8(q), rtol=1e-4, atol=1e-4)
+    probs = np.empty((4, 10), np.float32)
+    eng.predict_into(q, probs)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_shapes_are_checked(mnist_like_model, imdb_like_model):
+    eng = NativeEngine(mnist_like_model)
+    with pytest.raises(ValueError):
+        eng.logits_into(np.zeros((2, 783), np.uint8), np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError):
+        eng.logits_into(np.zeros((2, 784), np.uint8), np.zeros((3, 10), np.float32))
+    with pytest.raises(ValueError):
+        eng.logits_into(np.zeros((2, 784), np.uint8), np.zeros((2, 9), np.float32))
+    with pytest.raises((ValueError, TypeError)):
+        eng.logits_into(np.zeros((2, 784), np.float32), np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError):
+        eng.logits_indices(np.array([1, 2], np.int32))  # not a text model
+    text = NativeEngine(imdb_like_model)
+    for bad in ([5, 5], [7, 3], [-1], [10000]):
+        with pytest.raises(ValueError):
+            text.logits_indices(np.array(bad, np.int32))
+    with pytest.raises(ValueError):
+        text.logits_indices(np.array([1, 2, 3], np.int32), np.array([0, 2, 5], np.int64))  # past the end
+    with pytest.raises(ValueError):
+        text.logits_indices(np.array([1, 2, 3], np.int32), np.array([1, 3], np.int64))  # not from 0
+    with pytest.raises(ValueError):
+        text.logits_indices(np.array([1, 2, 3], np.int32), np.array([0, 3, 2], np.int64))  # decreasing
+
+
+def test_forcing_kernels(monkeypatch, mnist_like_model):
+    names = _native.variant_names()
+    assert {"portable", "avx2", "neon", "neon_dotprod"} <= set(names)
+    assert "portable" in available_kernels()
+    monkeypatch.delenv(KERNEL_ENV, raising=False)
+    assert NativeEngine(mnist_like_model).kernel == _native.best_variant()
+    for name in names:
+        ok, reason = _native.variant_status(name)
+        monkeypatch.setenv(KERNEL_ENV, name)
+        if ok:
+            assert NativeEngine(mnist_like_model).kernel == name
+        else:
+            with pytest.raises(KernelUnavailable, match="needs"):
+                NativeEngine(mnist_like_model)
+            assert reason
+    monkeypatch.setenv(KERNEL_ENV, "sse9")
+    with pytest.raises(KernelUnavailable, match="unknown kernel"):
+        NativeEngine(mnist_like_model)
+    with pytest.raises(BackendUnavailable):  # through the registry too, and never a silent fallback
+        create(mnist_like_model, "native")
+    monkeypatch.setenv(KERNEL_ENV, "portable")
+    assert create(mnist_like_model, "native").kernel == "portable"
+    assert create(mnist_like_model, "auto").kernel == "portable"
+
+
+def test_best_kernel_is_an_optimized_one_where_possible():
+    import platform
+
+    machine = platform.machine().lower()
+    best = _native.best_variant()
+    if machine in ("x86_64", "amd64") and _native.variant_status("avx2")[0]:
+        assert best == "avx2"
+    if machine in ("aarch64", "arm64"):
+        assert best in ("neon", "neon_dotprod")
+
+
+def test_threads_share_one_engine(mnist_like_model):
+    eng = NativeEngine(mnist_like_model)
+    q = inputs(np.random.default_rng(1), 784, "image", 64)
+    expect = eng.logits_uint8(q)
+    errors = []
+
+    def work(seed):
+        out = np.empty((1, 10), np.float32)
+        order = np.random.default_rng(seed).permutation(64)
+        for _ in range(5):
+            for i in order:
+                eng.logits_into(q[i:i + 1], out)
+                if not np.array_equal(out[0], expect[i]):
+                    errors.append((seed, i))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
