@@ -119,5 +119,45 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per variant.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+@click.option("--variants", "variants", multiple=True,
+              help='Only these rows (repeatable, or ";"-separated), e.g. --variants "B-128;F-128".')
+@click.option("--epochs", type=int, default=None, help="Override the paper's 10 epochs (quick tests).")
+@click.option("--limit-train", type=int, default=None, help="Use only N training samples (tests).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (tests).")
+@click.option("--threads", type=int, default=2, show_default=True, help="Compute threads per trial.")
+@click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
+@click.option("--report-only", is_flag=True, help="Only aggregate the existing trial files into tables and plots.")
+@click.option("--no-plots", is_flag=True, help="Tables only.")
+def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, threads, stop_at, report_only,
+              no_plots) -> None:
+    """The paper's Table IV (mnist) / VII (imdb) / V (cifar10) grid, one JSON file per trial (resumable),
+    then Markdown/CSV tables and PNG plots beside the paper's numbers (see train/reproduce.py)."""
+    from train import reproduce as rp
+
+    names = [v.strip() for item in variants for v in item.split(";") if v.strip()]
+    if not report_only:
+        deadline = None
+        if stop_at:
+            import datetime as _dt
+            import time as _time
+
+            hh, mm = (int(x) for x in stop_at.split(":"))
+            now = _dt.datetime.now()
+            deadline = _time.mktime(now.replace(hour=hh, minute=mm, second=0, microsecond=0).timetuple())
+        try:
+            rp.reproduce(dataset, seeds, out, names, epochs=epochs, limit_train=limit_train, limit_test=limit_test,
+                         threads=threads, command=_command_line(), echo=lambda m: click.echo(m), deadline=deadline)
+        except rp.CifarMissing as exc:
+            raise click.ClickException(str(exc))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--variants")
+    rp.summarize(dataset, out, epochs=epochs, limit_train=limit_train, limit_test=limit_test, plots=not no_plots,
+                 echo=click.echo)
+
+
 if __name__ == "__main__":
     main()
