@@ -120,6 +120,49 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
 
 
 @main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb"]), required=True)
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per variant.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+@click.option("--only", default=None, help="Regular expression: only variants that match.")
+@click.option("--max-trials", type=int, default=None, help="Stop after this many new trials (run in chunks).")
+@click.option("--tables-only", is_flag=True, help="Only rewrite the tables and plots from the trial files.")
+def reproduce(dataset, seeds, out, only, max_trials, tables_only) -> None:
+    """Train the variants of Tables IV/VII over seeds; resumable (one JSON per finished trial)."""
+    from train.reproduce import reproduce as run, write_tables
+
+    if tables_only:
+        write_tables(out, dataset)
+        return
+    run(dataset, seeds, out, only=only, command=_command_line(), max_trials=max_trials,
+        echo=lambda *a, **k: click.echo(*a))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True, help="Bundled model name: mnist or imdb.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Destination (default: the package's edge_rbmlp/models).")
+def bundle(run_dir, name, dest) -> None:
+    """Copy a `fit` output folder into the package as NAME.rbm, NAME.tflite, NAME_int8.tflite,
+    NAME_lce.tflite and NAME.report.json (checking the .rbm loads and is named NAME)."""
+    import shutil
+
+    import edge_rbmlp
+    from edge_rbmlp.model_file import load_packed_model
+
+    dest = dest or Path(edge_rbmlp.__file__).parent / "models"
+    model = load_packed_model(run_dir / "model.rbm")
+    if model.name != name:
+        raise click.ClickException(f"{run_dir}/model.rbm is named {model.name!r}, not {name!r}")
+    dest.mkdir(parents=True, exist_ok=True)
+    pairs = {"model.rbm": f"{name}.rbm", "model.tflite": f"{name}.tflite", "model_int8.tflite": f"{name}_int8.tflite",
+             "model_lce.tflite": f"{name}_lce.tflite", "report.json": f"{name}.report.json"}
+    for src, dst in pairs.items():
+        shutil.copyfile(run_dir / src, dest / dst)
+        click.echo(f"{run_dir / src} -> {dest / dst}")
+
+
+@main.command()
 @click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per variant.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
