@@ -116,11 +116,105 @@ def _background(arr: np.ndarray) -> np.ndarray:
         small = arr
     img = Image.fromarray((small * 255).astype(np.uint8), mode="L")
     radius = max(3, int(0.15 * max(small.shape)) | 1)
-    img = img.filter(ImageFilter.MinFilter(min(radius, 15) | 1)).filter(ImageFilter.GaussianBlur(radius))
+    size = min(radius, 15) | 1
+    # an opening (erode, then dilate) removes strokes narrower than the filter but keeps the shape of
+    # the light; a min filter alone followed by a wide blur underestimates bright patches, which then
+    # survive the subtraction as blotches around the digit
+    img = img.filter(ImageFilter.MinFilter(size)).filter(ImageFilter.MaxFilter(size))
+    img = img.filter(ImageFilter.GaussianBlur(radius / 3))
     bg = np.asarray(img, dtype=np.float32) / 255.0
     if bg.shape != arr.shape:
         bg = _resize(bg, arr.shape)
     return bg
+
+
+def _dark_on_light(grey: np.ndarray, border: float) -> bool:
+    """Is the digit darker than its background? The extreme of the (lightly smoothed) picture that
+    lies farther from the border's level is the ink. (A fixed "border brighter than 0.5" rule fails
+    on dimly lit paper, which a camera often sees as mid-grey.)"""
+    from PIL import Image, ImageFilter
+
+    smooth = grey
+    if min(grey.shape) >= 8:
+        img = Image.fromarray((grey * 255).astype(np.uint8), mode="L").filter(ImageFilter.BoxBlur(1))
+        smooth = np.asarray(img, np.float32) / 255.0
+    low, high = np.percentile(smooth, [0.5, 99.5])
+    return (border - low) > (high - border)
+
+
+def _components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Labels (1..n, 0 = background) of the 8-connected components of a small boolean mask."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), np.int32)
+    n = 0
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if labels[y0, x0]:
+            continue
+        n += 1
+        labels[y0, x0] = n
+        stack = [(y0, x0)]
+        while stack:
+            y, x = stack.pop()
+            for yy in (y - 1, y, y + 1):
+                if 0 <= yy < h:
+                    for xx in (x - 1, x, x + 1):
+                        if 0 <= xx < w and mask[yy, xx] and not labels[yy, xx]:
+                            labels[yy, xx] = n
+                            stack.append((yy, xx))
+    return labels, n
+
+
+def _digit_region(fg: np.ndarray, side: int = 96) -> np.ndarray:
+    """Keep only the digit of a background-subtracted picture (light on black).
+
+    Sensor noise is thresholded against a robust noise estimate (median + 6 MAD of a lightly
+    blurred copy, and at least a quarter of the peak); of what remains, the region with the most
+    ink is the digit, joined by any other region with at least 8% of its ink that lies within half
+    the digit's size of it (the detached bar of a 5, a broken stroke). Specks, smudges and shadows
+    elsewhere are dropped, so that they do not stretch the crop. Works on a copy of at most
+    ``side`` pixels a side; returns ``fg`` with everything else set to 0.
+    """
+    from PIL import Image, ImageFilter
+
+    h, w = fg.shape
+    scale = max(h, w) / side
+    small = _resize(fg, (max(1, round(h / scale)), max(1, round(w / scale)))) if scale > 1 else fg
+    img = Image.fromarray((np.clip(small, 0, 1) * 255).astype(np.uint8), mode="L")
+    smooth = np.asarray(img.filter(ImageFilter.GaussianBlur(1)), np.float32) / 255.0
+    med = float(np.median(smooth))
+    sigma = 1.4826 * float(np.median(np.abs(smooth - med)))
+    mask = smooth > max(0.25 * float(smooth.max()), med + 6 * sigma)
+    if not mask.any():
+        return fg
+    labels, n = _components(mask)
+    if n > 1:
+        mass = np.bincount(labels.ravel(), weights=smooth.ravel(), minlength=n + 1)
+        mass[0] = 0
+        best = int(mass.argmax())
+        boxes = {}
+        for k in range(1, n + 1):
+            ys, xs = np.nonzero(labels == k)
+            boxes[k] = (ys.min(), ys.max(), xs.min(), xs.max())
+        keep = {best}
+        y0, y1, x0, x1 = boxes[best]
+        changed = True
+        while changed:
+            changed = False
+            pad = 0.5 * max(y1 - y0 + 1, x1 - x0 + 1)
+            for k in range(1, n + 1):
+                if k in keep or mass[k] < 0.08 * mass[best]:
+                    continue
+                ky0, ky1, kx0, kx1 = boxes[k]
+                if ky0 >= y0 - pad and ky1 <= y1 + pad and kx0 >= x0 - pad and kx1 <= x1 + pad:
+                    keep.add(k)
+                    y0, y1, x0, x1 = min(y0, ky0), max(y1, ky1), min(x0, kx0), max(x1, kx1)
+                    changed = True
+        mask = np.isin(labels, sorted(keep))
+    # back to full size, grown by a pixel so that the strokes' soft edges are kept
+    grown = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").filter(ImageFilter.MaxFilter(3))
+    if grown.size != (w, h):
+        grown = grown.resize((w, h), Image.NEAREST)
+    return np.where(np.asarray(grown) > 0, fg, 0.0).astype(np.float32)
 
 
 def preprocess_digit(image, size: Tuple[int, int] = (28, 28), box: int = 20) -> np.ndarray:
@@ -128,13 +222,13 @@ def preprocess_digit(image, size: Tuple[int, int] = (28, 28), box: int = 20) -> 
     grey = to_grey(image)
     h, w = grey.shape
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if np.median(border) > 0.5:
+    if _dark_on_light(grey, float(np.median(border))):
         grey = 1.0 - grey
         border = 1.0 - border
     if grey.shape == tuple(size) and np.median(border) < 0.1:
         return np.rint(grey * 255).astype(np.uint8)
     if min(h, w) >= 16:
-        grey = np.clip(grey - _background(grey), 0.0, 1.0)
+        grey = _digit_region(np.clip(grey - _background(grey), 0.0, 1.0))
     else:
         grey = np.clip(grey - np.median(border), 0.0, 1.0)
     peak = float(grey.max())

@@ -63,15 +63,24 @@ def running_server(config: ServerConfig, app=None):
     from edge_rbmlp.server.serve import build_server
 
     config = replace(config, host="127.0.0.1", port=0)
+    from waitress import wasyncore
+
     app, server = build_server(config, app)
-    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def loop():  # waitress's own run(), in slices, so that it can be stopped from the test's thread
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}", app
     finally:
+        stop.set()
+        thread.join(timeout=10)
         server.close()
         server.task_dispatcher.shutdown(timeout=5)
-        thread.join(timeout=10)
 
 
 def http(method: str, url: str, body: bytes = None, headers: dict = None, timeout: float = 30):
@@ -113,3 +122,39 @@ def mnist_test_digits(limit: int = 500):
     ys = [int(p.stem.rsplit("_", 1)[1]) for p in items]
     keep = [i for i, x in enumerate(xs) if x.shape == (28, 28)]
     return np.stack([xs[i] for i in keep]), np.array([ys[i] for i in keep])
+
+
+def synthetic_frame(digit: np.ndarray, rng: np.random.Generator, size=(240, 320), dark_background: bool = False):
+    """A camera-like RGB frame of a 28x28 MNIST digit: written on a larger sheet at a random scale and
+    position, unevenly lit (a gradient and a vignette), tinted, slightly blurred and noisy.
+
+    The digit's MNIST pixels are the ink's coverage; ink is dark on light paper (or chalk on a dark
+    board when ``dark_background``). Returns uint8 ``[h, w, 3]``.
+    """
+    from PIL import Image, ImageFilter
+
+    h, w = size
+    side = int(rng.uniform(0.25, 0.85) * min(h, w))  # the 28x28 cell's side in the frame
+    cell = np.asarray(Image.fromarray(digit).resize((side, side), Image.BILINEAR), np.float32) / 255.0
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+    alpha = np.zeros((h, w), np.float32)
+    alpha[top: top + side, left: left + side] = cell
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = ((xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)) / max(h, w)
+    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+    vignette = 1 - rng.uniform(0.0, 0.35) * (((yy - cy) / h) ** 2 + ((xx - cx) / w) ** 2)
+    light = np.clip((1 + rng.uniform(0.1, 0.5) * ramp) * vignette * rng.uniform(0.7, 1.1), 0.2, 1.3)
+    if dark_background:
+        paper, ink = rng.uniform(0.1, 0.3), rng.uniform(0.75, 0.95)
+    else:
+        paper, ink = rng.uniform(0.65, 0.95), rng.uniform(0.05, 0.3)
+    grey = light * (paper * (1 - alpha) + ink * alpha)
+    tint = rng.uniform(0.85, 1.0, 3).astype(np.float32)
+    rgb = grey[..., None] * tint[None, None, :]
+    img = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    arr = np.asarray(img, np.float32) / 255.0
+    arr = arr + rng.normal(0, rng.uniform(0.01, 0.05), arr.shape)
+    return (np.clip(arr, 0, 1) * 255).astype(np.uint8)
