@@ -200,9 +200,24 @@ step_done "$built: ${WHL##*/}"
 
 # ---------------------------------------------------------------- 5. runtime + test dependencies
 step "aarch64 dependencies"
-mapfile -t DEPS < <(cd "$SRC" && "$HOST_PY" -c '
-import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(p["dependencies"] + p.get("optional-dependencies", {}).get("test", ["pytest", "hypothesis"])))')
+# environment markers are evaluated for the Pi (pip --platform would evaluate them for this host)
+mapfile -t DEPS < <(cd "$SRC" && "$HOST_PY" - <<'EOF'
+import tomllib
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+pi = {"platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
+      "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
+      "platform_python_implementation": "CPython", "extra": ""}
+for spec in p["dependencies"] + p.get("optional-dependencies", {}).get("test", ["pytest", "hypothesis"]):
+    r = Requirement(spec)
+    if r.marker is None or r.marker.evaluate(pi):
+        r.marker = None
+        print(r)
+EOF
+)
 SITE=$CACHE/site-$(keyof site-v1 "$XENV" "${DEPS[@]}")
 if [ ! -e "$SITE/.complete" ]; then
     rm -rf "$SITE"
