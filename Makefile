@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models clean test-arm
+.PHONY: run test venv test-venv data models clean test-asan test-arm
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -43,3 +43,7 @@ clean:
 # (cortex-a53, a72, a76), forcing each kernel variant; caches under ~/.cache/edge-rbmlp/arm
 test-arm:
 	bash native/arm/test-arm.sh
+
+# the native engine's tests against an AddressSanitizer + UBSan build of the extension
+test-asan: $(TEST_VENV)/.installed
+	bash native/asan/test-asan.sh $(TEST_VENV)/bin/python
