@@ -8,9 +8,9 @@ TEST_VENV  ?= .venv-test
 PIP_FLAGS  ?= -q --disable-pip-version-check
 PYTEST_ARGS ?=
 
-SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' \) 2>/dev/null)
+SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models clean test-asan test-arm
+.PHONY: run test venv test-venv data models clean test-asan test-arm browser systemd-tools
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -28,13 +28,23 @@ $(TEST_VENV)/.installed: $(SOURCES)
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/edge-rbmlp demo
+	$(VENV)/bin/edge-rbmlp serve
 
 data: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m train data fetch
 
-test: $(TEST_VENV)/.installed data
+test: $(TEST_VENV)/.installed data browser systemd-tools
 	$(TEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Debian packages the device-app tests use: headless Chromium for the web page (driven by
+# Playwright with the system browser) and systemd-analyze for the unit. Installed only when missing.
+APT_INSTALL = sh -c 'if [ "$$(id -u)" != 0 ]; then echo "make: not root, cannot apt-get install $$*: the tests that need it will skip"; exit 0; fi; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$$@"' apt-install
+
+browser:
+	@test -x /usr/bin/chromium || $(APT_INSTALL) chromium
+
+systemd-tools:
+	@command -v systemd-analyze >/dev/null || $(APT_INSTALL) systemd
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info
