@@ -15,7 +15,8 @@ name                   dtype   shape                  meaning
 ``shortcut.bias``      F32     ``[width]``
 ``output.weight``      F32     ``[outputs, width]``   float output layer on ``h (+ shortcut)``
 ``output.bias``        F32     ``[outputs]``
-``input.vocab``        U8      ``[bytes]``            text models: UTF-8 words joined by ``\\n``
+``input.vocab.zlib``   U8      ``[bytes]``            text models: zlib of the UTF-8 words joined by ``\\n``
+``input.vocab``        U8      ``[bytes]``            (read only) the same, uncompressed
 ====================== ======= ====================== ==========================================
 
 ``acc`` of layer 0 is ``n - 2*popcount(bits(q >= binarize_threshold) XOR W)`` in
@@ -40,6 +41,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -56,6 +58,7 @@ METADATA_KEY = "edge_rbmlp"
 CHECKSUM_KEY = "edge_rbmlp_sha256"
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_METADATA_BYTES = 1024 * 1024
+MAX_VOCAB_BYTES = 64 * 1024 * 1024
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
@@ -127,7 +130,9 @@ class PackedModel:
         validate_tensors(self)
         tensors = {k: np.ascontiguousarray(v) for k, v in self.tensors.items()}
         if self.vocab is not None:
-            tensors["input.vocab"] = np.frombuffer("\n".join(self.vocab).encode("utf-8"), dtype=np.uint8).copy()
+            # compressed: a 10,000-word vocabulary is ~77 KB raw, ~36 KB with zlib
+            blob = zlib.compress("\n".join(self.vocab).encode("utf-8"), 9)
+            tensors["input.vocab.zlib"] = np.frombuffer(blob, dtype=np.uint8).copy()
         meta = json.dumps(self.metadata(), ensure_ascii=False, sort_keys=True)
         # the checksum covers the metadata string and the tensor data; safetensors lays the data out
         # deterministically, so it is computed on a first serialization and stored in the second
@@ -251,6 +256,18 @@ def _checksum(meta: str, data: bytes) -> str:
     return h.hexdigest()
 
 
+def _inflate_bounded(blob: bytes, limit: int, source: Optional[str]) -> bytes:
+    """zlib-decompress at most ``limit`` bytes: a small blob cannot expand into a memory bomb."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, limit)
+    except zlib.error as exc:
+        raise ModelFormatError("input.vocab", f"is not a valid zlib stream ({exc})", source) from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ModelFormatError("input.vocab", f"decompresses to more than {limit} bytes or is truncated", source)
+    return raw
+
+
 def _read_metadata(data: bytes, source: Optional[str]) -> dict:
     if len(data) < 8:
         raise ModelFormatError("header", f"file is {len(data)} bytes, too short for a safetensors header", source)
@@ -320,12 +337,18 @@ def _parse(data: bytes, source: Optional[str]) -> PackedModel:
     except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
         raise ModelFormatError("tensors", f"the safetensors container is corrupt ({exc})", source) from None
     vocab = None
-    if "input.vocab" in tensors:
-        blob = tensors.pop("input.vocab")
+    vocab_tensors = [name for name in ("input.vocab", "input.vocab.zlib") if name in tensors]
+    if len(vocab_tensors) > 1:
+        raise ModelFormatError("input.vocab", "both input.vocab and input.vocab.zlib are present", source)
+    if vocab_tensors:
+        blob = tensors.pop(vocab_tensors[0])
         if blob.dtype != np.uint8 or blob.ndim != 1:
             raise ModelFormatError("input.vocab", "must be a 1-D U8 tensor", source)
+        raw = blob.tobytes()
+        if vocab_tensors[0] == "input.vocab.zlib":
+            raw = _inflate_bounded(raw, MAX_VOCAB_BYTES, source)
         try:
-            vocab = blob.tobytes().decode("utf-8").split("\n")
+            vocab = raw.decode("utf-8").split("\n")
         except UnicodeDecodeError:
             raise ModelFormatError("input.vocab", "is not valid UTF-8", source) from None
     model = PackedModel(

@@ -146,7 +146,7 @@ def test_data_corruption_is_caught_by_the_checksum(mnist_like_model):
         ("layer.0.flip", None, lambda t: t.update({"layer.0.flip": t["layer.0.flip"] + np.uint8(2)})),
         ("layer.1.scale", None, lambda t: t["layer.1.scale"].__setitem__(0, np.nan)),
         ("extra.tensor", None, lambda t: t.update({"extra.tensor": np.zeros(3, np.float32)})),
-        ("input.vocab", None, lambda t: t.update({"input.vocab": np.frombuffer(b"a\nb", np.uint8).copy()})),
+        ("input.vocab", None, lambda t: t.update({"input.vocab.zlib": _vocab_blob(["a", "b"])})),
         ("shortcut.weight", None, lambda t: t.update({"shortcut.weight": np.zeros((88, 10**5), np.float32)})),
     ],
 )
@@ -157,28 +157,45 @@ def test_lying_files_name_the_field(field, meta_edit, tensor_edit, mnist_like_mo
     assert info.value.field == field, str(info.value)
 
 
-def test_text_model_vocabulary_checks(imdb_like_model):
-    def dup(t):
-        words = ["same"] * 10000
-        t["input.vocab"] = np.frombuffer("\n".join(words).encode(), np.uint8).copy()
+def _vocab_blob(words, compress=True):
+    import zlib
 
+    raw = "\n".join(words).encode("utf-8") if isinstance(words, list) else words
+    return np.frombuffer(zlib.compress(raw) if compress else raw, np.uint8).copy()
+
+
+def test_vocabulary_is_stored_compressed(imdb_like_model):
+    from safetensors.numpy import load
+
+    tensors = load(imdb_like_model.to_bytes())
+    assert "input.vocab.zlib" in tensors and "input.vocab" not in tensors
+    raw_bytes = len("\n".join(imdb_like_model.vocab).encode())
+    assert tensors["input.vocab.zlib"].size < raw_bytes / 2
+
+
+def test_uncompressed_vocabulary_is_read_too(imdb_like_model):
+    def plain(t):
+        del t["input.vocab.zlib"]
+        t["input.vocab"] = _vocab_blob(imdb_like_model.vocab, compress=False)
+
+    loaded = PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, plain))
+    assert loaded.vocab == imdb_like_model.vocab
+
+
+@pytest.mark.parametrize("name, edit", [
+    ("duplicate words", lambda t: t.update({"input.vocab.zlib": _vocab_blob(["same"] * 10000)})),
+    ("not UTF-8", lambda t: t.update({"input.vocab.zlib": _vocab_blob(b"\xff\xfe" * 10)})),
+    ("not zlib", lambda t: t.update({"input.vocab.zlib": _vocab_blob(b"plain words", False)})),
+    ("truncated zlib", lambda t: t.update({"input.vocab.zlib": t["input.vocab.zlib"][:-10].copy()})),
+    ("zlib bomb", lambda t: t.update({"input.vocab.zlib": _vocab_blob(b"a" * (65 * 1024 * 1024))})),
+    ("both encodings", lambda t: t.update({"input.vocab": _vocab_blob([f"w{i}" for i in range(10000)], False)})),
+    ("missing", lambda t: t.pop("input.vocab.zlib")),
+    ("wrong dtype", lambda t: t.update({"input.vocab.zlib": t["input.vocab.zlib"].astype(np.int16)})),
+])
+def test_text_model_vocabulary_checks(imdb_like_model, name, edit):
     with pytest.raises(ModelFormatError) as info:
-        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, dup))
-    assert info.value.field == "input.vocab"
-
-    def bad_utf8(t):
-        t["input.vocab"] = np.frombuffer(b"\xff\xfe" * 10, np.uint8).copy()
-
-    with pytest.raises(ModelFormatError) as info:
-        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, bad_utf8))
-    assert info.value.field == "input.vocab"
-
-    def no_vocab(t):
-        t.pop("input.vocab")
-
-    with pytest.raises(ModelFormatError) as info:
-        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, no_vocab))
-    assert info.value.field == "input.vocab"
+        PackedModel.from_bytes(_rebuild(imdb_like_model.to_bytes(), None, edit))
+    assert info.value.field == "input.vocab", name
 
 
 def test_huge_declared_header_is_rejected_without_reading_it():
