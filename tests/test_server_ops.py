@@ -319,3 +319,19 @@ def test_sighup_reloads_a_replaced_model_and_refuses_a_corrupt_one(tmp_path):
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_bench_command_has_http_option(paths):
+    from edge_rbmlp.cli import main
+
+    if "bench" not in main.commands:
+        pytest.skip("the engine's `bench` command is not in this build; `bench-http` covers the HTTP benchmark")
+    with running_server(make_config(paths)) as (url, app):
+        result = CliRunner().invoke(main, ["bench", "--http", url, "--requests", "5", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.output)
+        assert {r["model"] for r in rows} == {"mnist", "imdb"} and all(r["errors"] == 0 for r in rows)
+        result = CliRunner().invoke(main, ["bench", "mnist", "--http", url, "--requests", "3", "--json"])
+        assert result.exit_code == 0 and [r["model"] for r in json.loads(result.output)] == ["mnist"]
+    result = CliRunner().invoke(main, ["bench"])
+    assert result.exit_code == 2 and "--http" in result.output

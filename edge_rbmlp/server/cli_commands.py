@@ -187,9 +187,12 @@ def _add_http_to_bench(bench: click.Command) -> None:
                 continue
     bench.params.append(click.Option(["--http", "http_url"], default=None, metavar="URL",
                                      help="benchmark a running service end to end instead (see bench-http)"))
-    bench.params.append(click.Option(["--http-requests", "http_requests"], type=click.IntRange(1, 10_000_000),
+    taken = {opt for p in bench.params for opt in getattr(p, "opts", [])}
+    requests_flag = "--requests" if "--requests" not in taken else "--http-requests"
+    concurrency_flag = "--concurrency" if "--concurrency" not in taken else "--http-concurrency"
+    bench.params.append(click.Option([requests_flag, "http_requests"], type=click.IntRange(1, 10_000_000),
                                      default=500, show_default=True, help="with --http: requests per model"))
-    bench.params.append(click.Option(["--http-concurrency", "http_concurrency"], type=click.IntRange(1, 1024),
+    bench.params.append(click.Option([concurrency_flag, "http_concurrency"], type=click.IntRange(1, 1024),
                                      default=1, show_default=True, help="with --http: parallel connections"))
     original = bench.callback
 
