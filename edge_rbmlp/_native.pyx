@@ -12,8 +12,11 @@ directly.
 """
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+cimport numpy as cnp
 
 import numpy as np
+
+cnp.import_array()
 
 cdef extern from "rbm_kernels.h" nogil:
     ctypedef struct rbm_kernels:
@@ -133,6 +136,39 @@ cdef const rbm_kernels *_lookup(str name) except NULL:
 def _c(arr, dtype):
     """A C-contiguous array of exactly ``dtype`` (a copy only when needed)."""
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+cdef int64_t _EMPTY = 0
+
+
+cdef void *_array_ptr(object a, int typenum, int64_t width, int64_t *rows, bint writable, str what) except NULL:
+    """Data pointer of a C-contiguous aligned numpy array of ``typenum``: ``[rows, width]`` (or
+    ``[width]`` = one row) when ``width >= 0``, any 1-D length (returned in rows) when ``width < 0``."""
+    cdef cnp.ndarray arr
+    cdef int nd
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{what} must have dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, got {(<object>a).dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{what} must be C-contiguous and aligned")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{what} must be writable")
+    nd = cnp.PyArray_NDIM(arr)
+    if width < 0:
+        if nd != 1:
+            raise ValueError(f"{what} must be 1-D, got shape {(<object>a).shape}")
+        rows[0] = cnp.PyArray_DIM(arr, 0)
+    elif nd == 2 and cnp.PyArray_DIM(arr, 1) == width:
+        rows[0] = cnp.PyArray_DIM(arr, 0)
+    elif nd == 1 and cnp.PyArray_DIM(arr, 0) == width:
+        rows[0] = 1
+    else:
+        raise ValueError(f"{what} must have shape (batch, {width}) or ({width},), got {(<object>a).shape}")
+    if rows[0] == 0:
+        return <void *>&_EMPTY
+    return cnp.PyArray_DATA(arr)
 
 
 cdef class Model:
@@ -259,18 +295,19 @@ cdef class Model:
     def set_kernel(self, str name):
         self.K = _lookup(name)
 
-    cdef int _run(self, const uint8_t[:, ::1] q, float[:, ::1] out, int kind) except -1:
-        cdef int64_t batch = q.shape[0]
+    cdef int _run(self, object q, object out, int kind) except -1:
+        # the hot path: numpy C-API checks (much cheaper than typed memoryviews), then one C call
+        cdef int64_t batch, width = rbm_output_width(&self.m, kind)
         cdef int rc
-        if q.shape[1] != self.n_inputs:
-            raise ValueError(f"input has {q.shape[1]} values per row, the model takes {self.n_inputs}")
-        if out.shape[0] != batch or out.shape[1] != rbm_output_width(&self.m, kind):
-            raise ValueError(f"output must have shape ({batch}, {rbm_output_width(&self.m, kind)}), "
-                             f"got ({out.shape[0]}, {out.shape[1]})")
+        cdef const uint8_t *qp = <const uint8_t *>_array_ptr(q, cnp.NPY_UINT8, self.n_inputs, &batch, False, "input")
+        cdef int64_t out_batch
+        cdef float *op = <float *>_array_ptr(out, cnp.NPY_FLOAT32, width, &out_batch, True, "output")
+        if out_batch != batch:
+            raise ValueError(f"output has {out_batch} rows for {batch} inputs")
         if batch == 0:
             return 0
         with nogil:
-            rc = rbm_forward(&self.m, self.K, &q[0, 0], batch, q.shape[1], &out[0, 0], kind)
+            rc = rbm_forward(&self.m, self.K, qp, batch, self.n_inputs, op, kind)
         if rc != RBM_OK:
             raise RuntimeError(f"native forward failed (code {rc})")
         return 0
@@ -285,30 +322,30 @@ cdef class Model:
         self._run(q, out, self.out_kind)
         return out
 
-    def logits(self, const uint8_t[:, ::1] q):
-        out = np.empty((q.shape[0], self.n_out), dtype=np.float32)
-        self._run(q, out, RBM_OUT_LOGITS)
-        return out
 
-    cdef int _run_sparse(self, const int32_t[::1] idx, const int64_t[::1] offsets, float[:, ::1] out,
-                         int kind) except -1:
-        cdef int64_t batch = offsets.shape[0] - 1
+    cdef int _run_sparse(self, object idx, object offsets, object out, int kind) except -1:
+        cdef int64_t n_idx, n_off, out_batch, batch
         cdef int rc
-        cdef const int32_t *ip = NULL
         cdef int32_t dummy = 0
         if not self.has_sparse:
             raise ValueError("this model has no sparse input tables (only text models have them)")
+        cdef const int32_t *ip = <const int32_t *>_array_ptr(idx, cnp.NPY_INT32, -1, &n_idx, False, "indices")
+        cdef const int64_t *opp = <const int64_t *>_array_ptr(offsets, cnp.NPY_INT64, -1, &n_off, False, "offsets")
+        batch = n_off - 1
         if batch < 0:
             raise ValueError("offsets must have batch + 1 entries")
-        if offsets[0] != 0 or offsets[batch] > idx.shape[0]:
-            raise ValueError(f"offsets must start at 0 and end at most at len(indices) = {idx.shape[0]}")
-        if out.shape[0] != batch or out.shape[1] != rbm_output_width(&self.m, kind):
-            raise ValueError(f"output must have shape ({batch}, {rbm_output_width(&self.m, kind)})")
+        if opp[0] != 0 or opp[batch] > n_idx:
+            raise ValueError(f"offsets must start at 0 and end at most at len(indices) = {n_idx}")
+        cdef float *outp = <float *>_array_ptr(out, cnp.NPY_FLOAT32, rbm_output_width(&self.m, kind), &out_batch,
+                                               True, "output")
+        if out_batch != batch:
+            raise ValueError(f"output has {out_batch} rows for {batch} samples")
         if batch == 0:
             return 0
-        ip = &idx[0] if idx.shape[0] > 0 else &dummy
+        if n_idx == 0:
+            ip = &dummy
         with nogil:
-            rc = rbm_forward_sparse(&self.m, self.K, ip, &offsets[0], batch, &out[0, 0], kind)
+            rc = rbm_forward_sparse(&self.m, self.K, ip, opp, batch, outp, kind)
         if rc == RBM_EINDEX:
             raise ValueError(f"indices must be strictly increasing within a sample and in [0, {self.n_inputs}); "
                              "offsets must not decrease")

@@ -310,6 +310,39 @@ def demo(backend):
                 console.print(f"  {path.name}: {pred.label} ({max(pred.probabilities):.3f})")
 
 
+# -- bench (the native engine against reference / TFLite / LCE: edge_rbmlp/bench.py) --
+@main.command()
+@click.argument("model")
+@click.option("--backends", default="native,reference,tflite,lce", show_default=True,
+              help="comma-separated: native, reference, tflite (float, int8, F- float), lce")
+@click.option("--batch", type=click.IntRange(1, 1 << 16), default=256, show_default=True,
+              help="batch size of the throughput measurement")
+@click.option("--rounds", type=click.IntRange(1, 10000), default=30, show_default=True,
+              help="interleaved rounds (every backend runs once per round)")
+@click.option("--calls", type=click.IntRange(1, 10**7), default=2000, show_default=True,
+              help="batch-1 calls per backend in total")
+@click.option("--kernel", default=None, help="force a native kernel variant (default: the best for this CPU)")
+@click.option("--no-memory", is_flag=True, help="skip the per-backend child processes (load time, RSS)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON (rows: one per backend/variant/batch)")
+@user_errors
+def bench(model, backends, batch, rounds, calls, kernel, no_memory, as_json):
+    """Latency (batch 1), throughput (batch N), load time, RSS and size of MODEL on each backend."""
+    from .bench import BACKEND_NAMES, format_table, run
+
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BACKEND_NAMES]
+    if unknown or not names:
+        raise click.ClickException(f"unknown backend(s) {unknown}; choose from {', '.join(BACKEND_NAMES)}")
+    result = run(model, names, batch=batch, rounds=rounds, calls=calls, kernel=kernel,
+                 measure_memory=not no_memory)
+    if as_json:
+        meta = {"model": result["model"], "arch": result["arch"], "inputs": result["inputs"],
+                "cpu": result["machine"].get("cpu"), "machine": result["machine"].get("machine")}
+        _print_json([dict(row, **meta) for row in result["rows"]])
+    else:
+        click.echo(format_table(result))
+
+
 # -- serve, camera, bench-http (the device app: edge_rbmlp/server/cli_commands.py) --
 from .server.cli_commands import register as _register_device_app  # noqa: E402
 

@@ -121,8 +121,10 @@ class NativeEngine(Engine):
         self._sparse_ok = self._native.has_sparse
         self._n_out = self._native.n_out
         self._out_width = self._native.out_width
-        self._offsets = np.zeros(2, dtype=np.int64)
-        self._offsets.setflags(write=False)
+        # the batch-1 fast paths are the compiled methods themselves (no Python frame in between)
+        self.logits_into = self._native.logits_into
+        self.predict_into = self._native.predict_into
+        self.predict_indices_into = self._native.sparse_predict_into
 
     # -- what a backend implements ------------------------------------------------
     @property
@@ -173,7 +175,8 @@ class NativeEngine(Engine):
         return self._native.sparse_logits_into(idx, offsets, out)
 
     def predict_indices_into(self, indices: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> np.ndarray:
-        self._check_sparse()
+        """Probabilities of multi-hot inputs given as active indices (int32, with int64 ``offsets``)
+        into a caller-owned ``float32 [batch, classes]``. (Replaced per instance by the compiled method.)"""
         return self._native.sparse_predict_into(indices, offsets, out)
 
     def _check_sparse(self):

@@ -261,39 +261,48 @@ INL __m256 load8_u8_ps(const uint8_t *q)
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)));
 }
 
+/* 8 rows per block: eight independent FMA chains hide the FMA latency, one u8->float
+ * conversion of the input serves eight rows */
 FN void f32u8_mv(const float *W, int32_t rows, int32_t n, const uint8_t *q, const float *bias, float *out)
 {
     const int32_t full = n & ~7;
     int32_t o = 0;
-    for (; o + 4 <= rows; o += 4) {
-        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; o + 8 <= rows; o += 8) {
+        const float *w = W + (size_t)o * n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int32_t i = 0; i < full; i += 8) {
             __m256 xv = load8_u8_ps(q + i);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + (size_t)n + i), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 2 * (size_t)n + i), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 3 * (size_t)n + i), xv, a3);
+            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 4 * (size_t)n + i), xv, a4);
+            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 5 * (size_t)n + i), xv, a5);
+            a6 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 6 * (size_t)n + i), xv, a6);
+            a7 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 7 * (size_t)n + i), xv, a7);
         }
-        float s[4];
+        float s[8];
         _mm_storeu_ps(s, hsum4_ps(a0, a1, a2, a3));
-        for (int32_t i = full; i < n; i++) {
-            float xi = (float)q[i];
-            s[0] += w0[i] * xi;
-            s[1] += w1[i] * xi;
-            s[2] += w2[i] * xi;
-            s[3] += w3[i] * xi;
-        }
-        for (int r = 0; r < 4; r++)
+        _mm_storeu_ps(s + 4, hsum4_ps(a4, a5, a6, a7));
+        for (int r = 0; r < 8; r++) {
+            const float *wr = w + (size_t)r * n;
+            for (int32_t i = full; i < n; i++)
+                s[r] += wr[i] * (float)q[i];
             out[o + r] = bias[o + r] + s[r];
+        }
     }
     for (; o < rows; o++) {
         const float *w = W + (size_t)o * n;
-        __m256 a = _mm256_setzero_ps();
-        for (int32_t i = 0; i < full; i += 8)
+        __m256 a = _mm256_setzero_ps(), b = a;
+        int32_t i = 0;
+        for (; i + 16 <= full; i += 16) {
             a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load8_u8_ps(q + i), a);
-        float s = hsum_ps(a);
-        for (int32_t i = full; i < n; i++)
+            b = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), load8_u8_ps(q + i + 8), b);
+        }
+        for (; i < full; i += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load8_u8_ps(q + i), a);
+        float s = hsum_ps(_mm256_add_ps(a, b));
+        for (i = full; i < n; i++)
             s += w[i] * (float)q[i];
         out[o] = bias[o] + s;
     }

@@ -1,0 +1,354 @@
+"""``edge-rbmlp bench``: the native engine against the reference engine, TFLite and LCE.
+
+All backends run in one process, single-threaded, interleaved round by round
+(so a noisy host slows every backend alike), on the same inputs:
+
+* batch-1 latency through each runtime's Python API, per call:
+  native ``predict_into`` (probabilities computed in C, into a preallocated
+  array), reference ``logits_uint8``, TFLite ``set_tensor + invoke +
+  get_tensor`` on an already converted input, LCE ``Interpreter.predict``;
+* batch-256 throughput with the same calls;
+* model load time, peak RSS and the RSS the backend adds to an idle
+  interpreter, each measured in a fresh child process (``python -m
+  edge_rbmlp.bench --child ...``), and the model file's size.
+
+Text models add a row ``text-e2e``: one raw review tokenized and classified
+by ``NativeEngine.predict_text`` (sparse path), to compare with the other
+backends' inference alone on the dense multi-hot vector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+BACKEND_NAMES = ("native", "reference", "tflite", "lce")
+
+
+@dataclass
+class Runner:
+    backend: str
+    variant: str
+    runtime: str
+    version: str
+    file_bytes: int
+    one: Callable[[int], object]          # batch-1 call on sample i
+    big: Optional[Callable[[], object]]   # one batch-N call
+    child_args: List[str] = field(default_factory=list)
+    note: str = ""
+
+
+def _rss_bytes() -> int:
+    """Peak RSS of this process: VmHWM (ru_maxrss survives exec on Linux, so a child started by a
+    big parent would report the parent's peak)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux
+        return _rss_bytes()
+
+
+def bench_inputs(model, n: int, seed: int = 0):
+    """``q uint8 [n, size]``: real test inputs when the data cache has them, else random ones."""
+    source = "random"
+    try:
+        from .datasets import model_inputs
+
+        q, _ = model_inputs(model, "test", limit=n)
+        if len(q) >= n:
+            return np.ascontiguousarray(q[:n]), "test set"
+    except Exception:
+        pass
+    rng = np.random.default_rng(seed)
+    if model.input_spec.kind == "text":
+        q = (rng.random((n, model.n_inputs)) < 0.02).astype(np.uint8)
+    else:
+        q = rng.integers(0, 256, (n, model.n_inputs)).astype(np.uint8)
+    return q, source
+
+
+def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Optional[str] = None):
+    if backend == "native":
+        from .native_engine import NativeEngine
+
+        return NativeEngine(model, kernel=kernel)
+    if backend == "reference":
+        from .reference import ReferenceEngine
+
+        return ReferenceEngine(model)
+    if backend == "tflite":
+        from .tflite_engine import TFLiteEngine
+
+        if variant == "F-float":
+            return TFLiteEngine(model, "float", path=model_path.with_name(model_path.stem + "_F.tflite"))
+        return TFLiteEngine(model, variant, model_path=model_path)
+    if backend == "lce":
+        from .tflite_engine import LCEEngine
+
+        return LCEEngine(model, model_path=model_path)
+    raise ValueError(backend)
+
+
+def _runners(backend: str, model, model_path: Path, q1: np.ndarray, qb: np.ndarray, kernel=None) -> List[Runner]:
+    """Every variant of ``backend`` for this model; raises BackendUnavailable when none runs."""
+    from . import __version__ as our_version
+    from .engine import BackendUnavailable
+
+    file_bytes = model_path.stat().st_size
+    runners = []
+    if backend == "native":
+        eng = _make_engine("native", "binary", model, model_path, kernel)
+        out1 = np.empty((1, eng.predict_uint8(q1[:1]).shape[1]), np.float32)
+        outb = np.empty((len(qb), out1.shape[1]), np.float32)
+        rows = [np.ascontiguousarray(q1[i:i + 1]) for i in range(len(q1))]
+        runners.append(Runner("native", "binary", f"edge-rbmlp native ({eng.kernel})", our_version, file_bytes,
+                              lambda i: eng.predict_into(rows[i], out1), lambda: eng.predict_into(qb, outb),
+                              ["native", "binary"] + ([kernel] if kernel else [])))
+        if model.input_spec.kind == "text":
+            idx = [np.flatnonzero(r).astype(np.int32) for r in q1]
+            offs = [np.array([0, len(ix)], np.int64) for ix in idx]
+            runners.append(Runner("native", "binary-sparse", f"edge-rbmlp native ({eng.kernel}), active indices",
+                                  our_version, file_bytes,
+                                  lambda i: eng.predict_indices_into(idx[i], offs[i], out1), None,
+                                  ["native", "binary"] + ([kernel] if kernel else [])))
+        return runners
+    if backend == "reference":
+        eng = _make_engine("reference", "binary", model, model_path)
+        rows = [np.ascontiguousarray(q1[i:i + 1]) for i in range(len(q1))]
+        runners.append(Runner("reference", "binary", "edge-rbmlp reference (numpy)", np.__version__, file_bytes,
+                              lambda i: eng.logits_uint8(rows[i]), lambda: eng.logits_uint8(qb),
+                              ["reference", "binary"]))
+        return runners
+    variants = {"tflite": ["float", "int8", "F-float"], "lce": ["lce"]}[backend]
+    errors = []
+    for variant in variants:
+        if variant == "F-float" and not model_path.with_name(model_path.stem + "_F.tflite").is_file():
+            continue
+        try:
+            e1 = _make_engine(backend, variant, model, model_path)
+            eb = _make_engine(backend, variant, model, model_path)
+        except BackendUnavailable as exc:
+            errors.append(str(exc))
+            continue
+        if backend == "tflite":
+            e1._resize(1)
+            eb._resize(len(qb))
+        xs = [e1.prepare_input(q1[i:i + 1]) for i in range(len(q1))]
+        xb = eb.prepare_input(qb)
+        fb = e1.path.stat().st_size
+        runners.append(Runner(backend, variant if backend == "tflite" else "binary-lce", e1.runtime, e1.version, fb,
+                              (lambda e, xs: (lambda i: e.run_prepared(xs[i])))(e1, xs),
+                              (lambda e, x: (lambda: e.run_prepared(x)))(eb, xb),
+                              [backend, variant], note=str(e1.path.name)))
+    if not runners:
+        raise BackendUnavailable("; ".join(errors) or f"backend {backend!r} has nothing to run")
+    for err in errors:
+        print(f"edge-rbmlp bench: warning: {err}", file=sys.stderr)
+    return runners
+
+
+def _child_measure(args: List[str]) -> dict:
+    """In a fresh interpreter: load time, peak RSS, RSS added by loading and running the backend."""
+    cmd = [sys.executable, "-m", "edge_rbmlp.bench", "--child"] + args
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if res.returncode != 0:
+        return {"error": (res.stderr.strip().splitlines() or ["child failed"])[-1]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def child_main(argv: List[str]) -> int:
+    model_path, backend, variant = Path(argv[0]), argv[1], argv[2]
+    kernel = argv[3] if len(argv) > 3 else None
+    from .model_file import load_packed_model
+
+    model = load_packed_model(model_path)
+    q, _ = bench_inputs(model, 256)
+    # import the runtime first: load_ms is the engine's own load, not the import of its library
+    if backend == "tflite":
+        from .tflite_engine import tflite_runtime
+
+        tflite_runtime()
+    elif backend == "lce":
+        from .tflite_engine import lce_runtime
+
+        lce_runtime()
+    elif backend == "native":
+        from . import native_engine  # noqa: F401
+    base = _current_rss_bytes()
+    t0 = time.perf_counter()
+    model2 = load_packed_model(model_path)  # the whole load: read + validate + prepare
+    eng = _make_engine(backend, variant, model2, model_path, kernel)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    for i in range(50):
+        eng.logits_uint8(q[i % len(q):i % len(q) + 1])
+    for _ in range(3):
+        eng.logits_uint8(q)
+    print(json.dumps({"load_ms": load_ms, "peak_rss_bytes": _rss_bytes(),
+                      "rss_added_bytes": max(0, _current_rss_bytes() - base)}))
+    return 0
+
+
+def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30, calls: int = 200,
+        kernel: Optional[str] = None, measure_memory: bool = True, progress=None) -> dict:
+    from .models import resolve_model_path
+    from .model_file import load_packed_model
+
+    model_path = resolve_model_path(model_arg)
+    model = load_packed_model(model_path)
+    q1, source = bench_inputs(model, 64)
+    qb, _ = bench_inputs(model, batch, seed=1)
+    runners: List[Runner] = []
+    for b in backends:
+        runners.extend(_runners(b, model, model_path, q1, qb, kernel))
+    text_runner = None
+    if model.input_spec.kind == "text" and "native" in backends:
+        text_runner = _text_runner(model, model_path, kernel)
+    everyone = runners + ([text_runner] if text_runner else [])
+    lat: Dict[int, List[float]] = {i: [] for i in range(len(everyone))}
+    big: Dict[int, List[float]] = {i: [] for i in range(len(runners))}
+    # warm-up
+    for r in everyone:
+        for i in range(20):
+            r.one(i % 64)
+        if r.big:
+            r.big()
+    perf = time.perf_counter_ns
+    for rnd in range(rounds):
+        for k, r in enumerate(everyone):
+            samples = lat[k]
+            for c in range(calls // rounds + 1):
+                i = (rnd * 7 + c) % 64
+                t0 = perf()
+                r.one(i)
+                samples.append((perf() - t0) / 1e3)
+        for k, r in enumerate(runners):
+            if r.big is not None:
+                t0 = perf()
+                r.big()
+                big[k].append((perf() - t0) / 1e3)
+        if progress:
+            progress(rnd + 1, rounds)
+    rows = []
+    mem_cache: Dict[tuple, dict] = {}
+    for k, r in enumerate(everyone):
+        mem = {}
+        if measure_memory and r.child_args:
+            key = tuple(r.child_args)
+            if key not in mem_cache:
+                mem_cache[key] = _child_measure([str(model_path)] + r.child_args)
+            mem = mem_cache[key]
+        s = np.array(lat[k])
+        base = {"backend": r.backend, "variant": r.variant, "runtime": r.runtime, "version": r.version,
+                "file_bytes": r.file_bytes, "load_ms": mem.get("load_ms"), "peak_rss_bytes": mem.get("peak_rss_bytes"),
+                "rss_added_bytes": mem.get("rss_added_bytes"), "threads": 1}
+        if "error" in mem:
+            base["memory_error"] = mem["error"]
+        if r.note:
+            base["file"] = r.note
+        rows.append(dict(base, batch=1, p50_us=float(np.percentile(s, 50)), p99_us=float(np.percentile(s, 99)),
+                         throughput_per_s=float(1e6 / np.mean(s)), calls=int(len(s))))
+        if k < len(runners) and big[k]:
+            b = np.array(big[k])
+            rows.append(dict(base, batch=batch, p50_us=float(np.percentile(b, 50)),
+                             p99_us=float(np.percentile(b, 99)), throughput_per_s=float(batch * 1e6 / np.median(b)),
+                             calls=int(len(b))))
+    return {"model": str(model_path), "arch": model.arch.notation(), "inputs": source,
+            "machine": _machine(), "rows": rows}
+
+
+def _text_runner(model, model_path: Path, kernel) -> Optional[Runner]:
+    from . import __version__ as our_version
+    from .native_engine import NativeEngine
+
+    eng = NativeEngine(model, kernel=kernel)
+    texts = None
+    try:
+        from .datasets import load_imdb_reviews
+
+        texts, _ = load_imdb_reviews("test")
+        texts = texts[:64]
+    except Exception:
+        rng = np.random.default_rng(3)
+        vocab = model.vocab
+        texts = [" ".join(vocab[j] for j in rng.integers(0, len(vocab), 230)) for _ in range(64)]
+    return Runner("native", "text-e2e", f"edge-rbmlp native ({eng.kernel}): tokenize + infer one raw text",
+                  our_version, model_path.stat().st_size, lambda i: eng.predict_text(texts[i]), None, [])
+
+
+def _machine() -> dict:
+    import platform
+
+    info = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from .native_engine import available_kernels, best_kernel
+
+        info["native_kernels"] = available_kernels()
+        info["native_best"] = best_kernel()
+    except Exception:
+        pass
+    return info
+
+
+def format_table(result: dict) -> str:
+    rows = result["rows"]
+    ref = {}
+    for r in rows:
+        ref[(r["backend"], r["variant"], r["batch"])] = r
+    nat1 = ref.get(("native", "binary", 1))
+    lines = [f"model {result['model']} ({result['arch']}), inputs: {result['inputs']}, "
+             f"{result['machine'].get('cpu', result['machine'].get('machine'))}",
+             f"{'backend':10s} {'variant':14s} {'batch':>5s} {'p50 us':>9s} {'p99 us':>9s} {'samples/s':>11s} "
+             f"{'vs native':>9s} {'load ms':>8s} {'peak RSS':>9s} {'+RSS':>8s} {'file B':>8s}  runtime"]
+    for r in rows:
+        ratio = ""
+        if nat1 and r["batch"] == 1 and r is not nat1:
+            ratio = f"{r['p50_us'] / nat1['p50_us']:.1f}x"
+        if r["batch"] != 1:
+            nb = ref.get(("native", "binary", r["batch"]))
+            if nb and r is not nb:
+                ratio = f"{nb['throughput_per_s'] / r['throughput_per_s']:.1f}x"
+        mb = lambda v: "" if v is None else f"{v / 2**20:.1f}M"  # noqa: E731
+        kb = lambda v: "" if v is None else f"{v / 1024:.0f}K"  # noqa: E731
+        lines.append(f"{r['backend']:10s} {r['variant']:14s} {r['batch']:5d} {r['p50_us']:9.2f} {r['p99_us']:9.2f} "
+                     f"{r['throughput_per_s']:11.0f} {ratio:>9s} "
+                     f"{'' if r['load_ms'] is None else format(r['load_ms'], '.1f'):>8s} {mb(r['peak_rss_bytes']):>9s} "
+                     f"{kb(r.get('rss_added_bytes')):>8s} {r['file_bytes']:8d}  {r['runtime']} {r['version']}")
+    lines.append("vs native: batch 1 = how many times the native p50 latency; batch N = how many times "
+                 "fewer samples/s than native")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.exit(child_main(sys.argv[2:]))
+    print("usage: edge-rbmlp bench MODEL --backends native,reference,tflite,lce [--json]", file=sys.stderr)
+    sys.exit(2)
