@@ -120,24 +120,6 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
 
 
 @main.command()
-@click.option("--dataset", type=click.Choice(["mnist", "imdb"]), required=True)
-@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per variant.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-@click.option("--only", default=None, help="Regular expression: only variants that match.")
-@click.option("--max-trials", type=int, default=None, help="Stop after this many new trials (run in chunks).")
-@click.option("--tables-only", is_flag=True, help="Only rewrite the tables and plots from the trial files.")
-def reproduce(dataset, seeds, out, only, max_trials, tables_only) -> None:
-    """Train the variants of Tables IV/VII over seeds; resumable (one JSON per finished trial)."""
-    from train.reproduce import reproduce as run, write_tables
-
-    if tables_only:
-        write_tables(out, dataset)
-        return
-    run(dataset, seeds, out, only=only, command=_command_line(), max_trials=max_trials,
-        echo=lambda *a, **k: click.echo(*a))
-
-
-@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--name", required=True, help="Bundled model name: mnist or imdb.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
