@@ -78,6 +78,17 @@ FN void bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *x, i
     const int32_t chunks = words >> 2, tail = chunks * 4;
     const __m256i zero = _mm256_setzero_si256();
     int32_t o = 0;
+    if (words <= 2) { /* short rows (e.g. 128 inputs): scalar POPCNT beats any vector reduction */
+        const uint64_t x0 = x[0], x1 = words == 2 ? x[1] : 0;
+        if (words == 2) {
+            for (; o < rows; o++)
+                acc[o] = n - 2 * (int32_t)(_mm_popcnt_u64(x0 ^ W[2 * (size_t)o]) + _mm_popcnt_u64(x1 ^ W[2 * (size_t)o + 1]));
+        } else {
+            for (; o < rows; o++)
+                acc[o] = n - 2 * (int32_t)_mm_popcnt_u64(x0 ^ W[o]);
+        }
+        return;
+    }
     for (; o + 4 <= rows; o += 4) {
         const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
         __m256i s0 = zero, s1 = zero, s2 = zero, s3 = zero;
