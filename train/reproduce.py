@@ -263,6 +263,30 @@ def run_trial(data, row: Row, seed: int, settings: dict, command: str = "") -> d
     return rec
 
 
+def _claim(path: Path) -> Optional[Path]:
+    """Mark ``path``'s trial as running in this process (``<trial>.running`` holding the pid), so that
+    several workers can share a grid; a marker left by a dead process is taken over. None if taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = path.with_suffix(".running")
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(marker.read_text().strip() or "0")
+                os.kill(pid, 0)
+                return None  # alive
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                marker.unlink(missing_ok=True)  # stale
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return marker
+    return None
+
+
 def _fmt_secs(s: float) -> str:
     if s < 90:
         return f"{s:.0f} s"
@@ -304,11 +328,18 @@ def reproduce(dataset: str, seeds: int, out: Path, variants: Sequence[str] = (),
             echo(f"deadline reached: not starting the remaining {len(todo) - i + 1} trials")
             counts["stopped_at_deadline"] = len(todo) - i + 1
             break
-        rec = run_trial(data, row, seed, settings, command=command)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        claim = _claim(path)
+        if claim is None:  # another worker is running it now
+            echo(f"[{i}/{len(todo)}] {dataset} {row.variant} seed {seed}: running in another worker, skipped")
+            counts["skipped"] += 1
+            continue
+        try:
+            rec = run_trial(data, row, seed, settings, command=command)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+            tmp.replace(path)
+        finally:
+            claim.unlink(missing_ok=True)
         counts["ran"] += 1
         done_secs.append(rec["seconds"])
         remaining = len(todo) - i
@@ -695,6 +726,56 @@ def summarize(dataset: str, out: Path, epochs: Optional[int] = None, limit_train
         plot_accuracy_vs_size(dataset, rows, folder / f"accuracy_vs_size{tag}.png")
         written += [f"accuracy_by_variant{tag}.png", f"accuracy_vs_size{tag}.png"]
     (out / f"sizes{tag}.md").write_text(table_viii(out, settings))
+    if not tag:
+        update_readme(out)
     echo(f"{dataset}: {len(trials)} trials aggregated into {len(rows)} rows; wrote "
          + ", ".join(str(folder / w) for w in written) + f", {out / f'sizes{tag}.md'}")
     return {"trials": len(trials), "rows": rows}
+
+
+# results/README.md: the generated part ------------------------------------------------------------
+BEGIN, END = "<!-- BEGIN GENERATED (python -m train reproduce --report-only) -->", "<!-- END GENERATED -->"
+
+
+def headline_markdown(out: Path) -> str:
+    """Status and headline rows of every data set with trial files (paper settings only)."""
+    from edge_rbmlp.arch import parse
+
+    settings = settings_for()
+    lines = ["## Status and headline rows (generated from the trial files)", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Ours = mean ± sample std of the "
+             "test accuracy over the n seeds that finished (Keras model; the packed .rbm gives the same "
+             "predictions, see the tables). *paper best*: the row the paper prints last-but-one in each group "
+             "(its best variant); *our best*: the binary residual variant of that depth with our highest mean.", ""]
+    for ds in ("mnist", "imdb", "cifar10"):
+        trials = load_trials(out, ds, settings)
+        if not trials:
+            lines += [f"### {ds} (Table {TABLE_OF[ds]})", "", "No finished trial"
+                      + (" (CIFAR-10 is not obtainable here)." if ds == "cifar10" else "."), ""]
+            continue
+        rows = table_rows(ds, trials)
+        seeds = sorted({r["n_seeds"] for r in rows})
+        lines += [f"### {ds} (Table {TABLE_OF[ds]}): {len(trials)} trials; rows have "
+                  + ", ".join(f"{sum(1 for r in rows if r['n_seeds'] == n)} rows with {n} seeds" for n in seeds), "",
+                  "| layers | row | variant | paper acc | ours acc | n | ours − paper |", "|---|---|---|---|---|---|---|"]
+        for depth in (1, 2, 3):
+            group = [r for r in rows if r["layers"] == depth]
+            picks = [("FP", group[0]), ("binary equivalent", group[-1]), ("paper best", group[-2])]
+            res = [r for r in group if r["kind"] in ("P", "Q", "F") and r["accuracy_mean"] is not None]
+            if res:
+                picks.append(("our best", max(res, key=lambda r: r["accuracy_mean"])))
+            for label, r in picks:
+                lines.append(f"| {depth} | {label} | `{r['variant']}` | {r['paper_accuracy']:.4f} | {_acc_cell(r)} | "
+                             f"{r['n_seeds']} | {_f(r['delta'], '{:+.4f}')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def update_readme(out: Path) -> None:
+    path = Path(out) / "README.md"
+    text = path.read_text() if path.exists() else f"# Reproducing the paper\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + BEGIN + "\n" + headline_markdown(out) + "\n" + END + tail)
