@@ -193,7 +193,7 @@ def test_publish_to_a_running_service(paths, frames):
         status, _, body = http("GET", url + "/api/camera")
         cam = json.loads(body)
         assert cam["frames"] == 1 and cam["last"]["model"] == "mnist"
-        status, _, body = http("POST", url + "/api/camera/imdb", b"x", {"Content-Type": "image/png"})
+        status, _, body = http("POST", url + "/api/camera/publish/imdb", b"x", {"Content-Type": "image/png"})
         assert status == 400
 
 

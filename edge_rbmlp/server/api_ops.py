@@ -75,7 +75,7 @@ def camera_input():
     return _png("input_png")
 
 
-@bp.post("/api/camera/<model>")
+@bp.post("/api/camera/publish/<model>")
 def camera_publish(model):
     """A camera running in another process (``edge-rbmlp camera --publish URL``) posts frames here;
     they are classified by the service and kept in memory as the latest camera frame."""

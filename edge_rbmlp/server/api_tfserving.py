@@ -37,8 +37,8 @@ def _status(served: ServedModel) -> dict:
                                       "status": {"error_code": "OK", "error_message": ""}}]}
 
 
-@bp.get("/v1/models/<model>")
-@bp.get("/v1/models/<model>/versions/<version>")
+@bp.get("/v1/models/<name:model>")
+@bp.get("/v1/models/<name:model>/versions/<name:version>")
 def status(model, version=None):
     served = app_state().get(model)
     if version is not None and version != VERSION:
@@ -46,7 +46,7 @@ def status(model, version=None):
     return jsonify(_status(served))
 
 
-@bp.get("/v1/models/<model>/metadata")
+@bp.get("/v1/models/<name:model>/metadata")
 def metadata(model):
     served = app_state().get(model)
     spec = served.model.input_spec
@@ -110,8 +110,8 @@ def _instance_row(served: ServedModel, inst, i: int) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-@bp.post("/v1/models/<model>:predict")
-@bp.post("/v1/models/<model>/versions/<version>:predict")
+@bp.post("/v1/models/<name:model>:predict")
+@bp.post("/v1/models/<name:model>/versions/<name:version>:predict")
 def predict(model, version=None):
     served = app_state().get(model)
     if version is not None and version != VERSION:

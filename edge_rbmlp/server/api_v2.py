@@ -283,6 +283,8 @@ def _parse_inputs(served: ServedModel, payload: dict, binary: bytes) -> np.ndarr
     where = f"input {spec['name']!r}"
     shape = _shape(spec["shape"], where)
     dtype = spec["datatype"]
+    if not isinstance(dtype, str):
+        raise ApiError(400, f"{where}: 'datatype' must be a string such as \"UINT8\" or \"BYTES\"")
     raw, offset = _take_binary(spec, binary, 0, where)
     if offset != len(binary):
         raise ApiError(400, f"{len(binary) - offset} binary bytes after the tensors are not claimed by any input")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from flask import Flask, g, request, send_from_directory
+from flask import Flask, request, send_from_directory
 
 from .config import ServerConfig
 from .errors import ApiError, register_error_handlers
@@ -44,6 +44,14 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
     state = AppState(config=config, models=models, metrics=None)
     state.metrics = Metrics(lambda: state)
     app.extensions[EXTENSION] = state
+
+    from werkzeug.routing import BaseConverter
+
+    class NameConverter(BaseConverter):
+        """A model name or version: no '/' and no ':' (so ``/v1/models/m:predict`` is not model ``m:predict``)."""
+        regex = r"[^/:]+"
+
+    app.url_map.converters["name"] = NameConverter
 
     from . import api_classify, api_ops, api_tfserving, api_v2
 

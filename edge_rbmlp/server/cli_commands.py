@@ -109,7 +109,7 @@ def _publisher(url: str, model: str):
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
         try:
             headers = {"Content-Type": "image/png", **({"Authorization": f"Bearer {token}"} if token else {})}
-            conn.request("POST", f"{parts.path.rstrip('/')}/api/camera/{name}", body=_png(frame, 640),
+            conn.request("POST", f"{parts.path.rstrip('/')}/api/camera/publish/{name}", body=_png(frame, 640),
                          headers=headers)
             resp = conn.getresponse()
             resp.read()

@@ -111,7 +111,7 @@ def openapi_spec(state) -> dict:
             "200": {"description": "PNG", "content": {"image/png": binary}}, **_errors(401, 404)}}},
         "/api/camera/input.png": {"get": {"summary": "What the model saw of the latest frame (28x28)", "responses": {
             "200": {"description": "PNG", "content": {"image/png": binary}}, **_errors(401, 404)}}},
-        "/api/camera/{model}": {"post": {
+        "/api/camera/publish/{model}": {"post": {
             "summary": "Publish a camera frame (from `edge-rbmlp camera --publish`); kept in memory only",
             "parameters": [model_param],
             "requestBody": {"required": True, "content": {"image/png": binary, "image/jpeg": binary,
