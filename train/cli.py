@@ -154,11 +154,13 @@ def bundle(run_dir, name, dest) -> None:
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (tests).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (tests).")
 @click.option("--threads", type=int, default=2, show_default=True, help="Compute threads per trial.")
+@click.option("--input-mode", type=click.Choice(["sign", "int8"]), default="sign", show_default=True,
+              help="First binary layer input (int8 = ablation, kept in separate trial files).")
 @click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
 @click.option("--report-only", is_flag=True, help="Only aggregate the existing trial files into tables and plots.")
 @click.option("--no-plots", is_flag=True, help="Tables only.")
-def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, threads, stop_at, report_only,
-              no_plots) -> None:
+def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, threads, input_mode, stop_at,
+              report_only, no_plots) -> None:
     """The paper's Table IV (mnist) / VII (imdb) / V (cifar10) grid, one JSON file per trial (resumable),
     then Markdown/CSV tables and PNG plots beside the paper's numbers (see train/reproduce.py)."""
     from train import reproduce as rp
@@ -175,13 +177,14 @@ def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, th
             deadline = _time.mktime(now.replace(hour=hh, minute=mm, second=0, microsecond=0).timetuple())
         try:
             rp.reproduce(dataset, seeds, out, names, epochs=epochs, limit_train=limit_train, limit_test=limit_test,
-                         threads=threads, command=_command_line(), echo=lambda m: click.echo(m), deadline=deadline)
+                         threads=threads, command=_command_line(), echo=lambda m: click.echo(m), deadline=deadline,
+                         input_mode=input_mode)
         except rp.CifarMissing as exc:
             raise click.ClickException(str(exc))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--variants")
     rp.summarize(dataset, out, epochs=epochs, limit_train=limit_train, limit_test=limit_test, plots=not no_plots,
-                 echo=click.echo)
+                 echo=click.echo, input_mode=input_mode)
 
 
 if __name__ == "__main__":

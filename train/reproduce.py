@@ -119,8 +119,9 @@ def paper_rows(dataset: str) -> List[Row]:
 
 # -- settings and file names ----------------------------------------------------------------------
 def settings_for(epochs: Optional[int] = None, limit_train: Optional[int] = None,
-                 limit_test: Optional[int] = None) -> dict:
+                 limit_test: Optional[int] = None, input_mode: str = "sign") -> dict:
     s = dict(PAPER_SETTINGS)
+    s["input_mode"] = input_mode
     if epochs is not None:
         s["epochs"] = int(epochs)
     s["limit_train"] = limit_train
@@ -137,6 +138,8 @@ def settings_tag(settings: dict) -> str:
         parts.append(f"lt{settings['limit_train']}")
     if settings.get("limit_test") is not None:
         parts.append(f"ls{settings['limit_test']}")
+    if settings.get("input_mode", "sign") != PAPER_SETTINGS["input_mode"]:
+        parts.append(f"in-{settings['input_mode']}")
     return "__" + "_".join(parts) if parts else ""
 
 
@@ -297,12 +300,13 @@ def _fmt_secs(s: float) -> str:
 
 def reproduce(dataset: str, seeds: int, out: Path, variants: Sequence[str] = (), epochs: Optional[int] = None,
               limit_train: Optional[int] = None, limit_test: Optional[int] = None, threads: int = 2,
-              command: str = "", echo: Callable[[str], None] = print, deadline: Optional[float] = None) -> dict:
+              command: str = "", echo: Callable[[str], None] = print, deadline: Optional[float] = None,
+              input_mode: str = "sign") -> dict:
     """Run every missing trial of the grid; return counts. ``deadline``: epoch seconds after which no
     new trial starts."""
     check_data(dataset)
     out = Path(out)
-    settings = settings_for(epochs, limit_train, limit_test)
+    settings = settings_for(epochs, limit_train, limit_test, input_mode)
     rows = select_rows(paper_rows(dataset), variants)
     plan = [(seed, row) for seed in range(seeds) for row in rows]
     todo = [(s, r) for s, r in plan if not trial_path(out, dataset, r.variant, s, settings).exists()]
@@ -475,6 +479,8 @@ def _settings_text(s: dict) -> str:
         txt += f", **limited** to {s.get('limit_train')} train / {s.get('limit_test')} test samples"
     if s["epochs"] != PAPER_SETTINGS["epochs"]:
         txt += " (**not** the paper's 10 epochs)"
+    if s.get("input_mode", "sign") != "sign":
+        txt += " (**ablation**: the first binary layer sees the real-valued input, no sign)"
     return txt
 
 
@@ -703,10 +709,11 @@ def plot_accuracy_vs_size(dataset: str, rows: List[dict], path: Path) -> None:
 
 
 def summarize(dataset: str, out: Path, epochs: Optional[int] = None, limit_train: Optional[int] = None,
-              limit_test: Optional[int] = None, plots: bool = True, echo: Callable[[str], None] = print) -> dict:
+              limit_test: Optional[int] = None, plots: bool = True, echo: Callable[[str], None] = print,
+              input_mode: str = "sign") -> dict:
     """Aggregate the trial files of ``dataset`` into tables and plots (no training, no TensorFlow)."""
     out = Path(out)
-    settings = settings_for(epochs, limit_train, limit_test)
+    settings = settings_for(epochs, limit_train, limit_test, input_mode)
     trials = load_trials(out, dataset, settings)
     tag = settings_tag(settings)
     folder = out / dataset
