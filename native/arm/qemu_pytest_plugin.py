@@ -2,6 +2,7 @@
 
 - Emulation is 10-50x slower than a real core: Hypothesis deadlines measure qemu, not the engine,
   so they are switched off (examples and shrinking are unchanged).
+- With EDGE_RBMLP_ARM_ONLY_FORCED=1, kernel-parametrized tests run only the forced kernel.
 - At the end of the session it records, into $EDGE_RBMLP_ARM_REPORT (JSON), which edge_rbmlp
   modules the tests imported, the machine they ran on and, when the native extension was
   imported, the kernel NativeEngine reports (arm_probe.py), so the script can prove that the native
@@ -22,6 +23,22 @@ if settings is not None:
         "qemu", deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     settings.load_profile("qemu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With EDGE_RBMLP_ARM_ONLY_FORCED=1, tests parametrized over the kernel variant run only the
+    variant forced by EDGE_RBMLP_KERNEL (the script's run for each other variant covers those)."""
+    forced = os.environ.get("EDGE_RBMLP_KERNEL")
+    if not forced or os.environ.get("EDGE_RBMLP_ARM_ONLY_FORCED") != "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("variant") if callspec is not None else None
+        (drop if isinstance(variant, str) and variant != forced else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -19,12 +19,16 @@
 #      for kernels the core lacks (neon_dotprod on A53/A72), forcing it must fail with a clear error.
 #
 # Tests run (from a copy of tests/, against the installed wheel, never the source tree):
-#   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py)
+#   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py) but
+#                                    $ARM_EXCLUDE_TESTS (default tests/test_native_bundled.py: full test sets);
+#                                    tests parametrized over `variant` run only the forced one
+#                                    (the plugin deselects the others; ARM_ALL_VARIANTS=1 keeps them)
 #   core, once on $ARM_CORE_CPUS:   $ARM_CORE_TESTS   (default: the pure-Python engine tests below;
 #                                    on the first CPU only, they run no kernel: "$ARM_CPUS" for all)
-#   both with -m "not slow and not train": nothing that needs TensorFlow or the full data sets.
+#   both with -m "not slow and not train" and EDGE_RBMLP_DATA pointing at an empty directory:
+#   nothing that needs TensorFlow or the data sets runs (those tests skip or are deselected).
 #
-# Knobs (environment): ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
+# Knobs (environment): ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
 #   ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
 #   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
 #   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
@@ -43,6 +47,8 @@ CPUS=(${ARM_CPUS:-cortex-a53 cortex-a72 cortex-a76})
 ALL_KERNELS=(portable neon neon_dotprod)
 REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
 ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
+ARM_EXCLUDE_TESTS=${ARM_EXCLUDE_TESTS-tests/test_native_bundled.py}  # full MNIST/IMDB test sets: not under emulation
+ONLY_FORCED=$([ "${ARM_ALL_VARIANTS:-0}" = 1 ] && echo 0 || echo 1)
 ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py tests/test_random_model.py tests/test_engine.py tests/test_inputs.py tests/test_text.py}
 MARKERS="not slow and not train"
 CORE_CPUS=${ARM_CORE_CPUS:-${CPUS[0]}}  # pure Python + numpy: one core is enough by default
@@ -237,7 +243,7 @@ RUN=$WORK/run; mkdir -p "$RUN"
 cp "$SRC/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts); no package source here
 mkdir -p "$WORK/arm"; cp "$HERE/arm_probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
 cd "$RUN"
-expand() { local f out=(); for f in $1; do [ -f "$f" ] && out+=("$f"); done; echo "${out[*]}"; }
+expand() { local f out=(); for f in $1; do [ -f "$f" ] && [[ " $ARM_EXCLUDE_TESTS " != *" $f "* ]] && out+=("$f"); done; echo "${out[*]}"; }
 NATIVE_FILES=$(expand "$ARM_NATIVE_TESTS")
 CORE_FILES=$(expand "$ARM_CORE_TESTS")
 say "native tests (per cpu x kernel): ${NATIVE_FILES:-none}"
@@ -251,6 +257,7 @@ pyarm() { # cpu kernel(or "") args...
     [ -n "$k" ] && kv=(EDGE_RBMLP_KERNEL="$k")
     env -u PYTHONHOME -u PYTHONSTARTUP "${kv[@]}" \
         PYTHONPATH="$PKG:$SITE:$WORK/arm" PYTHONNOUSERSITE=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+        EDGE_RBMLP_DATA="$WORK/no-data" EDGE_RBMLP_ARM_ONLY_FORCED=$ONLY_FORCED \
         qemu-aarch64 -cpu "$cpu" -L "$SYSROOT" "$SYSROOT/usr/bin/python$PYV" "$@"
 }
 supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 among the Pi cores)
