@@ -97,8 +97,15 @@ def http(method: str, url: str, body: bytes = None, headers: dict = None, timeou
 
 
 def bundled_or_none(name: str):
+    """The bundled model ``name`` (a Path), or None. ``EDGE_RBMLP_TEST_MODEL_<NAME>`` (a .rbm path)
+    stands in for it, to check the real-model tests with a freshly trained model before bundling."""
+    import os
+
     from edge_rbmlp.models import bundled_models
 
+    override = os.environ.get(f"EDGE_RBMLP_TEST_MODEL_{name.upper()}")
+    if override:
+        return Path(override)
     return bundled_models().get(name)
 
 

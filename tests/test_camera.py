@@ -104,7 +104,7 @@ def test_whole_pipeline_accuracy_with_the_bundled_model(frames, digits):
         pytest.skip("the bundled mnist.rbm is not installed yet (train/ makes it); "
                     "the model-independent checks above still ran")
     x, y = digits
-    engine = create(load_model("mnist"), "reference")
+    engine = create(load_model(str(bundled_or_none("mnist"))), "reference")
     results = []
     loop = CameraLoop(FrameCamera(frames), engine, interval=0, max_frames=len(frames),
                       on_result=lambda frame, pred, q, s: results.append(pred.class_index))

@@ -120,7 +120,8 @@ def test_real_bundled_models_classify_real_samples():
 
     if bundled_or_none("mnist") is None or bundled_or_none("imdb") is None:
         pytest.skip("the bundled models (edge_rbmlp/models/mnist.rbm, imdb.rbm) are not installed yet")
-    client = create_app(ServerConfig(models=["mnist", "imdb"], backend="reference")).test_client()
+    models = [str(bundled_or_none("mnist")), str(bundled_or_none("imdb"))]
+    client = create_app(ServerConfig(models=models, backend="reference")).test_client()
     digits = sorted(SAMPLES_DIR.glob("mnist_test_*_label_*.png"))
     right = 0
     for path in digits:

@@ -4,6 +4,8 @@ documented operation; none may get a 5xx, and every answer must match the descri
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from serverkit import make_config, write_models  # noqa: E402
 from edge_rbmlp.server import create_app  # noqa: E402
 
 _DIR = Path(tempfile.mkdtemp(prefix="edge-rbmlp-schemathesis-"))
+atexit.register(shutil.rmtree, _DIR, True)
 APP = create_app(make_config(write_models(_DIR), limits={"max_batch": 4}))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
