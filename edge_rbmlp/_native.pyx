@@ -74,6 +74,16 @@ cdef extern from "rbm_kernels.h" nogil:
         const int8_t *sct
         size_t scratch_bytes
 
+    int RBM_ENONASCII
+    ctypedef struct rbm_vocab:
+        int32_t n
+    int rbm_vocab_init(rbm_vocab *v, const char *blob, const int64_t *offsets, int32_t n, int32_t *table,
+                       int64_t capacity)
+    int32_t rbm_text_indices_ascii(const rbm_vocab *v, const char *text, int64_t len, uint64_t *bitmap,
+                                   int32_t *idx, int32_t idx_capacity)
+    int rbm_predict_text_ascii(const rbm_model *m, const rbm_kernels *K, const rbm_vocab *v, const char *text,
+                               int64_t len, float *out, int32_t kind, int32_t *n_active)
+
     int rbm_model_check(rbm_model *m, char *err, size_t errlen)
     int32_t rbm_output_width(const rbm_model *m, int32_t kind)
     int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
@@ -181,7 +191,10 @@ cdef class Model:
 
     cdef rbm_model m
     cdef const rbm_kernels *K
+    cdef rbm_vocab vocab
     cdef object _keep
+    cdef object _vocab_keep
+    cdef readonly bint has_vocab
     cdef readonly int n_inputs
     cdef readonly int n_out
     cdef readonly int out_kind
@@ -361,6 +374,69 @@ cdef class Model:
     def sparse_predict_into(self, idx, offsets, out):
         self._run_sparse(idx, offsets, out, self.out_kind)
         return out
+
+
+    def set_vocab(self, list words):
+        """Build the C vocabulary hash table (word i = input i) for :meth:`predict_text_into`."""
+        cdef int64_t cap = 2
+        cdef int rc
+        if len(words) != self.n_inputs:
+            raise ValueError(f"{len(words)} words for {self.n_inputs} inputs")
+        encoded = [w.encode("utf-8") for w in words]
+        blob = b"".join(encoded)
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(e) for e in encoded])
+        while cap < 2 * len(encoded):
+            cap *= 2
+        table = np.empty(cap, dtype=np.int32)
+        cdef const char *bp = blob
+        cdef int64_t[::1] ov = offsets
+        cdef int32_t[::1] tv = table
+        rc = rbm_vocab_init(&self.vocab, bp, &ov[0], len(encoded), &tv[0], cap)
+        if rc != RBM_OK:
+            raise ValueError("cannot build the vocabulary table")
+        self._vocab_keep = (blob, offsets, table)
+        self.has_vocab = True
+
+    def text_indices(self, bytes text):
+        """Sorted unique vocabulary indices of ASCII ``text`` (int32), or None for non-ASCII text."""
+        cdef int32_t k
+        if not self.has_vocab:
+            raise ValueError("no vocabulary (set_vocab)")
+        cdef Py_ssize_t n = len(text)
+        cdef const char *tp = text
+        idx = np.empty(min(n // 2 + 1, self.n_inputs), dtype=np.int32)
+        bitmap = np.empty((self.n_inputs + 63) // 64, dtype=np.uint64)
+        cdef int32_t[::1] iv = idx
+        cdef uint64_t[::1] bv = bitmap
+        with nogil:
+            k = rbm_text_indices_ascii(&self.vocab, tp, n, &bv[0], &iv[0], iv.shape[0])
+        if k == RBM_ENONASCII:
+            return None
+        if k < 0:
+            raise RuntimeError(f"text tokenizer failed (code {k})")
+        return idx[:k].copy()
+
+    def predict_text_into(self, bytes text, out):
+        """Tokenize ASCII ``text`` and write its probabilities into ``out`` (one call, GIL released).
+        Returns the number of active vocabulary words, or -1 when the text is not ASCII (nothing written)."""
+        cdef int rc
+        cdef int32_t k = 0
+        cdef int64_t rows
+        if not self.has_vocab:
+            raise ValueError("no vocabulary (set_vocab)")
+        cdef float *op = <float *>_array_ptr(out, cnp.NPY_FLOAT32, self.out_width, &rows, True, "output")
+        if rows != 1:
+            raise ValueError("output must hold exactly one row")
+        cdef Py_ssize_t n = len(text)
+        cdef const char *tp = text
+        with nogil:
+            rc = rbm_predict_text_ascii(&self.m, self.K, &self.vocab, tp, n, op, self.out_kind, &k)
+        if rc == RBM_ENONASCII:
+            return -1
+        if rc != RBM_OK:
+            raise RuntimeError(f"native text prediction failed (code {rc})")
+        return k
 
 
 # -- single kernels, for tests and microbenchmarks ----------------------------------------------

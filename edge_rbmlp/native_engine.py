@@ -121,6 +121,14 @@ class NativeEngine(Engine):
         self._sparse_ok = self._native.has_sparse
         self._n_out = self._native.n_out
         self._out_width = self._native.out_width
+        # raw ASCII text is tokenized in C (the same rules as edge_rbmlp.text for ASCII input)
+        self._c_tokenizer = False
+        if self._sparse_ok and model.vocab is not None:
+            from .text import TOKENIZER
+
+            if model.input_spec.tokenizer == TOKENIZER:
+                self._native.set_vocab(list(model.vocab))
+                self._c_tokenizer = True
         # the batch-1 fast paths are the compiled methods themselves (no Python frame in between)
         self.logits_into = self._native.logits_into
         self.predict_into = self._native.predict_into
@@ -184,21 +192,51 @@ class NativeEngine(Engine):
             raise ValueError("the sparse (indices) path is built for text models only")
 
     def predict_text(self, text: str) -> Prediction:
-        """Tokenize, then run from the active word indices (no 10,000-wide dense vector)."""
+        """Tokenize and classify from the active word indices (no 10,000-wide dense vector).
+
+        ASCII text goes to C in one call (tokenizer, vocabulary lookup and inference, GIL
+        released); other text is tokenized by :mod:`edge_rbmlp.text` and runs the same
+        sparse C path."""
         if self.model.input_spec.kind != "text" or not self._sparse_ok:
             return super().predict_text(text)
-        if self._text_encoder is None:
-            from .text import TextEncoder
+        from .text import MAX_TEXT_CHARS, TextError, as_text
 
-            self._text_encoder = TextEncoder.for_model(self.model)
-        idx = self._text_encoder.indices(text)
-        offsets = np.array([0, idx.shape[0]], dtype=np.int64)
         probs = np.empty((1, self._out_width), dtype=np.float32)
-        self._native.sparse_predict_into(idx, offsets, probs)
+        raw = None
+        if isinstance(text, str) and text.isascii():
+            raw = text.encode("ascii")
+        elif isinstance(text, (bytes, bytearray)) and bytes(text).isascii():
+            raw = bytes(text)
+        if raw is not None and self._c_tokenizer:
+            if len(raw) > MAX_TEXT_CHARS:
+                raise TextError(f"text is {len(raw)} characters, more than the {MAX_TEXT_CHARS} limit")
+            if self._native.predict_text_into(raw, probs) < 0:  # pragma: no cover - ASCII checked above
+                raise RuntimeError("the C tokenizer rejected ASCII text")
+        else:
+            if self._text_encoder is None:
+                from .text import TextEncoder
+
+                self._text_encoder = TextEncoder.for_model(self.model)
+            idx = self._text_encoder.indices(as_text(text))
+            self._native.sparse_predict_into(idx, np.array([0, idx.shape[0]], dtype=np.int64), probs)
         p = probs[0].astype(np.float64)
         index = int(np.argmax(p))
         return Prediction(label=self.model.labels[index], class_index=index,
                           probabilities=[float(v) for v in p])
+
+    def text_indices(self, text) -> np.ndarray:
+        """Sorted unique active vocabulary indices of ``text`` (C tokenizer for ASCII text)."""
+        from .text import as_text
+
+        if self._c_tokenizer:
+            raw = text.encode("ascii") if isinstance(text, str) and text.isascii() else None
+            if raw is not None:
+                return self._native.text_indices(raw)
+        if self._text_encoder is None:
+            from .text import TextEncoder
+
+            self._text_encoder = TextEncoder.for_model(self.model)
+        return self._text_encoder.indices(as_text(text))
 
     def describe(self) -> dict:
         return {"backend": self.name, "kernel": self.kernel, "available_kernels": available_kernels(),

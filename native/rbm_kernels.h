@@ -155,6 +155,28 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
 int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
                        const int64_t *offsets, int64_t batch, float *out, int32_t kind);
 
+/* -- raw ASCII text -> vocabulary indices (text.c) --------------------------------- */
+#define RBM_ENONASCII (-5) /* the text has bytes >= 0x80: use the Python tokenizer */
+
+typedef struct rbm_vocab {
+    const char *blob;        /* the words, concatenated (UTF-8) */
+    const int64_t *offsets;  /* word w is blob[offsets[w] .. offsets[w+1]) */
+    int32_t n;
+    int32_t *table;          /* open-addressing hash table of word indices, -1 = empty */
+    uint64_t mask;           /* capacity - 1 (capacity a power of 2 >= 2n) */
+} rbm_vocab;
+
+int rbm_vocab_init(rbm_vocab *v, const char *blob, const int64_t *offsets, int32_t n, int32_t *table,
+                   int64_t capacity);
+/* Sorted unique indices of the vocabulary words in ASCII text (the rules of
+ * edge_rbmlp/text.py); bitmap has RBM_WORDS(v->n) words of scratch.  Returns the
+ * count, RBM_ENONASCII, or RBM_EINVAL when more than idx_capacity words are found. */
+int32_t rbm_text_indices_ascii(const rbm_vocab *v, const char *text, int64_t len, uint64_t *bitmap,
+                               int32_t *idx, int32_t idx_capacity);
+/* Tokenize ASCII text and run the sparse forward pass of one sample. */
+int rbm_predict_text_ascii(const rbm_model *m, const rbm_kernels *K, const rbm_vocab *v, const char *text,
+                           int64_t len, float *out, int32_t kind, int32_t *n_active);
+
 #ifdef __cplusplus
 }
 #endif

@@ -83,3 +83,31 @@ def test_imdb_full_test_set_sparse_and_dense(variant):
         pred = sparse.argmax(1) if sparse.shape[1] > 1 else (sparse[:, 0] >= 0).astype(int)
         correct += int((pred == labels[lo:lo + CHUNK]).sum())
     assert correct / len(texts) > 0.5
+
+
+def test_c_tokenizer_on_real_reviews():
+    """The C tokenizer (ASCII reviews) gives the Python tokenizer's indices on real IMDB reviews."""
+    from edge_rbmlp.arch import parse
+    from edge_rbmlp.datasets import DatasetMissing, load_imdb_reviews
+    from edge_rbmlp.random_model import random_packed_model
+    from edge_rbmlp.text import TextEncoder, tokenize
+
+    try:
+        texts, _ = load_imdb_reviews("test")
+    except DatasetMissing as exc:
+        pytest.skip(f"IMDB is not in the data cache: {exc}")
+    sample = texts[::5]  # 5000 reviews
+    seen = {}
+    for t in sample[:1500]:
+        for w in tokenize(t):
+            seen.setdefault(w, len(seen))
+    vocab = list(seen)[:8000]
+    model = random_packed_model(parse("B-16N,8,Q"), len(vocab), 1, seed=0, input_kind="text")
+    model.vocab = vocab
+    eng = NativeEngine(model)
+    enc = TextEncoder(vocab)
+    ascii_count = 0
+    for t in sample:
+        ascii_count += t.isascii()
+        assert np.array_equal(eng.text_indices(t), enc.indices(t)), t[:200]
+    assert ascii_count > len(sample) // 2

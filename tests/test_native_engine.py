@@ -264,3 +264,46 @@ def test_threads_share_one_engine(mnist_like_model):
     for th in threads:
         th.join()
     assert not errors
+
+
+TRICKY_TEXTS = [
+    "", "   ", "w1", "W1 w2 W3", "don't can't w5's w6'w7 'w8' w9'' ''w10", "w11<br />w12<br/>w13",
+    "w14 <b>w15</b> <a href='x'>w16</a> <<w17>> <w18 w19", "<" + "x" * 199 + ">w20", "<" + "x" * 200 + ">w21",
+    "<" + "x" * 201 + ">w22 w23", "w24_w25 w26-w27 w28.w29,w30;w31", "123 w32 4w33 w34'", "w35'<i>w36",
+    "tab\tw37\nw38\r\nw39", "<w40", "w41>", "<>w42<>", "w43'''w44", "a'b'c w45", "\x00w46\x7f",
+]
+
+
+@pytest.mark.parametrize("variant", variant_params(include_portable=False) + [pytest.param("portable")])
+def test_c_tokenizer_matches_python(variant):
+    from edge_rbmlp.text import TextEncoder
+
+    model = make_model("B-D32N,D16N,D8N,Q", 300, 1, "text", "sign", 8, seed=5)
+    vocab = list(model.vocab)
+    vocab[3] = "don't"
+    vocab[4] = "123"
+    vocab[5] = "a'b'c"
+    vocab[6] = "x" * 10
+    vocab[7] = "br"
+    vocab[8] = "caf\u00e9"  # never matches ASCII text, must not break the table
+    model.vocab = vocab
+    eng = NativeEngine(model, kernel=variant)
+    ref = ReferenceEngine(model)
+    enc = TextEncoder(vocab)
+    rng = np.random.default_rng(0)
+    texts = list(TRICKY_TEXTS)
+    pieces = vocab[:60] + ["<br />", "'", " ", "<", ">", "X", "Don't", "W12", ",", "_", "\n", "<p>", "''"]
+    for _ in range(300):
+        texts.append("".join(rng.choice(pieces) + rng.choice(["", " ", "  "]) for _ in range(rng.integers(0, 40))))
+    for text in texts:
+        assert np.array_equal(eng.text_indices(text), enc.indices(text)), repr(text)
+    for text in texts[:80]:
+        got, want = eng.predict_text(text), ref.predict_text(text)
+        np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-4, atol=1e-5)
+    # non-ASCII text takes the Python tokenizer, with the same result as the reference
+    for text in ["caf\u00e9 w1 w2", "\uff37\uff11 w3", "w4 \u00e9l\u00e8ve w5"]:
+        assert np.array_equal(eng.text_indices(text), enc.indices(text))
+        np.testing.assert_allclose(eng.predict_text(text).probabilities, ref.predict_text(text).probabilities,
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(eng.predict_text(b"w1 w2").probabilities, ref.predict_text("w1 w2").probabilities,
+                               rtol=1e-4, atol=1e-5)
