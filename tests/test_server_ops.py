@@ -331,3 +331,38 @@ def test_bench_command_has_http_option(paths):
         assert result.exit_code == 0 and [r["model"] for r in json.loads(result.output)] == ["mnist"]
     result = CliRunner().invoke(main, ["bench"])
     assert result.exit_code == 2 and "--http" in result.output
+
+
+def test_parallel_requests_get_the_sequential_answers(paths):
+    """Requests on all of waitress's threads at once answer exactly what they answer one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    bodies = [json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "UINT8",
+                                      "data": rng.integers(0, 256, 784).tolist()}]}).encode() for _ in range(24)]
+    with running_server(make_config(paths, threads=4)) as (url, app):
+        def ask(body):
+            status, _, data = http("POST", url + "/v2/models/mnist/infer", body, {"Content-Type": "application/json"})
+            assert status == 200
+            return json.loads(data)["outputs"][0]["data"]
+
+        sequential = [ask(b) for b in bodies]
+        with ThreadPoolExecutor(8) as pool:
+            parallel = list(pool.map(ask, bodies * 3))
+    assert parallel == sequential * 3
+
+
+def test_serve_camera_without_picamera2_is_a_clear_error(paths, monkeypatch):
+    import builtins
+
+    from edge_rbmlp.cli import main
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(
+        ImportError("no picamera2")) if name.startswith("picamera2") else real_import(name, *a, **k))
+    monkeypatch.delenv("EDGE_RBMLP_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["serve", str(paths["mnist"]), "--port", "0", "--backend", "reference",
+                                       "--camera"])
+    assert result.exit_code == 1 and "sudo apt install python3-picamera2" in result.output

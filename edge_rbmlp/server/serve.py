@@ -83,8 +83,12 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
     if config.camera.enabled:
         from .camera import open_camera, start_in_service
 
-        source = camera_source or open_camera(config.camera.width, config.camera.height)
-        camera_loop = start_in_service(app, source, config.camera.model, config.camera.interval)
+        try:
+            source = camera_source or open_camera(config.camera.width, config.camera.height)
+            camera_loop = start_in_service(app, source, config.camera.model, config.camera.interval)
+        except BaseException:
+            server.close()  # do not keep the port while reporting why the camera cannot start
+            raise
     names = ", ".join(state.model_names())
     backends = ", ".join(sorted({f"{s.engine.name}/{s.engine.kernel}" for s in state.models.values()}))
     echo(f"edge-rbmlp: serving {names} ({backends}) on {public_url(config.host, port)} - open it in a browser; "
