@@ -292,3 +292,19 @@ def test_install_is_idempotent(tmp_path):
     assert "port = 9090" in config.read_text()  # the edited config is kept
     assert "kept as it is" in second.stdout
     assert not (tmp_path / "units" / "edge-rbmlp.service.d" / "camera.conf").exists()
+
+
+def test_unit_exposure_score(tmp_path):
+    """systemd's own sandboxing score of the unit (0 = locked down, 10 = fully exposed)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is missing")
+    root = _verify_root(tmp_path, False)
+    proc = subprocess.run([analyze, "security", "--offline=true", f"--root={root}", "--no-pager",
+                           "edge-rbmlp.service"], capture_output=True, text=True, timeout=120)
+    match = re.search(r"Overall exposure level for edge-rbmlp.service: ([0-9.]+)", proc.stdout)
+    if match is None:
+        pytest.skip(f"this systemd-analyze cannot score units offline: {proc.stderr.strip()[:200]}")
+    score = float(match.group(1))
+    print(f"\nsystemd-analyze security: exposure {score}")
+    assert score <= 2.0
