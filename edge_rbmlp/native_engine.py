@@ -22,6 +22,7 @@ import numpy as np
 from .bits import pack_bits, unpack_bits
 from .engine import BackendUnavailable, Engine, Prediction
 from .model_file import PackedModel
+from .text import MAX_TEXT_CHARS, TOKENIZER, TextEncoder, TextError, as_text
 
 try:
     from . import _native
@@ -124,8 +125,6 @@ class NativeEngine(Engine):
         # raw ASCII text is tokenized in C (the same rules as edge_rbmlp.text for ASCII input)
         self._c_tokenizer = False
         if self._sparse_ok and model.vocab is not None:
-            from .text import TOKENIZER
-
             if model.input_spec.tokenizer == TOKENIZER:
                 self._native.set_vocab(list(model.vocab))
                 self._c_tokenizer = True
@@ -199,8 +198,6 @@ class NativeEngine(Engine):
         sparse C path."""
         if self.model.input_spec.kind != "text" or not self._sparse_ok:
             return super().predict_text(text)
-        from .text import MAX_TEXT_CHARS, TextError, as_text
-
         probs = np.empty((1, self._out_width), dtype=np.float32)
         raw = None
         if isinstance(text, str) and text.isascii():
@@ -214,27 +211,20 @@ class NativeEngine(Engine):
                 raise RuntimeError("the C tokenizer rejected ASCII text")
         else:
             if self._text_encoder is None:
-                from .text import TextEncoder
-
                 self._text_encoder = TextEncoder.for_model(self.model)
             idx = self._text_encoder.indices(as_text(text))
             self._native.sparse_predict_into(idx, np.array([0, idx.shape[0]], dtype=np.int64), probs)
-        p = probs[0].astype(np.float64)
-        index = int(np.argmax(p))
-        return Prediction(label=self.model.labels[index], class_index=index,
-                          probabilities=[float(v) for v in p])
+        p = probs[0].tolist()
+        index = max(range(len(p)), key=p.__getitem__)
+        return Prediction(label=self.model.labels[index], class_index=index, probabilities=p)
 
     def text_indices(self, text) -> np.ndarray:
         """Sorted unique active vocabulary indices of ``text`` (C tokenizer for ASCII text)."""
-        from .text import as_text
-
         if self._c_tokenizer:
             raw = text.encode("ascii") if isinstance(text, str) and text.isascii() else None
             if raw is not None:
                 return self._native.text_indices(raw)
         if self._text_encoder is None:
-            from .text import TextEncoder
-
             self._text_encoder = TextEncoder.for_model(self.model)
         return self._text_encoder.indices(as_text(text))
 
