@@ -366,3 +366,18 @@ def test_serve_camera_without_picamera2_is_a_clear_error(paths, monkeypatch):
     result = CliRunner().invoke(main, ["serve", str(paths["mnist"]), "--port", "0", "--backend", "reference",
                                        "--camera"])
     assert result.exit_code == 1 and "sudo apt install python3-picamera2" in result.output
+
+
+def test_bound_port_with_one_or_several_listeners(paths):
+    """``localhost`` may resolve to 127.0.0.1 and ::1: waitress then has several listeners."""
+    from types import SimpleNamespace
+
+    from edge_rbmlp.server.serve import bound_port, build_server
+
+    app, server = build_server(replace(make_config(paths), host="127.0.0.1", port=0))
+    try:
+        assert bound_port(server) == server.effective_port > 0
+    finally:
+        server.close()
+    several = SimpleNamespace(effective_listen=[("127.0.0.1", 1234), ("::1", 1234)])
+    assert bound_port(several) == 1234

@@ -73,12 +73,20 @@ def build_server(config: ServerConfig, app=None):
     return app, server
 
 
+def bound_port(server) -> int:
+    """The port actually bound (``--port 0`` picks a free one); a host name that resolves to
+    several addresses (``localhost`` -> 127.0.0.1 and ::1) gives waitress several listeners."""
+    if hasattr(server, "effective_port"):
+        return server.effective_port
+    return server.effective_listen[0][1]
+
+
 def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> None:
     """Serve until SIGTERM/SIGINT. ``camera_source`` replaces the Pi camera (tests, other cameras)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app, server = build_server(config)
     state = app.extensions["edge_rbmlp"]
-    port = server.effective_port
+    port = bound_port(server)
     camera_loop = None
     if config.camera.enabled:
         from .camera import open_camera, start_in_service
