@@ -77,8 +77,8 @@ def bound_port(server) -> int:
     """The port actually bound (``--port 0`` picks a free one); a host name that resolves to
     several addresses (``localhost`` -> 127.0.0.1 and ::1) gives waitress several listeners."""
     if hasattr(server, "effective_port"):
-        return server.effective_port
-    return server.effective_listen[0][1]
+        return int(server.effective_port)
+    return int(server.effective_listen[0][1])
 
 
 def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> None:
