@@ -15,9 +15,10 @@ async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
   const resp = await fetch(path, Object.assign({}, options, { headers }));
-  if (resp.status === 401) {
+  if (resp.status === 401 && !state.tokenDeclined) {
     const token = window.prompt("This service needs its API token:");
     if (token) { state.token = token; localStorage.setItem("edge-rbmlp-token", token); return api(path, options); }
+    state.tokenDeclined = true; // ask once per page load, not on every refresh
   }
   return resp;
 }
