@@ -196,3 +196,23 @@ def test_camera_panel_shows_the_latest_frame(browser, tmp_path_factory):
         finally:
             loop.stop()
             loop.thread.join(timeout=10)
+
+
+def test_page_asks_for_the_token_once_and_uses_it(browser, tmp_path_factory):
+    paths, _ = served_paths(tmp_path_factory)
+    with running_server(make_config(paths, token="page-token-123")) as (url, app):
+        page = browser.new_page()
+        asked = []
+
+        def answer(dialog):
+            asked.append(dialog.message)
+            dialog.accept("page-token-123")
+
+        page.on("dialog", answer)
+        page.goto(url + "/", wait_until="load")
+        page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)
+        page.fill("#review", "wonderful")
+        page.wait_for_function("() => document.body.dataset.textLabel", timeout=30_000)
+        assert len(asked) == 1 and "token" in asked[0]
+        page.evaluate("() => localStorage.clear()")
+        page.close()
