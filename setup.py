@@ -8,7 +8,6 @@ architecture.
 """
 import platform
 
-import numpy
 from setuptools import Extension, setup
 
 try:
@@ -35,10 +34,9 @@ extensions = [
     Extension(
         "edge_rbmlp._native",
         sources=SOURCES,
-        include_dirs=["native", numpy.get_include()],
+        include_dirs=["native"],
         depends=["native/rbm_kernels.h", "native/kernels_neon.h"],
         extra_compile_args=COMPILE_ARGS,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]
 

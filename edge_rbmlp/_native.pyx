@@ -12,11 +12,10 @@ directly.
 """
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
-cimport numpy as cnp
+from libc.stdint cimport uintptr_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 
 import numpy as np
-
-cnp.import_array()
 
 cdef extern from "rbm_kernels.h" nogil:
     ctypedef struct rbm_kernels:
@@ -35,6 +34,8 @@ cdef extern from "rbm_kernels.h" nogil:
         void (*sparse_bitcount)(const uint64_t *WT, int32_t twords, int32_t rows, const int32_t *idx,
                                 int32_t k, int32_t *cnt) noexcept nogil
         void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc) noexcept nogil
+        void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
+                       float *out) noexcept nogil
 
     const char *const rbm_variant_names[]
     int rbm_variant_lookup(const char *name, const rbm_kernels **out)
@@ -148,37 +149,48 @@ def _c(arr, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-cdef int64_t _EMPTY = 0
-
-
-cdef void *_array_ptr(object a, int typenum, int64_t width, int64_t *rows, bint writable, str what) except NULL:
-    """Data pointer of a C-contiguous aligned numpy array of ``typenum``: ``[rows, width]`` (or
-    ``[width]`` = one row) when ``width >= 0``, any 1-D length (returned in rows) when ``width < 0``."""
-    cdef cnp.ndarray arr
-    cdef int nd
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
-    arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(f"{what} must have dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, got {(<object>a).dtype}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{what} must be C-contiguous and aligned")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{what} must be writable")
-    nd = cnp.PyArray_NDIM(arr)
-    if width < 0:
-        if nd != 1:
-            raise ValueError(f"{what} must be 1-D, got shape {(<object>a).shape}")
-        rows[0] = cnp.PyArray_DIM(arr, 0)
-    elif nd == 2 and cnp.PyArray_DIM(arr, 1) == width:
-        rows[0] = cnp.PyArray_DIM(arr, 0)
-    elif nd == 1 and cnp.PyArray_DIM(arr, 0) == width:
-        rows[0] = 1
-    else:
-        raise ValueError(f"{what} must have shape (batch, {width}) or ({width},), got {(<object>a).shape}")
-    if rows[0] == 0:
-        return <void *>&_EMPTY
-    return cnp.PyArray_DATA(arr)
+cdef int _get_buffer(object a, Py_buffer *view, bytes codes, Py_ssize_t itemsize, int64_t width, int64_t *rows,
+                     bint writable, str what) except -1:
+    """Acquire a C-contiguous, aligned buffer of one of the struct ``codes`` (``itemsize`` bytes):
+    shape ``[rows, width]`` (or ``[width]`` = one row) when ``width >= 0``, any 1-D length (in rows)
+    when ``width < 0``. The caller releases it. Plain buffer protocol: no numpy headers or ABI."""
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+    cdef const char *fmt
+    cdef char c
+    if writable:
+        flags |= PyBUF_WRITABLE
+    try:
+        PyObject_GetBuffer(a, view, flags)
+    except (BufferError, TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be a C-contiguous{' writable' if writable else ''} array: {exc}") from None
+    try:
+        fmt = view.format
+        if fmt == NULL:
+            raise TypeError(f"{what} has no element format")
+        c = fmt[0]
+        if c == b'@' or c == b'=' or c == b'<':
+            fmt += 1
+            c = fmt[0]
+        if fmt[0] == 0 or fmt[1] != 0 or c not in codes or view.itemsize != itemsize:
+            raise TypeError(f"{what} has element type {view.format.decode(errors='replace')!r} "
+                            f"({view.itemsize} bytes); {itemsize}-byte {codes.decode()!r} is needed")
+        if (<uintptr_t>view.buf) % itemsize:
+            raise ValueError(f"{what} is not aligned")
+        if width < 0:
+            if view.ndim != 1:
+                raise ValueError(f"{what} must be 1-D, got {view.ndim} dimensions")
+            rows[0] = view.shape[0]
+        elif view.ndim == 2 and view.shape[1] == width:
+            rows[0] = view.shape[0]
+        elif view.ndim == 1 and view.shape[0] == width:
+            rows[0] = 1
+        else:
+            shape = tuple(view.shape[i] for i in range(view.ndim))
+            raise ValueError(f"{what} must have shape (batch, {width}) or ({width},), got {shape}")
+    except BaseException:
+        PyBuffer_Release(view)
+        raise
+    return 0
 
 
 cdef class Model:
@@ -309,18 +321,24 @@ cdef class Model:
         self.K = _lookup(name)
 
     cdef int _run(self, object q, object out, int kind) except -1:
-        # the hot path: numpy C-API checks (much cheaper than typed memoryviews), then one C call
-        cdef int64_t batch, width = rbm_output_width(&self.m, kind)
-        cdef int rc
-        cdef const uint8_t *qp = <const uint8_t *>_array_ptr(q, cnp.NPY_UINT8, self.n_inputs, &batch, False, "input")
-        cdef int64_t out_batch
-        cdef float *op = <float *>_array_ptr(out, cnp.NPY_FLOAT32, width, &out_batch, True, "output")
-        if out_batch != batch:
-            raise ValueError(f"output has {out_batch} rows for {batch} inputs")
-        if batch == 0:
-            return 0
-        with nogil:
-            rc = rbm_forward(&self.m, self.K, qp, batch, self.n_inputs, op, kind)
+        # the hot path: two buffer acquisitions, shape checks, one C call without the GIL
+        cdef int64_t batch, out_batch, width = rbm_output_width(&self.m, kind)
+        cdef int rc = RBM_OK
+        cdef Py_buffer qv, ov
+        _get_buffer(q, &qv, b"B", 1, self.n_inputs, &batch, False, "input")
+        try:
+            _get_buffer(out, &ov, b"f", 4, width, &out_batch, True, "output")
+            try:
+                if out_batch != batch:
+                    raise ValueError(f"output has {out_batch} rows for {batch} inputs")
+                if batch > 0:
+                    with nogil:
+                        rc = rbm_forward(&self.m, self.K, <const uint8_t *>qv.buf, batch, self.n_inputs,
+                                         <float *>ov.buf, kind)
+            finally:
+                PyBuffer_Release(&ov)
+        finally:
+            PyBuffer_Release(&qv)
         if rc != RBM_OK:
             raise RuntimeError(f"native forward failed (code {rc})")
         return 0
@@ -338,27 +356,37 @@ cdef class Model:
 
     cdef int _run_sparse(self, object idx, object offsets, object out, int kind) except -1:
         cdef int64_t n_idx, n_off, out_batch, batch
-        cdef int rc
+        cdef int rc = RBM_OK
         cdef int32_t dummy = 0
+        cdef const int32_t *ip
+        cdef const int64_t *opp
+        cdef Py_buffer iv, fv, ov
         if not self.has_sparse:
             raise ValueError("this model has no sparse input tables (only text models have them)")
-        cdef const int32_t *ip = <const int32_t *>_array_ptr(idx, cnp.NPY_INT32, -1, &n_idx, False, "indices")
-        cdef const int64_t *opp = <const int64_t *>_array_ptr(offsets, cnp.NPY_INT64, -1, &n_off, False, "offsets")
-        batch = n_off - 1
-        if batch < 0:
-            raise ValueError("offsets must have batch + 1 entries")
-        if opp[0] != 0 or opp[batch] > n_idx:
-            raise ValueError(f"offsets must start at 0 and end at most at len(indices) = {n_idx}")
-        cdef float *outp = <float *>_array_ptr(out, cnp.NPY_FLOAT32, rbm_output_width(&self.m, kind), &out_batch,
-                                               True, "output")
-        if out_batch != batch:
-            raise ValueError(f"output has {out_batch} rows for {batch} samples")
-        if batch == 0:
-            return 0
-        if n_idx == 0:
-            ip = &dummy
-        with nogil:
-            rc = rbm_forward_sparse(&self.m, self.K, ip, opp, batch, outp, kind)
+        _get_buffer(idx, &iv, b"il", 4, -1, &n_idx, False, "indices")
+        try:
+            _get_buffer(offsets, &fv, b"lq", 8, -1, &n_off, False, "offsets")
+            try:
+                _get_buffer(out, &ov, b"f", 4, rbm_output_width(&self.m, kind), &out_batch, True, "output")
+                try:
+                    ip = <const int32_t *>iv.buf if n_idx > 0 else &dummy
+                    opp = <const int64_t *>fv.buf
+                    batch = n_off - 1
+                    if batch < 0:
+                        raise ValueError("offsets must have batch + 1 entries")
+                    if opp[0] != 0 or opp[batch] > n_idx:
+                        raise ValueError(f"offsets must start at 0 and end at most at len(indices) = {n_idx}")
+                    if out_batch != batch:
+                        raise ValueError(f"output has {out_batch} rows for {batch} samples")
+                    if batch > 0:
+                        with nogil:
+                            rc = rbm_forward_sparse(&self.m, self.K, ip, opp, batch, <float *>ov.buf, kind)
+                finally:
+                    PyBuffer_Release(&ov)
+            finally:
+                PyBuffer_Release(&fv)
+        finally:
+            PyBuffer_Release(&iv)
         if rc == RBM_EINDEX:
             raise ValueError(f"indices must be strictly increasing within a sample and in [0, {self.n_inputs}); "
                              "offsets must not decrease")
@@ -423,15 +451,19 @@ cdef class Model:
         cdef int rc
         cdef int32_t k = 0
         cdef int64_t rows
+        cdef Py_buffer ov
         if not self.has_vocab:
             raise ValueError("no vocabulary (set_vocab)")
-        cdef float *op = <float *>_array_ptr(out, cnp.NPY_FLOAT32, self.out_width, &rows, True, "output")
-        if rows != 1:
-            raise ValueError("output must hold exactly one row")
         cdef Py_ssize_t n = len(text)
         cdef const char *tp = text
-        with nogil:
-            rc = rbm_predict_text_ascii(&self.m, self.K, &self.vocab, tp, n, op, self.out_kind, &k)
+        _get_buffer(out, &ov, b"f", 4, self.out_width, &rows, True, "output")
+        try:
+            if rows != 1:
+                raise ValueError("output must hold exactly one row")
+            with nogil:
+                rc = rbm_predict_text_ascii(&self.m, self.K, &self.vocab, tp, n, <float *>ov.buf, self.out_kind, &k)
+        finally:
+            PyBuffer_Release(&ov)
         if rc == RBM_ENONASCII:
             return -1
         if rc != RBM_OK:
@@ -574,4 +606,17 @@ def kernel_sparse_s8sum(str variant, const int8_t[:, ::1] WTq, const int32_t[::1
     cdef const int32_t *ip = &idx[0] if k > 0 else &dummy
     with nogil:
         K.sparse_s8sum(&WTq[0, 0], rows, ip, k, &o[0])
+    return out
+
+
+def kernel_f32_mm(str variant, const float[:, ::1] W, const float[:, ::1] X, const float[::1] bias):
+    """``out[t] = W @ X[t] + bias`` for every row ``t`` of ``X`` (one tile)."""
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], n = W.shape[1], T = X.shape[0]
+    if n < 1 or rows < 1 or T < 1 or X.shape[1] != n or bias.shape[0] != rows:
+        raise ValueError("shape mismatch")
+    out = np.empty((T, rows), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    with nogil:
+        K.f32_mm(&W[0, 0], rows, n, &X[0, 0], T, &bias[0], &o[0, 0])
     return out

@@ -15,6 +15,7 @@
 #include "rbm_kernels.h"
 
 #define RBM_STACK_SCRATCH (48 * 1024)
+#define RBM_TILE 4 /* samples per tile of the float shortcut (one weight pass per tile) */
 #define ALIGN64(x) (((x) + 63) & ~(size_t)63)
 
 typedef struct scratch {
@@ -23,7 +24,14 @@ typedef struct scratch {
     float *h, *s, *logits;
     uint8_t *pooled;
     void *tmp;
+    float *hT, *sT, *xT; /* tiles: [RBM_TILE][width], [RBM_TILE][rows], [RBM_TILE][cols] */
 } scratch;
+
+/* P, and F on up to 2048 inputs, run the float shortcut as f32_mm on float inputs, in tiles */
+static int uses_mm(const rbm_model *m)
+{
+    return m->shortcut == RBM_SHORTCUT_P || (m->shortcut == RBM_SHORTCUT_F && m->sc_cols <= 2048);
+}
 
 static size_t max_words(const rbm_model *m)
 {
@@ -64,6 +72,9 @@ static size_t scratch_layout(const rbm_model *m, char *base, scratch *s)
     TAKE(logits, float, m->n_out);
     TAKE(pooled, uint8_t, (m->shortcut == RBM_SHORTCUT_P ? m->sc_cols : 1));
     TAKE(tmp, char, (m->shortcut == RBM_SHORTCUT_Q ? 2 * (size_t)m->sc_cols + 64 : 64));
+    TAKE(hT, float, RBM_TILE * rows);
+    TAKE(sT, float, RBM_TILE * rows);
+    TAKE(xT, float, (uses_mm(m) ? RBM_TILE * (size_t)m->sc_cols : 1));
 #undef TAKE
     return off;
 }
@@ -191,8 +202,9 @@ int32_t rbm_output_width(const rbm_model *m, int32_t kind)
     return kind == RBM_OUT_SIGMOID ? 2 : m->n_out;
 }
 
-static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx,
-                        int32_t k, float *out, int32_t kind, const scratch *S)
+/* the binary layers of one sample: h[width] = scale * acc + shift of the last layer */
+static void hidden_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx, int32_t k,
+                       const scratch *S, float *h)
 {
     const rbm_layer *L0 = &m->layers[0];
     int32_t *acc = S->acc;
@@ -219,52 +231,109 @@ static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t 
             y = t;
         } else {
             for (int32_t o = 0; o < L->rows; o++)
-                S->h[o] = (float)acc[o] * L->scale[o] + L->shift[o];
+                h[o] = (float)acc[o] * L->scale[o] + L->shift[o];
         }
     }
-    int32_t width = m->layers[T - 1].rows;
-    float *h = S->h, *s = S->s;
-    if (m->shortcut != RBM_SHORTCUT_NONE) {
-        int32_t rows = m->sc_rows, cols = m->sc_cols;
-        if (m->shortcut == RBM_SHORTCUT_F) {
-            const float *W = (const float *)m->sc_weight;
-            if (q) {
-                K->f32u8_mv(W, rows, cols, q, m->sc_bias, s);
-            } else {
-                for (int32_t o = 0; o < rows; o++) {
-                    const float *w = W + (size_t)o * cols;
-                    float v = 0.0f;
-                    for (int32_t j = 0; j < k; j++)
-                        v += w[idx[j]];
-                    s[o] = m->sc_bias[o] + v;
-                }
-            }
-        } else if (m->shortcut == RBM_SHORTCUT_Q) {
-            int32_t *iacc = acc; /* layer accumulators are no longer needed */
-            if (q)
-                K->s8u8_mv((const int8_t *)m->sc_weight, m->sc_rowsum, rows, cols, q, S->tmp, iacc);
-            else
-                K->sparse_s8sum(m->sct, rows, idx, k, iacc);
-            for (int32_t o = 0; o < rows; o++)
-                s[o] = (float)iacc[o] * m->sc_scale[o] + m->sc_bias[o];
+}
+
+/* the float input of an f32_mm shortcut (P: pooled q, F: q) of one sample, as floats */
+static void mm_input(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx, int32_t k,
+                     const scratch *S, float *xf)
+{
+    int32_t cols = m->sc_cols;
+    if (m->shortcut == RBM_SHORTCUT_P) {
+        if (q) {
+            K->maxpool_u8(q, cols, m->pool, S->pooled);
         } else {
-            if (q) {
-                K->maxpool_u8(q, cols, m->pool, S->pooled);
-            } else {
-                memset(S->pooled, 0, (size_t)cols);
-                for (int32_t j = 0; j < k; j++) {
-                    int32_t c = idx[j] / m->pool;
-                    if (c < cols)
-                        S->pooled[c] = 1;
-                }
+            memset(S->pooled, 0, (size_t)cols);
+            for (int32_t j = 0; j < k; j++) {
+                int32_t c = idx[j] / m->pool;
+                if (c < cols)
+                    S->pooled[c] = 1;
             }
-            K->f32u8_mv((const float *)m->sc_weight, rows, cols, S->pooled, m->sc_bias, s);
         }
+        for (int32_t j = 0; j < cols; j++)
+            xf[j] = (float)S->pooled[j];
+    } else if (q) {
+        for (int32_t j = 0; j < cols; j++)
+            xf[j] = (float)q[j];
+    } else {
+        memset(xf, 0, (size_t)cols * sizeof(float));
+        for (int32_t j = 0; j < k; j++)
+            xf[idx[j]] = 1.0f;
+    }
+}
+
+/* every shortcut but the f32_mm ones: s[rows] of one sample */
+static void shortcut_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx, int32_t k,
+                         const scratch *S, float *s)
+{
+    int32_t rows = m->sc_rows, cols = m->sc_cols;
+    if (m->shortcut == RBM_SHORTCUT_F) {
+        const float *W = (const float *)m->sc_weight;
+        if (q) {
+            K->f32u8_mv(W, rows, cols, q, m->sc_bias, s);
+        } else {
+            for (int32_t o = 0; o < rows; o++) {
+                const float *w = W + (size_t)o * cols;
+                float v = 0.0f;
+                for (int32_t j = 0; j < k; j++)
+                    v += w[idx[j]];
+                s[o] = m->sc_bias[o] + v;
+            }
+        }
+    } else if (m->shortcut == RBM_SHORTCUT_Q) {
+        int32_t *iacc = S->acc; /* the layer accumulators are no longer needed */
+        if (q)
+            K->s8u8_mv((const int8_t *)m->sc_weight, m->sc_rowsum, rows, cols, q, S->tmp, iacc);
+        else
+            K->sparse_s8sum(m->sct, rows, idx, k, iacc);
+        for (int32_t o = 0; o < rows; o++)
+            s[o] = (float)iacc[o] * m->sc_scale[o] + m->sc_bias[o];
+    }
+}
+
+static void output_one(const rbm_model *m, const rbm_kernels *K, float *h, const float *s, float *out,
+                       int32_t kind, const scratch *S)
+{
+    int32_t width = m->layers[m->n_layers - 1].rows;
+    if (s)
         for (int32_t o = 0; o < width; o++)
             h[o] = h[o] + s[o];
-    }
     K->f32_mv(m->out_weight, m->n_out, width, h, m->out_bias, S->logits);
     finish(S->logits, m->n_out, kind, out);
+}
+
+static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx,
+                        int32_t k, float *out, int32_t kind, const scratch *S)
+{
+    hidden_one(m, K, q, idx, k, S, S->h);
+    if (m->shortcut == RBM_SHORTCUT_NONE) {
+        output_one(m, K, S->h, NULL, out, kind, S);
+    } else if (uses_mm(m)) {
+        mm_input(m, K, q, idx, k, S, S->xT);
+        K->f32_mm((const float *)m->sc_weight, m->sc_rows, m->sc_cols, S->xT, 1, m->sc_bias, S->s);
+        output_one(m, K, S->h, S->s, out, kind, S);
+    } else {
+        shortcut_one(m, K, q, idx, k, S, S->s);
+        output_one(m, K, S->h, S->s, out, kind, S);
+    }
+}
+
+/* dense batch with an f32_mm shortcut: RBM_TILE samples share one pass over its weights */
+static void forward_tile(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t row_stride, int32_t T,
+                         float *out, int32_t out_width, int32_t kind, const scratch *S)
+{
+    int32_t width = m->layers[m->n_layers - 1].rows;
+    for (int32_t t = 0; t < T; t++) {
+        const uint8_t *qt = q + t * row_stride;
+        hidden_one(m, K, qt, NULL, 0, S, S->hT + (size_t)t * width);
+        mm_input(m, K, qt, NULL, 0, S, S->xT + (size_t)t * m->sc_cols);
+    }
+    K->f32_mm((const float *)m->sc_weight, m->sc_rows, m->sc_cols, S->xT, T, m->sc_bias, S->sT);
+    for (int32_t t = 0; t < T; t++)
+        output_one(m, K, S->hT + (size_t)t * width, S->sT + (size_t)t * m->sc_rows, out + (size_t)t * out_width,
+                   kind, S);
 }
 
 static char *scratch_base(const rbm_model *m, uint64_t *stack, void **heap)
@@ -299,8 +368,16 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
         return RBM_ENOMEM;
     scratch S;
     scratch_layout(m, base, &S);
-    for (int64_t b = 0; b < batch; b++)
-        forward_one(m, K, q + b * row_stride, NULL, 0, out + b * rbm_output_width(m, kind), kind, &S);
+    int32_t ow = rbm_output_width(m, kind);
+    if (uses_mm(m) && batch > 1) {
+        for (int64_t b = 0; b < batch; b += RBM_TILE) {
+            int32_t T = batch - b < RBM_TILE ? (int32_t)(batch - b) : RBM_TILE;
+            forward_tile(m, K, q + b * row_stride, row_stride, T, out + b * ow, ow, kind, &S);
+        }
+    } else {
+        for (int64_t b = 0; b < batch; b++)
+            forward_one(m, K, q + b * row_stride, NULL, 0, out + b * ow, kind, &S);
+    }
     free(heap);
     return RBM_OK;
 }

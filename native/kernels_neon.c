@@ -338,8 +338,16 @@ void rbm_neon_sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, 
     }
 }
 
+void rbm_neon_f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
+                     float *out)
+{
+    for (int32_t t = 0; t < T; t++)
+        rbm_neon_f32_mv(W, rows, n, X + (size_t)t * n, bias, out + (size_t)t * rows);
+}
+
 const rbm_kernels rbm_kernels_neon = {
     "neon", rbm_neon_pack_ge_u8, rbm_neon_bmv, rbm_neon_threshold_pack, rbm_neon_u8_bmv, rbm_neon_s8u8_mv,
     rbm_neon_f32_mv, rbm_neon_f32u8_mv, rbm_neon_maxpool_u8, rbm_neon_sparse_bitcount, rbm_neon_sparse_s8sum,
+    rbm_neon_f32_mm,
 };
 #endif /* __aarch64__ */

@@ -135,7 +135,14 @@ static void sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, in
     }
 }
 
+static void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
+                   float *out)
+{
+    for (int32_t t = 0; t < T; t++)
+        f32_mv(W, rows, n, X + (size_t)t * n, bias, out + (size_t)t * rows);
+}
+
 const rbm_kernels rbm_kernels_portable = {
     "portable", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
-    sparse_bitcount, sparse_s8sum,
+    sparse_bitcount, sparse_s8sum, f32_mm,
 };

@@ -61,6 +61,11 @@ typedef struct rbm_kernels {
                             int32_t k, int32_t *cnt);
     /* Sparse input: acc[o] = sum_j WTq[idx[j], o], WTq the transposed int8 shortcut [n, rows]. */
     void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc);
+    /* out[t * rows + o] = bias[o] + sum_i W[o, i] * X[t * n + i] for t < T (float; a tile of
+     * samples shares every weight load).  Each (o, t) is computed exactly as for T = 1, so a
+     * sample's result does not depend on the batch it came in. */
+    void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
+                   float *out);
 } rbm_kernels;
 
 /* -- kernel variants and their selection (select.c) ------------------------ */

@@ -120,6 +120,24 @@ static void test_variant(const rbm_kernels *K)
             K->f32_mv(Wf, rows, n, xf, bias, f2);
             for (int32_t o = 0; o < rows; o++)
                 CHECK(feq(f1[o], f2[o]), "%s f32_mv n=%d rows=%d o=%d %g %g", K->name, n, rows, o, f1[o], f2[o]);
+            {
+                /* f32_mm: against portable, and every sample exactly as with T = 1 */
+                float *X = malloc((size_t)5 * n * 4), *m1 = malloc((size_t)5 * rows * 4), *m2 = malloc((size_t)5 * rows * 4);
+                for (int32_t i = 0; i < 5 * n; i++)
+                    X[i] = (float)((int64_t)(rnd() % 2001) - 1000) / 1000.0f;
+                P->f32_mm(Wf, rows, n, X, 5, bias, m1);
+                K->f32_mm(Wf, rows, n, X, 5, bias, m2);
+                for (int32_t i = 0; i < 5 * rows; i++)
+                    CHECK(feq(m1[i], m2[i]), "%s f32_mm n=%d rows=%d i=%d", K->name, n, rows, i);
+                for (int32_t t = 0; t < 5; t++) {
+                    K->f32_mm(Wf, rows, n, X + (size_t)t * n, 1, bias, f2);
+                    CHECK(!memcmp(f2, m2 + (size_t)t * rows, (size_t)rows * 4), "%s f32_mm T-invariance n=%d rows=%d",
+                          K->name, n, rows);
+                }
+                free(X);
+                free(m1);
+                free(m2);
+            }
             P->f32u8_mv(Wf, rows, n, q, bias, f1);
             K->f32u8_mv(Wf, rows, n, q, bias, f2);
             for (int32_t o = 0; o < rows; o++)

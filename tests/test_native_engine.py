@@ -165,6 +165,18 @@ def test_hidden_bits_match_reference(variant):
             x_bits = bits
 
 
+@pytest.mark.parametrize("variant", variant_params())
+@pytest.mark.parametrize("notation", ["B-D128N,D88N,PN", "B-63N,F", "B-65,Q", "B-33"])
+def test_batch_results_equal_single_sample_results(variant, notation):
+    """Batching (tiles of the float shortcut) never changes a sample's output, bit for bit."""
+    model = make_model(notation, 784, 10, "image", "sign", 8, seed=6)
+    eng = NativeEngine(model, kernel=variant)
+    q = inputs(np.random.default_rng(2), 784, "image", 11)
+    batch = eng.logits_uint8(q)
+    for i in range(len(q)):
+        assert np.array_equal(eng.logits_uint8(q[i:i + 1])[0], batch[i])
+
+
 def test_empty_batch(mnist_like_model):
     eng = NativeEngine(mnist_like_model)
     out = eng.logits_uint8(np.zeros((0, 784), np.uint8))

@@ -95,6 +95,21 @@ def test_float_kernels_match_numpy(variant):
 
 
 @pytest.mark.parametrize("variant", variant_params())
+def test_f32_mm_matches_numpy_and_single_samples(variant):
+    for n, rows, seed in shapes(9):
+        rng = np.random.default_rng(seed)
+        W = rng.standard_normal((rows, n)).astype(np.float32)
+        b = rng.standard_normal(rows).astype(np.float32)
+        for T in (1, 3, 4, 5, 9):
+            X = rng.standard_normal((T, n)).astype(np.float32)
+            got = _native.kernel_f32_mm(variant, W, X, b)
+            np.testing.assert_allclose(got, X.astype(np.float64) @ W.T.astype(np.float64) + b, rtol=1e-4,
+                                       atol=1e-4 * np.sqrt(n))
+            for t in range(T):  # a sample's result does not depend on its tile
+                assert np.array_equal(_native.kernel_f32_mm(variant, W, X[t:t + 1], b)[0], got[t])
+
+
+@pytest.mark.parametrize("variant", variant_params())
 def test_maxpool_matches_numpy(variant):
     rng = np.random.default_rng(6)
     for n in SIZES + [1000]:
