@@ -8,7 +8,8 @@
 #   2. arm64 sysroot: python3.11 + libpython3.11-dev from Debian bookworm (= Raspberry Pi OS 12),
 #      downloaded by apt with a private state dir (the host's dpkg is untouched), unpacked by dpkg -x
 #   3. crossenv (PyPI) over that sysroot, with pyproject's build requirements in its build-python
-#   4. the aarch64 wheel, built from a copy of the checkout (the checkout is never written to);
+#   4. the aarch64 wheel, built from a copy of the checkout's working tree (ARM_FROM_HEAD=1: of HEAD;
+#      the checkout is never written to);
 #      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
 #   5. pyproject's [project] dependencies + the [test] extra for aarch64 (pip --target --platform)
 #   6. per CPU: native/test_kernels.c (plain C, every variant against the portable kernels, if present);
@@ -28,11 +29,12 @@
 #   both with -m "not slow and not train" and EDGE_RBMLP_DATA pointing at an empty directory:
 #   nothing that needs TensorFlow or the data sets runs (those tests skip or are deselected).
 #
-# Knobs (environment): ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
-#   ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
+# Knobs (environment): ARM_JOBS (CPU models run in parallel; default nproc), ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
+#   ARM_FROM_HEAD=1 (test the last commit instead of the working tree), ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
 #   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
 #   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
 set -euo pipefail
+{ # the whole script is parsed before it runs: editing the file cannot derail a run in progress
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
@@ -49,29 +51,37 @@ REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
 ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
 ARM_EXCLUDE_TESTS=${ARM_EXCLUDE_TESTS-tests/test_native_bundled.py}  # full MNIST/IMDB test sets: not under emulation
 ONLY_FORCED=$([ "${ARM_ALL_VARIANTS:-0}" = 1 ] && echo 0 || echo 1)
-ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py tests/test_random_model.py tests/test_engine.py tests/test_inputs.py tests/test_text.py}
+ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py}
 MARKERS="not slow and not train"
 CORE_CPUS=${ARM_CORE_CPUS:-${CPUS[0]}}  # pure Python + numpy: one core is enough by default
 SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6)
 
 T_START=$SECONDS
 TIMES=()
-SUMMARY=()
-FAILURES=()
 say() { echo "[arm] $*"; }
 die() { echo "[arm] FAIL: $*" >&2; exit 1; }
-fail() { FAILURES+=("$*"); echo "[arm] FAIL: $*" >&2; }
+CUR=0-setup  # the unit results are filed under (one per CPU model, run as parallel jobs)
+fail() { echo "$*" >>"$RES/$CUR.fail"; echo "[arm] FAIL: $*" >&2; }
+add_summary() { echo "$1" >>"$RES/$CUR.summary"; say "$1"; }
 step() { STEP=$1; STEP_T=$SECONDS; say "== $1"; }
 step_done() { local d=$((SECONDS - STEP_T)); TIMES+=("$(printf '%-34s %4ss' "$STEP" "$d")"); say "-- $STEP: ${d}s${1:+ ($1)}"; }
 keyof() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
 # run a command quietly; on failure show the tail of its log and stop
 quiet() { local log=$1; shift; if ! "$@" >"$log" 2>&1; then tail -40 "$log" >&2; die "$* (log: $log)"; fi; }
 # keep only the current entry of a cached family
-prune() { local keep=$1 d; for d in "$CACHE"/"$2"-*; do [ -e "$d" ] && [ "$d" != "$keep" ] && rm -rf "$d"; done; return 0; }
+# cache entries of one family other than the current one go once unused for a day (several checkouts
+# or concurrent runs may share the cache: an entry in use is touched by every run that uses it)
+prune() { local keep=$1 d; touch "$keep"; for d in "$CACHE"/"$2"-*; do
+    [ -e "$d" ] && [ "$d" != "$keep" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +1440)" ] && rm -rf "$d"; done; return 0; }
 
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-rbmlp-arm.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+RES=$WORK/results; mkdir -p "$RES"
+
+# building cache entries is serialized between concurrent runs (the tests themselves run unlocked)
+exec 9>"$CACHE/.lock"
+if command -v flock >/dev/null && ! flock -n 9; then say "waiting for another test-arm run to finish its set-up"; flock 9; fi
 
 # ---------------------------------------------------------------- 1. host tools
 step "host tools (apt)"
@@ -89,6 +99,20 @@ fi
 "$HOST_PY" -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version" 2>/dev/null \
     || die "$HOST_PY is not CPython $PYV (crossenv needs the sysroot's version): set ARM_HOST_PYTHON"
 step_done "$(qemu-aarch64 --version | head -1), $(aarch64-linux-gnu-gcc --version | head -1)"
+
+# the sources: a copy of the checkout's working tree (what `make test` tests), or with ARM_FROM_HEAD=1
+# of its last commit; either way the checkout itself is never written to
+TREE=$WORK/tree; mkdir -p "$TREE"
+if [ "${ARM_FROM_HEAD:-0}" = 1 ]; then
+    SRC_DESC="HEAD $(git -C "$SRC" rev-parse --short HEAD)"
+    git -C "$SRC" archive HEAD | tar -xf - -C "$TREE"
+else
+    SRC_DESC="working tree of $SRC"
+    (cd "$SRC" && git ls-files -co --exclude-standard -- pyproject.toml setup.py setup.cfg MANIFEST.in 'README*' \
+        'LICENSE*' edge_rbmlp native tests | while read -r f; do [ -f "$f" ] && echo "$f"; done | tar -cf - -T -) \
+        | tar -xf - -C "$TREE"
+fi
+[ -f "$TREE/pyproject.toml" ] || die "no pyproject.toml in $SRC_DESC"
 
 # ---------------------------------------------------------------- 2. arm64 sysroot
 step "arm64 sysroot ($SUITE python$PYV)"
@@ -125,7 +149,7 @@ SYSCONFIGDATA=$(ls "$SYSROOT"/usr/lib/python$PYV/_sysconfigdata__*aarch64*.py | 
 
 # ---------------------------------------------------------------- 3. crossenv
 step "crossenv $CROSSENV_VERSION"
-mapfile -t BUILD_REQS < <(cd "$SRC" && "$HOST_PY" -c '
+mapfile -t BUILD_REQS < <(cd "$TREE" && "$HOST_PY" -c '
 import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 XENV=$CACHE/crossenv-$(keyof crossenv-v1 "$SYSROOT" "$("$HOST_PY" -VV)" "$CROSSENV_VERSION" "${BUILD_REQS[@]}")
 if [ ! -e "$XENV/.complete" ]; then
@@ -143,25 +167,32 @@ if [ ! -e "$XENV/.complete" ]; then
 else
     step_done "cached"
 fi
+# cross-python imports the build-python's packages through crossenv's import hook, but Cython looks
+# for .pxd files (numpy/__init__.pxd for `cimport numpy`) on sys.path only: append that site-packages
+BUILD_SITE=$(ls -d "$XENV"/cross/build/lib/python*/site-packages)
+CROSS_SITE=$(ls -d "$XENV"/cross/cross/lib/python*/site-packages)
+[ -e "$CROSS_SITE/zz-build-site-packages.pth" ] || echo "$BUILD_SITE" >"$CROSS_SITE/zz-build-site-packages.pth"
 HOSTPIP=("$XENV/hv/bin/pip" install -q --disable-pip-version-check --only-binary=:all:
          --python-version $PYV --implementation cp --abi cp311 --abi abi3 --abi none)
 for v in $(seq 36 -1 17); do HOSTPIP+=(--platform "manylinux_2_${v}_aarch64"); done  # bookworm: glibc 2.36
 HOSTPIP+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
 
 # ---------------------------------------------------------------- 4. aarch64 wheel
-step "aarch64 wheel of the checkout"
-mapfile -t SRC_FILES < <(cd "$SRC" && git ls-files -co --exclude-standard -- \
-    pyproject.toml setup.py setup.cfg MANIFEST.in 'README*' 'LICENSE*' edge_rbmlp native ':(exclude)native/arm' \
-    | while read -r f; do [ -f "$f" ] && echo "$f"; done | sort -u)
-((${#SRC_FILES[@]})) || die "no source files listed by git in $SRC"
-SRC_HASH=$(cd "$SRC" && { printf '%s\n' "${SRC_FILES[@]}"; printf '%s\0' "${SRC_FILES[@]}" | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+step "aarch64 wheel ($SRC_DESC)"
+mapfile -t SRC_FILES < <(cd "$TREE" && find pyproject.toml setup.py setup.cfg MANIFEST.in README* LICENSE* edge_rbmlp native \
+    -type f ! -path 'native/arm/*' ! -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
+SRC_HASH=$(cd "$TREE" && { printf '%s\n' "${SRC_FILES[@]}"; printf '%s\0' "${SRC_FILES[@]}" | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
 WHEELDIR=$CACHE/wheel-$(keyof wheel-v1 "$XENV" "$SRC_HASH")
 if [ ! -e "$WHEELDIR/.complete" ]; then
-    rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR/dist" "$WORK/src"
-    (cd "$SRC" && tar -cf - "${SRC_FILES[@]}") | tar -xf - -C "$WORK/src"
-    [ -e "$WORK/src/README.md" ] || [ -e "$SRC/README.md" ] || : >"$WORK/src/README.md"  # pyproject names it
-    quiet "$WORK/wheel.log" bash -c "source '$XENV/cross/bin/activate' && cd '$WORK/src' && \
-        pip wheel -v --disable-pip-version-check --no-build-isolation --no-deps -w '$WHEELDIR/dist' ."
+    rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR/dist"
+    [ -e "$TREE/README.md" ] || : >"$TREE/README.md"  # pyproject names it
+    if ! bash -c "source '$XENV/cross/bin/activate' && cd '$TREE' && \
+            pip wheel -v --disable-pip-version-check --no-build-isolation --no-deps -w '$WHEELDIR/dist' ." \
+            >"$WORK/wheel.log" 2>&1; then
+        # the compiler's or Cython's own message, not only pip's traceback
+        grep -E -A14 'Error compiling Cython file|error:|Error:' "$WORK/wheel.log" | grep -v '^ *File "/' | head -80 >&2
+        rm -rf "$WHEELDIR"; die "building the aarch64 wheel failed (the checkout does not build; messages above)"
+    fi
     cp "$WORK/wheel.log" "$WHEELDIR/build.log"
     WHL=$(ls "$WHEELDIR"/dist/*.whl)
     quiet "$WORK/pkg-install.log" "${HOSTPIP[@]}" --no-deps --target "$WHEELDIR/pkg" "$WHL"
@@ -207,7 +238,7 @@ step_done "$built: ${WHL##*/}"
 # ---------------------------------------------------------------- 5. runtime + test dependencies
 step "aarch64 dependencies"
 # environment markers are evaluated for the Pi (pip --platform would evaluate them for this host)
-mapfile -t DEPS < <(cd "$SRC" && "$HOST_PY" - <<'EOF'
+mapfile -t DEPS < <(cd "$TREE" && "$HOST_PY" - <<'EOF'
 import tomllib
 try:
     from packaging.requirements import Requirement
@@ -236,18 +267,20 @@ else
     step_done "cached"
 fi
 
+touch "$SYSROOT" "$XENV" "$WHEELDIR" "$SITE"  # in use (see prune)
+exec 9>&-  # set-up done: release the lock
+
 # ---------------------------------------------------------------- 6. tests under qemu
 RUN=$WORK/run; mkdir -p "$RUN"
-(cd "$SRC" && git ls-files -co --exclude-standard -- tests | while read -r f; do [ -f "$f" ] && echo "$f"; done \
-    | tar -cf - -T -) | tar -xf - -C "$RUN"
-cp "$SRC/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts); no package source here
+cp -r "$TREE/tests" "$RUN/" 2>/dev/null || die "no tests/ in $SRC_DESC"
+cp "$TREE/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts); no package source here
 mkdir -p "$WORK/arm"; cp "$HERE/arm_probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
 cd "$RUN"
 expand() { local f out=(); for f in $1; do [ -f "$f" ] && [[ " $ARM_EXCLUDE_TESTS " != *" $f "* ]] && out+=("$f"); done; echo "${out[*]}"; }
 NATIVE_FILES=$(expand "$ARM_NATIVE_TESTS")
 CORE_FILES=$(expand "$ARM_CORE_TESTS")
 say "native tests (per cpu x kernel): ${NATIVE_FILES:-none}"
-say "core tests (per cpu):            ${CORE_FILES:-none}"
+say "core tests (on ${CORE_CPUS// /, }):    ${CORE_FILES:-none}"
 if [ "$HAVE_NATIVE" = 1 ] && [ -z "$NATIVE_FILES" ]; then die "native extension built but no native tests match '$ARM_NATIVE_TESTS'"; fi
 [ -n "$CORE_FILES$NATIVE_FILES" ] || die "no tests to run"
 
@@ -307,7 +340,7 @@ EOF2
     local line
     line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" "${k:-auto}" "$label" \
            "${kernel:+engine.kernel=$kernel}" "${counts:-no pytest summary (exit $rc)}" $((SECONDS - t)))
-    SUMMARY+=("$line"); say "$line"
+    add_summary "$line"
     if [ "$rc" != 0 ]; then
         sed -n '/= FAILURES =\|= ERRORS =\|short test summary/,$p' "$log" | tail -80 >&2
         [ -n "$counts" ] || tail -30 "$log" >&2
@@ -324,15 +357,15 @@ EOF2
 # a standalone probe (no pytest): prints "rc|kernel|error"
 probe() { # cpu kernel
     local rc=0 out
-    out=$(pyarm "$1" "$2" "$WORK/arm/arm_probe.py" 2>"$WORK/probe.err") || rc=$?
-    [ -n "$out" ] || out="{\"error\": \"no output; stderr: $(tail -2 "$WORK/probe.err" | tr '"\n' "' ")\"}"
+    out=$(pyarm "$1" "$2" "$WORK/arm/arm_probe.py" 2>"$WORK/probe-$1.err") || rc=$?
+    [ -n "$out" ] || out="{\"error\": \"no output; stderr: $(tail -2 "$WORK/probe-$1.err" | tr '"\n' "' ")\"}"
     echo "$rc|$(jget "$out" kernel)|$(jget "$out" error)"
 }
 
 # the C kernels alone (native/test_kernels.c: every variant the core runs against the portable C)
 CKT=""
-if [ -f "$SRC/native/test_kernels.c" ]; then
-    quiet "$WORK/ckernels-build.log" aarch64-linux-gnu-gcc -O2 -Wall -I"$SRC/native" "$SRC"/native/*.c -lm -o "$WORK/test_kernels"
+if [ -f "$TREE/native/test_kernels.c" ]; then
+    quiet "$WORK/ckernels-build.log" aarch64-linux-gnu-gcc -O2 -Wall -I"$TREE/native" "$TREE"/native/*.c -lm -o "$WORK/test_kernels"
     CKT=$WORK/test_kernels
 fi
 run_ckernels() { # cpu
@@ -340,7 +373,7 @@ run_ckernels() { # cpu
     out=$(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu "$CKT" 2>&1) || rc=$?
     verdict=$(grep -E '^(neon|neon_dotprod|portable): ' <<<"$out" | sed -E 's/ shapes checked against portable//; s/skipped \(status -?[0-9]+: .*/skipped/' | paste -sd ' ')
     line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" all "C" "best=$(sed -n 's/^best: //p' <<<"$out")" "$verdict $(tail -1 <<<"$out")" $((SECONDS - t)))
-    SUMMARY+=("$line"); say "$line"
+    add_summary "$line"
     if [ "$rc" != 0 ] || [ "$(tail -1 <<<"$out")" != OK ]; then echo "$out" >&2; fail "$cpu: native/test_kernels.c failed (exit $rc)"; return 0; fi
     local k
     for k in "${ALL_KERNELS[@]}"; do
@@ -350,37 +383,60 @@ run_ckernels() { # cpu
     return 0
 }
 
-step "tests under qemu-aarch64"
-for cpu in "${CPUS[@]}"; do
+# everything one CPU model runs; results go to $RES/<unit>.summary|.fail (also from background jobs)
+run_cpu() { # unit cpu
+    CUR=$1; local cpu=$2 t0=$SECONDS rc got err verdict line k
     [ -z "$CKT" ] || run_ckernels "$cpu"
     # shellcheck disable=SC2086
     [ -z "$CORE_FILES" ] || [[ " $CORE_CPUS " != *" $cpu "* ]] || run_pytest core "$cpu" "" $CORE_FILES
-    [ "$HAVE_NATIVE" = 1 ] || continue
-    # unforced, the engine picks from the CPU's features (getauxval): a NEON variant this core can run
-    t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
-    line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" auto probe "engine.kernel=${got:-?}" "${err:-chosen from the CPU features}" $((SECONDS - t)))
-    SUMMARY+=("$line"); say "$line"
-    if [ "$rc" != 0 ] || [ -z "$got" ]; then fail "$cpu auto: probe failed (exit $rc): $err"
-    elif ! supports "$cpu" "$got" || [ "$got" = portable ]; then fail "$cpu auto: the engine chose '$got' on $cpu"
-    elif [ "$cpu" = cortex-a76 ] && [ "$got" != neon_dotprod ]; then say "note: $cpu auto chose $got, not neon_dotprod"
-    fi
-    for k in "${ALL_KERNELS[@]}"; do
-        if supports "$cpu" "$k"; then
-            # shellcheck disable=SC2086
-            run_pytest native "$cpu" "$k" $NATIVE_FILES
-            continue
+    if [ "$HAVE_NATIVE" = 1 ]; then
+        # unforced, the engine picks from the CPU's features (getauxval): a NEON variant this core can run
+        t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
+        add_summary "$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" auto probe "engine.kernel=${got:-?}" "${err:-chosen from the CPU features}" $((SECONDS - t)))"
+        if [ "$rc" != 0 ] || [ -z "$got" ]; then fail "$cpu auto: probe failed (exit $rc): $err"
+        elif ! supports "$cpu" "$got" || [ "$got" = portable ]; then fail "$cpu auto: the engine chose '$got' on $cpu"
+        elif [ "$cpu" = cortex-a76 ] && [ "$got" != neon_dotprod ]; then say "note: $cpu auto chose $got, not neon_dotprod"
         fi
-        # the core lacks the feature: forcing the kernel must be refused with a clear error
-        # (exit 3 from arm_probe.py), never accepted, never a SIGILL (exit 132)
-        t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "$k")"
-        if [ "$rc" = 0 ]; then verdict="ACCEPTED (engine.kernel=$got)"; fail "$cpu/$k: forcing $k on $cpu was accepted; it must be refused"
-        elif [ "$rc" -ge 128 ]; then verdict="CRASHED (signal $((rc - 128)))"; fail "$cpu/$k: forcing $k crashed the interpreter (signal $((rc - 128))) instead of a clear error"
-        elif [ "$rc" != 3 ] || ! grep -qiE "$k|dot.?prod|not supported|unsupported|lacks" <<<"$err"; then
-            verdict="UNCLEAR ERROR (exit $rc)"; fail "$cpu/$k: forcing $k failed without a clear error (exit $rc): $err"
-        else verdict="refused as expected"; fi
-        line=$(printf '%-11s %-13s %-6s %-20s %s' "$cpu" "$k" probe "$verdict" "${err:0:150}")
-        SUMMARY+=("$line"); say "$line"
-    done
+        for k in "${ALL_KERNELS[@]}"; do
+            if supports "$cpu" "$k"; then
+                # shellcheck disable=SC2086
+                run_pytest native "$cpu" "$k" $NATIVE_FILES
+                continue
+            fi
+            # the core lacks the feature: forcing the kernel must be refused with a clear error
+            # (exit 3 from arm_probe.py), never accepted, never a SIGILL (exit 132)
+            t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "$k")"
+            if [ "$rc" = 0 ]; then verdict="ACCEPTED (engine.kernel=$got)"; fail "$cpu/$k: forcing $k on $cpu was accepted; it must be refused"
+            elif [ "$rc" -ge 128 ]; then verdict="CRASHED (signal $((rc - 128)))"; fail "$cpu/$k: forcing $k crashed the interpreter (signal $((rc - 128))) instead of a clear error"
+            elif [ "$rc" != 3 ] || ! grep -qiE "$k|dot.?prod|not supported|unsupported|lacks" <<<"$err"; then
+                verdict="UNCLEAR ERROR (exit $rc)"; fail "$cpu/$k: forcing $k failed without a clear error (exit $rc): $err"
+            else verdict="refused as expected"; fi
+            add_summary "$(printf '%-11s %-13s %-6s %-20s %s' "$cpu" "$k" probe "$verdict" "${err:0:150}")"
+        done
+    fi
+    add_summary "$(printf '%-11s %-13s %-6s %-67s wall %3ss' "$cpu" "" total "" $((SECONDS - t0)))"
+    : >"$RES/$CUR.done"
+}
+
+# CPUs in parallel, up to ARM_JOBS (default: the host's cores, at most one per CPU model)
+JOBS=${ARM_JOBS:-$(nproc)}; [ "$JOBS" -le "${#CPUS[@]}" ] || JOBS=${#CPUS[@]}
+step "tests under qemu-aarch64 ($JOBS job(s))"
+UNITS=()
+for i in "${!CPUS[@]}"; do
+    u="1-$i-${CPUS[$i]}"; UNITS+=("$u")
+    if [ "$JOBS" -le 1 ]; then
+        run_cpu "$u" "${CPUS[$i]}"
+    else
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+        (run_cpu "$u" "${CPUS[$i]}") >"$RES/$u.log" 2>&1 &
+        say "started ${CPUS[$i]} (pid $!)"
+    fi
+done
+wait
+CUR=2-report
+for u in "${UNITS[@]}"; do
+    if [ "$JOBS" -gt 1 ]; then echo "[arm] ---- ${u#*-*-}"; cat "$RES/$u.log"; fi
+    [ -e "$RES/$u.done" ] || fail "${u#*-*-}: its run stopped before the end (see its log above)"
 done
 step_done
 
@@ -388,9 +444,11 @@ step_done
 echo
 say "timings:"; for l in "${TIMES[@]}"; do say "  $l"; done
 say "  total                              $((SECONDS - T_START))s"
-say "summary (cpu, kernel, what, result):"; for l in "${SUMMARY[@]}"; do say "  $l"; done
-if ((${#FAILURES[@]})); then
-    say "${#FAILURES[@]} FAILURE(S):"; for l in "${FAILURES[@]}"; do say "  $l"; done
+say "summary (cpu, kernel, what, result):"; cat "$RES"/*.summary 2>/dev/null | sed 's/^/[arm]   /'
+if cat "$RES"/*.fail >"$WORK/failures" 2>/dev/null && [ -s "$WORK/failures" ]; then
+    say "$(wc -l <"$WORK/failures") FAILURE(S):"; sed 's/^/[arm]   /' "$WORK/failures"
     exit 1
 fi
 say "OK: aarch64 wheel ${WHL##*/} passed on ${CPUS[*]}"
+exit 0
+}
