@@ -147,6 +147,8 @@ def bundle(run_dir, name, dest) -> None:
 @main.command()
 @click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per variant.")
+@click.option("--seed-from", type=int, default=0, show_default=True,
+              help="Start at this seed (another worker runs the lower ones).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
 @click.option("--variants", "variants", multiple=True,
               help='Only these rows (repeatable, or ";"-separated), e.g. --variants "B-128;F-128".')
@@ -159,7 +161,7 @@ def bundle(run_dir, name, dest) -> None:
 @click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
 @click.option("--report-only", is_flag=True, help="Only aggregate the existing trial files into tables and plots.")
 @click.option("--no-plots", is_flag=True, help="Tables only.")
-def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, threads, input_mode, stop_at,
+def reproduce(dataset, seeds, seed_from, out, variants, epochs, limit_train, limit_test, threads, input_mode, stop_at,
               report_only, no_plots) -> None:
     """The paper's Table IV (mnist) / VII (imdb) / V (cifar10) grid, one JSON file per trial (resumable),
     then Markdown/CSV tables and PNG plots beside the paper's numbers (see train/reproduce.py)."""
@@ -178,7 +180,7 @@ def reproduce(dataset, seeds, out, variants, epochs, limit_train, limit_test, th
         try:
             rp.reproduce(dataset, seeds, out, names, epochs=epochs, limit_train=limit_train, limit_test=limit_test,
                          threads=threads, command=_command_line(), echo=lambda m: click.echo(m), deadline=deadline,
-                         input_mode=input_mode)
+                         input_mode=input_mode, first_seed=seed_from)
         except rp.CifarMissing as exc:
             raise click.ClickException(str(exc))
         except ValueError as exc:

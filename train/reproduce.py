@@ -301,16 +301,16 @@ def _fmt_secs(s: float) -> str:
 def reproduce(dataset: str, seeds: int, out: Path, variants: Sequence[str] = (), epochs: Optional[int] = None,
               limit_train: Optional[int] = None, limit_test: Optional[int] = None, threads: int = 2,
               command: str = "", echo: Callable[[str], None] = print, deadline: Optional[float] = None,
-              input_mode: str = "sign") -> dict:
-    """Run every missing trial of the grid; return counts. ``deadline``: epoch seconds after which no
-    new trial starts."""
+              input_mode: str = "sign", first_seed: int = 0) -> dict:
+    """Run every missing trial of the grid (seeds ``first_seed .. seeds-1``); return counts. ``deadline``:
+    epoch seconds after which no new trial starts."""
     check_data(dataset)
     out = Path(out)
     settings = settings_for(epochs, limit_train, limit_test, input_mode)
     rows = select_rows(paper_rows(dataset), variants)
-    plan = [(seed, row) for seed in range(seeds) for row in rows]
+    plan = [(seed, row) for seed in range(first_seed, seeds) for row in rows]
     todo = [(s, r) for s, r in plan if not trial_path(out, dataset, r.variant, s, settings).exists()]
-    echo(f"reproduce {dataset} (Table {TABLE_OF[dataset]}): {len(rows)} variants x {seeds} seeds = {len(plan)} "
+    echo(f"reproduce {dataset} (Table {TABLE_OF[dataset]}): {len(rows)} variants x seeds {first_seed}..{seeds - 1} = {len(plan)} "
          f"trials, {len(plan) - len(todo)} already done, {len(todo)} to run; settings {settings}")
     counts = {"planned": len(plan), "skipped": len(plan) - len(todo), "ran": 0}
     if not todo:
