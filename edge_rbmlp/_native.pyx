@@ -149,31 +149,32 @@ def _c(arr, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+cdef object _ndarray = np.ndarray
+cdef dict _DTYPES = {b"B": np.dtype(np.uint8), b"f": np.dtype(np.float32), b"il": np.dtype(np.int32),
+                     b"lq": np.dtype(np.int64)}
+
+
 cdef int _get_buffer(object a, Py_buffer *view, bytes codes, Py_ssize_t itemsize, int64_t width, int64_t *rows,
                      bint writable, str what) except -1:
-    """Acquire a C-contiguous, aligned buffer of one of the struct ``codes`` (``itemsize`` bytes):
-    shape ``[rows, width]`` (or ``[width]`` = one row) when ``width >= 0``, any 1-D length (in rows)
-    when ``width < 0``. The caller releases it. Plain buffer protocol: no numpy headers or ABI."""
-    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
-    cdef const char *fmt
-    cdef char c
+    """Acquire a C-contiguous, aligned numpy array of the dtype named by ``codes``: shape
+    ``[rows, width]`` (or ``[width]`` = one row) when ``width >= 0``, any 1-D length (in rows)
+    when ``width < 0``. The caller releases it. The dtype is checked by identity with numpy's
+    builtin dtype object, the rest through the buffer protocol: no numpy headers, no numpy ABI."""
+    cdef int flags = PyBUF_C_CONTIGUOUS
+    expected = _DTYPES[codes]
+    if type(a) is not _ndarray:
+        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
+    if (<object>a).dtype is not expected:
+        raise TypeError(f"{what} must have dtype {expected}, got {(<object>a).dtype}")
     if writable:
         flags |= PyBUF_WRITABLE
     try:
         PyObject_GetBuffer(a, view, flags)
     except (BufferError, TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be a C-contiguous{' writable' if writable else ''} array: {exc}") from None
+        raise ValueError(f"{what} must be a C-contiguous{' writable' if writable else ''} array: {exc}") from None
     try:
-        fmt = view.format
-        if fmt == NULL:
-            raise TypeError(f"{what} has no element format")
-        c = fmt[0]
-        if c == b'@' or c == b'=' or c == b'<':
-            fmt += 1
-            c = fmt[0]
-        if fmt[0] == 0 or fmt[1] != 0 or c not in codes or view.itemsize != itemsize:
-            raise TypeError(f"{what} has element type {view.format.decode(errors='replace')!r} "
-                            f"({view.itemsize} bytes); {itemsize}-byte {codes.decode()!r} is needed")
+        if view.itemsize != itemsize:
+            raise TypeError(f"{what} has {view.itemsize}-byte elements; {itemsize} are needed")
         if (<uintptr_t>view.buf) % itemsize:
             raise ValueError(f"{what} is not aligned")
         if width < 0:

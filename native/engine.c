@@ -176,7 +176,7 @@ static void sparse_layer0(const rbm_model *m, const rbm_kernels *K, const int32_
 }
 
 /* logits -> out: RBM_OUT_LOGITS [n_out], RBM_OUT_SOFTMAX [n_out], RBM_OUT_SIGMOID [2] = [1 - p, p] */
-static void finish(const float *lg, int32_t n_out, int32_t kind, float *out)
+static void finish(float *lg, int32_t n_out, int32_t kind, float *out)
 {
     if (kind == RBM_OUT_SIGMOID) {
         double p = 1.0 / (1.0 + exp(-(double)lg[0]));
@@ -187,11 +187,13 @@ static void finish(const float *lg, int32_t n_out, int32_t kind, float *out)
         for (int32_t o = 1; o < n_out; o++)
             mx = lg[o] > mx ? lg[o] : mx;
         double sum = 0.0;
+        for (int32_t o = 0; o < n_out; o++) {
+            lg[o] = expf(lg[o] - mx); /* one exp per class, in place */
+            sum += lg[o];
+        }
+        float inv = (float)(1.0 / sum);
         for (int32_t o = 0; o < n_out; o++)
-            sum += exp((double)(lg[o] - mx));
-        double inv = 1.0 / sum;
-        for (int32_t o = 0; o < n_out; o++)
-            out[o] = (float)(exp((double)(lg[o] - mx)) * inv);
+            out[o] = lg[o] * inv;
     } else {
         memcpy(out, lg, (size_t)n_out * sizeof(float));
     }
