@@ -734,6 +734,13 @@ def summarize(dataset: str, out: Path, epochs: Optional[int] = None, limit_train
         written += [f"accuracy_by_variant{tag}.png", f"accuracy_vs_size{tag}.png"]
     (out / f"sizes{tag}.md").write_text(table_viii(out, settings))
     if not tag:
+        ab_settings = settings_for(input_mode="int8")
+        ab = load_trials(out, dataset, ab_settings)
+        if ab:  # the input-mode ablation, next to the main tables
+            ab_tag = settings_tag(ab_settings)
+            ab_rows = [r for r in table_rows(dataset, ab) if r["n_seeds"]]
+            (folder / f"table{ab_tag}.md").write_text(markdown_table(dataset, ab_rows, ab_settings))
+            write_csv(folder / f"table{ab_tag}.csv", ab_rows, TABLE_FIELDS)
         update_readme(out)
     echo(f"{dataset}: {len(trials)} trials aggregated into {len(rows)} rows; wrote "
          + ", ".join(str(folder / w) for w in written) + f", {out / f'sizes{tag}.md'}")
@@ -775,6 +782,20 @@ def headline_markdown(out: Path) -> str:
                 lines.append(f"| {depth} | {label} | `{r['variant']}` | {r['paper_accuracy']:.4f} | {_acc_cell(r)} | "
                              f"{r['n_seeds']} | {_f(r['delta'], '{:+.4f}')} |")
         lines.append("")
+        ab = load_trials(out, ds, settings_for(input_mode="int8"))
+        if ab:
+            main = {r["variant"]: r for r in rows}
+            ab_rows = [r for r in table_rows(ds, ab) if r["n_seeds"]]
+            lines += [f"Input-mode ablation ({ds}, `--input-mode int8`: the first binary layer multiplies the "
+                      "real-valued input by its binary weights instead of taking its sign; "
+                      f"`{ds}/table__in-int8.md`):", "",
+                      "| variant | paper acc | ours, sign input (main grid) | n | ours, real input | n |",
+                      "|---|---|---|---|---|---|"]
+            for r in ab_rows:
+                m = main[r["variant"]]
+                lines.append(f"| `{r['variant']}` | {r['paper_accuracy']:.4f} | {_acc_cell(m)} | {m['n_seeds']} | "
+                             f"{_acc_cell(r)} | {r['n_seeds']} |")
+            lines.append("")
     return "\n".join(lines)
 
 
