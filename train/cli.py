@@ -85,6 +85,8 @@ def _command_line() -> str:
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="Adam learning rate: constant (the paper) or cosine decay to 0 over all steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--recalibrate-bn", type=int, default=0, show_default=True,
+              help="After training, recompute BatchNorm moving statistics on N train samples (0: off, the paper).")
 @click.option("--vocab-size", type=int, default=10000, show_default=True, help="IMDB vocabulary size.")
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (fast tests).")
@@ -93,7 +95,7 @@ def _command_line() -> str:
 @click.option("--no-int8", is_flag=True, help="Skip the int8 TFLite export.")
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed,
+def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
         vocab_size, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
@@ -108,7 +110,7 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
     cfg = FitConfig(dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, dropout=dropout,
                     seed=seed, vocab_size=vocab_size, limit_train=limit_train, limit_test=limit_test,
                     name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
-                    lr_schedule=lr_schedule, command=_command_line())
+                    lr_schedule=lr_schedule, recalibrate_bn=recalibrate_bn, command=_command_line())
     try:
         report = run_fit(cfg, out)
     except DatasetMissing as exc:

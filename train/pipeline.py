@@ -39,6 +39,7 @@ class FitConfig:
     verbose: int = 2
     command: str = ""
     lr_schedule: str = "constant"  # or "cosine" (decays to 0 over all training steps)
+    recalibrate_bn: int = 0  # >0: recompute BN moving statistics on this many train samples after training
 
 
 @dataclass
@@ -152,7 +153,23 @@ def train_model(cfg: FitConfig, data: Data):
     train_ds = make_dataset(data, data.q_train, data.y_train, cfg.batch_size, cfg.seed, shuffle=True)
     t0 = time.time()
     history = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose)
+    if cfg.recalibrate_bn:
+        q, _ = datasets.even_subset(data.q_train, data.y_train, min(cfg.recalibrate_bn, len(data.q_train)))
+        recalibrate_batchnorm(model, data.x(q))
     return model, time.time() - t0, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def recalibrate_batchnorm(model, x: np.ndarray) -> None:
+    """Set every BatchNormalization's moving mean/variance to the exact statistics of its input
+    over ``x``, layer by layer in inference mode (the moving averages of a binary network lag
+    behind its weights, whose signs keep flipping during training)."""
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.BatchNormalization):
+            continue
+        probe = tf.keras.Model(model.input, layer.input)
+        h = np.concatenate([probe(x[i:i + 4096], training=False).numpy() for i in range(0, len(x), 4096)])
+        layer.moving_mean.assign(h.mean(axis=0).astype(np.float32))
+        layer.moving_variance.assign(h.var(axis=0).astype(np.float32))
 
 
 def evaluate_formats(cfg: FitConfig, data: Data, model, out: Path) -> dict:
@@ -242,7 +259,8 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                   "versions": vers,
                   "hyperparameters": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                                       "dropout": cfg.dropout, "optimizer": "adam",
-                                      "lr_schedule": cfg.lr_schedule},
+                                      "lr_schedule": cfg.lr_schedule,
+                                      "recalibrate_bn_samples": cfg.recalibrate_bn},
                   "training_seconds": round(train_seconds, 1)}
     n_classes = len(data.labels) if data.output_activation == "softmax" else 1
     report = {
