@@ -319,3 +319,14 @@ def test_c_tokenizer_matches_python(variant):
                                    rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(eng.predict_text(b"w1 w2").probabilities, ref.predict_text("w1 w2").probabilities,
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", variant_params())
+def test_wide_model_with_heap_scratch(variant):
+    """Scratch beyond the 48 KiB stack buffer comes from one heap block per call: same results."""
+    model = make_model("B-3000N,2000,PN", 100, 3, "vector", "sign", 4, seed=12)
+    eng = NativeEngine(model, kernel=variant)
+    assert eng.scratch_bytes > 48 * 1024
+    q = inputs(np.random.default_rng(3), 100, "vector", 6)
+    assert_same_outputs(eng.logits_uint8(q), ReferenceEngine(model).logits_uint8(q))
+    assert_same_outputs(eng.logits_uint8(q[:1]), ReferenceEngine(model).logits_uint8(q[:1]))
