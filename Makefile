@@ -57,3 +57,11 @@ test-arm:
 # the native engine's tests against an AddressSanitizer + UBSan build of the extension
 test-asan: $(TEST_VENV)/.installed
 	bash native/asan/test-asan.sh $(TEST_VENV)/bin/python
+
+# Retrain the two bundled default models on the real data (deterministic for the seed) and
+# copy them into edge_rbmlp/models/ (variant choice and measurements: train/README.md)
+models: $(TEST_VENV)/.installed data
+	$(TEST_VENV)/bin/python -m train fit --dataset mnist --arch "B-D256N,D64N,PN" --input-mode int8 --seed 0 --epochs 30 --lr-schedule cosine --out build/models/mnist
+	$(TEST_VENV)/bin/python -m train bundle build/models/mnist --name mnist
+	$(TEST_VENV)/bin/python -m train fit --dataset imdb --arch "B-32,16,4,Q" --input-mode sign --seed 0 --epochs 3 --out build/models/imdb
+	$(TEST_VENV)/bin/python -m train bundle build/models/imdb --name imdb
