@@ -210,7 +210,9 @@ def child_main(argv: List[str]) -> int:
 
 
 def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30, calls: int = 200,
-        kernel: Optional[str] = None, measure_memory: bool = True, progress=None) -> dict:
+        kernel: Optional[str] = None, measure_memory: bool = True, progress=None, strict: bool = True) -> dict:
+    """Measure ``backends`` on one model. ``strict``: a backend that cannot run is an error
+    (BackendUnavailable); otherwise it is skipped with its reason on stderr and in ``skipped``."""
     from .models import resolve_model_path
     from .model_file import load_packed_model
 
@@ -218,9 +220,20 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
     model = load_packed_model(model_path)
     q1, source = bench_inputs(model, 64)
     qb, _ = bench_inputs(model, batch, seed=1)
+    from .engine import BackendUnavailable
+
     runners: List[Runner] = []
+    skipped: Dict[str, str] = {}
     for b in backends:
-        runners.extend(_runners(b, model, model_path, q1, qb, kernel))
+        try:
+            runners.extend(_runners(b, model, model_path, q1, qb, kernel))
+        except BackendUnavailable as exc:
+            if strict:
+                raise
+            skipped[b] = str(exc)
+            print(f"edge-rbmlp bench: skipping backend {b!r}: {exc}", file=sys.stderr)
+    if not runners:
+        raise BackendUnavailable("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     text_runner = None
     if model.input_spec.kind == "text" and "native" in backends:
         text_runner = _text_runner(model, model_path, kernel)
@@ -274,7 +287,7 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
                              p99_us=float(np.percentile(b, 99)), throughput_per_s=float(batch * 1e6 / np.median(b)),
                              calls=int(len(b))))
     return {"model": str(model_path), "arch": model.arch.notation(), "inputs": source,
-            "machine": _machine(), "rows": rows}
+            "machine": _machine(), "rows": rows, "skipped": skipped}
 
 
 def _text_runner(model, model_path: Path, kernel) -> Optional[Runner]:

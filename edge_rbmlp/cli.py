@@ -313,8 +313,10 @@ def demo(backend):
 # -- bench (the native engine against reference / TFLite / LCE: edge_rbmlp/bench.py) --
 @main.command()
 @click.argument("model")
-@click.option("--backends", default="native,reference,tflite,lce", show_default=True,
-              help="comma-separated: native, reference, tflite (float, int8, F- float), lce")
+@click.option("--backends", default=None,
+              help="comma-separated: native, reference, tflite (float, int8, F- float), lce; named backends "
+                   "must run (else an error naming what to install); default: all, skipping (with the "
+                   "reason) the ones not installed here")
 @click.option("--batch", type=click.IntRange(1, 1 << 16), default=256, show_default=True,
               help="batch size of the throughput measurement")
 @click.option("--rounds", type=click.IntRange(1, 10000), default=30, show_default=True,
@@ -329,12 +331,13 @@ def bench(model, backends, batch, rounds, calls, kernel, no_memory, as_json):
     """Latency (batch 1), throughput (batch N), load time, RSS and size of MODEL on each backend."""
     from .bench import BACKEND_NAMES, format_table, run
 
-    names = [b.strip() for b in backends.split(",") if b.strip()]
+    strict = backends is not None
+    names = [b.strip() for b in (backends or ",".join(BACKEND_NAMES)).split(",") if b.strip()]
     unknown = [b for b in names if b not in BACKEND_NAMES]
     if unknown or not names:
         raise click.ClickException(f"unknown backend(s) {unknown}; choose from {', '.join(BACKEND_NAMES)}")
     result = run(model, names, batch=batch, rounds=rounds, calls=calls, kernel=kernel,
-                 measure_memory=not no_memory)
+                 measure_memory=not no_memory, strict=strict)
     if as_json:
         meta = {"model": result["model"], "arch": result["arch"], "inputs": result["inputs"],
                 "cpu": result["machine"].get("cpu"), "machine": result["machine"].get("machine")}

@@ -1,0 +1,53 @@
+"""edge-rbmlp bench: rows, fields, strict vs default backend lists (short runs; numbers are not checked)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edge_rbmlp.arch import parse
+from edge_rbmlp.bench import run
+from edge_rbmlp.cli import main
+from edge_rbmlp.engine import BackendUnavailable
+from edge_rbmlp.random_model import random_packed_model
+
+FIELDS = {"backend", "variant", "batch", "p50_us", "p99_us", "throughput_per_s", "peak_rss_bytes", "load_ms",
+          "file_bytes", "runtime", "version"}
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "m.rbm"
+    random_packed_model(parse("B-D128N,D88N,PN"), 784, 10, seed=1, input_kind="image").save(path)
+    return path
+
+
+def test_run_native_and_reference(model_path):
+    result = run(str(model_path), ["native", "reference"], batch=16, rounds=2, calls=10, measure_memory=True)
+    rows = result["rows"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {("native", 1), ("native", 16), ("reference", 1),
+                                                            ("reference", 16)}
+    for r in rows:
+        assert FIELDS <= set(r)
+        assert r["p50_us"] > 0 and r["throughput_per_s"] > 0 and r["file_bytes"] == model_path.stat().st_size
+        assert r["peak_rss_bytes"] > 0 and r["load_ms"] >= 0, r
+    assert result["rows"][0]["runtime"].startswith("edge-rbmlp native (")
+
+
+def test_missing_sibling_is_an_error_when_named(model_path):
+    with pytest.raises(BackendUnavailable, match="sibling|pip install"):
+        run(str(model_path), ["native", "tflite"], batch=4, rounds=1, calls=2, measure_memory=False)
+    result = run(str(model_path), ["native", "tflite"], batch=4, rounds=1, calls=2, measure_memory=False,
+                 strict=False)
+    assert "tflite" in result["skipped"]
+
+
+def test_cli_json(model_path):
+    res = CliRunner().invoke(main, ["bench", str(model_path), "--backends", "native", "--batch", "8", "--rounds",
+                                    "2", "--calls", "10", "--no-memory", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output[res.output.index("["):])
+    assert [r["batch"] for r in rows] == [1, 8]
+    assert FIELDS <= set(rows[0])
+    res = CliRunner().invoke(main, ["bench", str(model_path), "--backends", "native,gpu"])
+    assert res.exit_code != 0 and "unknown backend" in res.output
