@@ -253,3 +253,35 @@ def test_preprocessing_fixes_for_camera_frames():
     specked = seven(255, 0).copy()
     specked[185:192, 5:12] = 0
     assert np.corrcoef(preprocess_digit(specked).ravel(), reference.ravel())[0, 1] > 0.95
+
+
+def test_a_broken_camera_is_reported_and_the_service_keeps_serving(paths, frames):
+    from serverkit import drawn_seven, png_bytes
+
+    app = create_app(make_config(paths))
+
+    class Broken:
+        def __init__(self):
+            self.n = 0
+
+        def capture(self):
+            self.n += 1
+            if self.n % 2:
+                raise OSError("camera disconnected")
+            return frames[0]
+
+    loop = start_in_service(app, Broken(), "mnist", interval=0.01)
+    loop.stop_event.wait = lambda timeout=None: loop.stop_event.is_set()  # no back-off sleeps in the test
+    try:
+        client = app.test_client()
+        for _ in range(2000):
+            cam = client.get("/api/camera").get_json()
+            if cam["errors"] >= 2 and cam["frames"] >= 1:
+                break
+        assert cam["errors"] >= 2 and "disconnected" in cam["last_error"] and cam["frames"] >= 1
+        resp = client.post("/classify/mnist", data=png_bytes(drawn_seven()), content_type="image/png")
+        assert resp.status_code == 200
+        assert "edge_rbmlp_camera_errors" in client.get("/metrics").get_data(as_text=True)
+    finally:
+        loop.stop()
+        loop.thread.join(timeout=10)
