@@ -13,16 +13,41 @@ import os
 import platform
 import sys
 
-try:
-    from hypothesis import HealthCheck, settings
-except ImportError:  # hypothesis not installed: nothing to relax
-    settings = None
+_relaxed = False
 
-if settings is not None:
+
+def _relax_hypothesis():
+    """deadline=None for every Hypothesis test; imported only when a test needs Hypothesis (its import
+    costs seconds under qemu). Must run before a test module applies @settings (which copies the
+    current profile), hence the check of each test file's text below."""
+    global _relaxed
+    if _relaxed:
+        return
+    _relaxed = True
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:
+        return
     settings.register_profile(
         "qemu", deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     settings.load_profile("qemu")
+
+
+def pytest_configure(config):
+    if "hypothesis" in sys.modules:
+        _relax_hypothesis()
+
+
+def pytest_collect_file(file_path, parent):
+    if _relaxed or file_path.suffix != ".py":
+        return None
+    try:
+        if "hypothesis" in sys.modules or "hypothesis" in file_path.read_text(errors="replace"):
+            _relax_hypothesis()
+    except OSError:
+        pass
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,8 @@
 #   4. the aarch64 wheel, built from a copy of the checkout's working tree (ARM_FROM_HEAD=1: of HEAD;
 #      the checkout is never written to);
 #      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
-#   5. pyproject's [project] dependencies + the [test] extra for aarch64 (pip --target --platform)
+#   5. pyproject's [project] dependencies + pytest and hypothesis (versions from the [test] extra)
+#      for aarch64 (pip --target --platform)
 #   6. per CPU: native/test_kernels.c (plain C, every variant against the portable kernels, if present);
 #      the pure-Python core tests (first CPU only by default); the kernel the engine picks unforced (must be one
 #      the core runs); for each kernel the core supports, the native tests with EDGE_RBMLP_KERNEL set,
@@ -29,7 +30,7 @@
 #   both with -m "not slow and not train" and EDGE_RBMLP_DATA pointing at an empty directory:
 #   nothing that needs TensorFlow or the data sets runs (those tests skip or are deselected).
 #
-# Knobs (environment): ARM_JOBS (CPU models run in parallel; default nproc), ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
+# Knobs (environment): ARM_TEST_TOOLS (default "pytest hypothesis"), ARM_JOBS (CPU models run in parallel; default nproc), ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
 #   ARM_FROM_HEAD=1 (test the last commit instead of the working tree), ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
 #   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
 #   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
@@ -237,19 +238,25 @@ step_done "$built: ${WHL##*/}"
 
 # ---------------------------------------------------------------- 5. runtime + test dependencies
 step "aarch64 dependencies"
-# environment markers are evaluated for the Pi (pip --platform would evaluate them for this host)
-mapfile -t DEPS < <(cd "$TREE" && "$HOST_PY" - <<'EOF'
-import tomllib
+# [project] dependencies (markers evaluated for the Pi: pip --platform would evaluate them for this
+# host) + of the [test] extra only the tools the engine tests use ($ARM_TEST_TOOLS, with the extra's
+# version constraints): the rest of that extra (browsers, fuzzers, schema testers) is not for qemu
+ARM_TEST_TOOLS=${ARM_TEST_TOOLS:-pytest hypothesis}
+mapfile -t DEPS < <(cd "$TREE" && ARM_TEST_TOOLS=$ARM_TEST_TOOLS "$HOST_PY" - <<'EOF'
+import os, re, tomllib
 try:
     from packaging.requirements import Requirement
 except ImportError:
     from pip._vendor.packaging.requirements import Requirement
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 pi = {"platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
       "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
       "platform_python_implementation": "CPython", "extra": ""}
-for spec in p["dependencies"] + p.get("optional-dependencies", {}).get("test", ["pytest", "hypothesis"]):
-    r = Requirement(spec)
+tools = {norm(t) for t in os.environ["ARM_TEST_TOOLS"].split()}
+test = [r for r in map(Requirement, p.get("optional-dependencies", {}).get("test", [])) if norm(r.name) in tools]
+test += [Requirement(t) for t in sorted(tools - {norm(r.name) for r in test})]
+for r in list(map(Requirement, p["dependencies"])) + test:
     if r.marker is None or r.marker.evaluate(pi):
         r.marker = None
         print(r)
