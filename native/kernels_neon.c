@@ -338,11 +338,78 @@ void rbm_neon_sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, 
     }
 }
 
+/* one (row, sample) dot product finished exactly like rbm_neon_f32_mv does it:
+ * 4-lane FMA chain, pairwise lane sum, FMA tail, + bias */
+static inline float neon_finish(float32x4_t a, const float *w, const float *x, int32_t full, int32_t n, float bias)
+{
+    float s = vaddvq_f32(a);
+    for (int32_t i = full; i < n; i++)
+        s += w[i] * x[i];
+    return bias + s;
+}
+
 void rbm_neon_f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                      float *out)
 {
-    for (int32_t t = 0; t < T; t++)
-        rbm_neon_f32_mv(W, rows, n, X + (size_t)t * n, bias, out + (size_t)t * rows);
+    const int32_t full = n & ~3;
+    int32_t t = 0;
+    /* 2 rows x 4 samples: each weight vector is loaded once per tile of 4 samples */
+    for (; t + 4 <= T; t += 4) {
+        const float *x0 = X + (size_t)t * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
+        float *o0 = out + (size_t)t * rows, *o1 = o0 + rows, *o2 = o1 + rows, *o3 = o2 + rows;
+        int32_t o = 0;
+        for (; o + 2 <= rows; o += 2) {
+            const float *wa = W + (size_t)o * n, *wb = wa + n;
+            float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (int32_t i = 0; i < full; i += 4) {
+                float32x4_t va = vld1q_f32(wa + i), vb = vld1q_f32(wb + i);
+                float32x4_t y0 = vld1q_f32(x0 + i), y1 = vld1q_f32(x1 + i), y2 = vld1q_f32(x2 + i),
+                            y3 = vld1q_f32(x3 + i);
+                a0 = vfmaq_f32(a0, va, y0);
+                a1 = vfmaq_f32(a1, va, y1);
+                a2 = vfmaq_f32(a2, va, y2);
+                a3 = vfmaq_f32(a3, va, y3);
+                b0 = vfmaq_f32(b0, vb, y0);
+                b1 = vfmaq_f32(b1, vb, y1);
+                b2 = vfmaq_f32(b2, vb, y2);
+                b3 = vfmaq_f32(b3, vb, y3);
+            }
+            o0[o] = neon_finish(a0, wa, x0, full, n, bias[o]);
+            o1[o] = neon_finish(a1, wa, x1, full, n, bias[o]);
+            o2[o] = neon_finish(a2, wa, x2, full, n, bias[o]);
+            o3[o] = neon_finish(a3, wa, x3, full, n, bias[o]);
+            o0[o + 1] = neon_finish(b0, wb, x0, full, n, bias[o + 1]);
+            o1[o + 1] = neon_finish(b1, wb, x1, full, n, bias[o + 1]);
+            o2[o + 1] = neon_finish(b2, wb, x2, full, n, bias[o + 1]);
+            o3[o + 1] = neon_finish(b3, wb, x3, full, n, bias[o + 1]);
+        }
+        for (; o < rows; o++) {
+            const float *w = W + (size_t)o * n;
+            float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+            for (int32_t i = 0; i < full; i += 4) {
+                float32x4_t v = vld1q_f32(w + i);
+                a0 = vfmaq_f32(a0, v, vld1q_f32(x0 + i));
+                a1 = vfmaq_f32(a1, v, vld1q_f32(x1 + i));
+                a2 = vfmaq_f32(a2, v, vld1q_f32(x2 + i));
+                a3 = vfmaq_f32(a3, v, vld1q_f32(x3 + i));
+            }
+            o0[o] = neon_finish(a0, w, x0, full, n, bias[o]);
+            o1[o] = neon_finish(a1, w, x1, full, n, bias[o]);
+            o2[o] = neon_finish(a2, w, x2, full, n, bias[o]);
+            o3[o] = neon_finish(a3, w, x3, full, n, bias[o]);
+        }
+    }
+    for (; t < T; t++) {
+        const float *x = X + (size_t)t * n;
+        float *ot = out + (size_t)t * rows;
+        for (int32_t o = 0; o < rows; o++) {
+            const float *w = W + (size_t)o * n;
+            float32x4_t a = vdupq_n_f32(0);
+            for (int32_t i = 0; i < full; i += 4)
+                a = vfmaq_f32(a, vld1q_f32(w + i), vld1q_f32(x + i));
+            ot[o] = neon_finish(a, w, x, full, n, bias[o]);
+        }
+    }
 }
 
 const rbm_kernels rbm_kernels_neon = {
