@@ -234,3 +234,48 @@ def test_float_baseline_exports_tflite_only(tmp_path):
     assert not (tmp_path / "model.rbm").exists() and (tmp_path / "model.tflite").exists()
     assert report["accuracy"]["keras"]["accuracy"] > 0.6
     assert report["accuracy"]["tflite"]["agreement_with_keras"] >= 0.995
+
+
+def test_int8_mode_thresholds_match_keras_on_real_digits():
+    """int8 input mode: the first layer's folded offset (bias - scale*zp*rowsum) and thresholds."""
+    _need("mnist")
+    import tensorflow as tf
+
+    from edge_rbmlp.fold import apply_thresholds
+    from edge_rbmlp.reference import ReferenceEngine
+    from train.export import export_packed
+    from train.pipeline import FitConfig, load_data, train_model
+
+    cfg = FitConfig(dataset="mnist", arch=parse("B-D64N,D32N,D16N,PN", input_mode="int8"), epochs=1,
+                    limit_train=1000, limit_test=400, seed=4, verbose=0)
+    data = load_data(cfg)
+    model, _, _ = train_model(cfg, data)
+    packed = export_packed(model, cfg.arch, data.spec, data.labels, "softmax")
+    probe = tf.keras.Model(model.input, [model.get_layer(f"bn_{i}").output for i in range(3)])
+    outs = probe.predict(data.x(data.q_test), verbose=0)
+    accs = dict(ReferenceEngine(packed).hidden_accumulators(data.q_test))
+    for i in (0, 1):
+        bits = apply_thresholds(accs[i], packed.tensors[f"layer.{i}.threshold"], packed.tensors[f"layer.{i}.flip"])
+        assert np.mean(bits != (outs[i] >= 0)) <= 1e-3, i
+        assert 0.05 < bits.mean() < 0.95
+    last = accs[2] * packed.tensors["layer.2.scale"] + packed.tensors["layer.2.shift"]
+    np.testing.assert_allclose(last, outs[2], rtol=1e-4, atol=2e-3)
+
+
+def test_batchnorm_recalibration_sets_exact_statistics():
+    _need("mnist")
+    import tensorflow as tf
+
+    from train.pipeline import FitConfig, load_data, recalibrate_batchnorm, train_model
+
+    cfg = FitConfig(dataset="mnist", arch=parse("B-D64N,D32N,PN"), epochs=1, limit_train=600, limit_test=100,
+                    seed=7, verbose=0)
+    data = load_data(cfg)
+    model, _, _ = train_model(cfg, data)
+    x = data.x(data.q_train[:500])
+    recalibrate_batchnorm(model, x)
+    for name in ("bn_0", "bn_1", "shortcut_bn"):
+        layer = model.get_layer(name)
+        h = tf.keras.Model(model.input, layer.input)(x, training=False).numpy()
+        np.testing.assert_allclose(layer.moving_mean.numpy(), h.mean(0), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), h.var(0), rtol=1e-3, atol=1e-3)
