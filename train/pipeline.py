@@ -283,7 +283,7 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                               f"test accuracy {rbm['accuracy']:.4f}")
         file_sizes["model.rbm"] = packed.save(out / "model.rbm")
         if data.vocab is not None:
-            file_sizes["model.rbm_vocab_bytes"] = len("\n".join(data.vocab).encode("utf-8"))
+            report["vocabulary_utf8_bytes_uncompressed"] = len("\n".join(data.vocab).encode("utf-8"))
     for fname, blob in results["files"].items():
         file_sizes[fname] = len(blob)
     report["file_bytes"] = file_sizes
