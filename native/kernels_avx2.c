@@ -161,6 +161,15 @@ FN void threshold_pack(const int32_t *acc, const int32_t *thr, const uint8_t *fl
     }
 }
 
+/* mask of the 32 weight bits at bit offset i (a multiple of 32) of a row: byte j = 0xFF when bit j is set */
+INL __m256i bits32_mask(const uint64_t *w, int32_t i, __m256i shuf, __m256i sel)
+{
+    int32_t b32;
+    memcpy(&b32, (const char *)w + (i >> 3), 4); /* little-endian: bits i..i+31 are these 4 bytes */
+    __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32(b32), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(m, sel), sel);
+}
+
 FN void u8_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q, int32_t n, int32_t *acc)
 {
     const __m256i zero = _mm256_setzero_si256();
@@ -178,14 +187,35 @@ FN void u8_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint8_t *q,
         for (int32_t i = full; i < n; i++)
             total += q[i];
     }
-    for (int32_t o = 0; o < rows; o++) {
+    int32_t o = 0;
+    /* 4 rows per pass: one load of each q chunk serves four rows */
+    for (; o + 4 <= rows; o += 4) {
+        const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
+        __m256i s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+        for (int32_t i = 0; i < full; i += 32) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i));
+            s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(_mm256_and_si256(bits32_mask(w0, i, shuf, sel), qv), zero));
+            s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(_mm256_and_si256(bits32_mask(w1, i, shuf, sel), qv), zero));
+            s2 = _mm256_add_epi64(s2, _mm256_sad_epu8(_mm256_and_si256(bits32_mask(w2, i, shuf, sel), qv), zero));
+            s3 = _mm256_add_epi64(s3, _mm256_sad_epu8(_mm256_and_si256(bits32_mask(w3, i, shuf, sel), qv), zero));
+        }
+        int64_t on[4];
+        _mm256_storeu_si256((__m256i *)on, hsum4_epi64(s0, s1, s2, s3));
+        for (int32_t i = full; i < n; i++) {
+            int64_t qi = q[i];
+            on[0] += ((w0[i >> 6] >> (i & 63)) & 1) ? qi : 0;
+            on[1] += ((w1[i >> 6] >> (i & 63)) & 1) ? qi : 0;
+            on[2] += ((w2[i >> 6] >> (i & 63)) & 1) ? qi : 0;
+            on[3] += ((w3[i >> 6] >> (i & 63)) & 1) ? qi : 0;
+        }
+        for (int r = 0; r < 4; r++)
+            acc[o + r] = (int32_t)(2 * on[r] - total);
+    }
+    for (; o < rows; o++) {
         const uint64_t *w = W + (size_t)o * words;
         __m256i s = zero;
         for (int32_t i = 0; i < full; i += 32) {
-            uint32_t b = (uint32_t)(w[i >> 6] >> (i & 63));
-            __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)b), shuf);
-            m = _mm256_cmpeq_epi8(_mm256_and_si256(m, sel), sel);
-            __m256i v = _mm256_and_si256(m, _mm256_loadu_si256((const __m256i *)(q + i)));
+            __m256i v = _mm256_and_si256(bits32_mask(w, i, shuf, sel), _mm256_loadu_si256((const __m256i *)(q + i)));
             s = _mm256_add_epi64(s, _mm256_sad_epu8(v, zero));
         }
         int64_t on = hsum_epi64(s);
