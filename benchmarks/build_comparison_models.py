@@ -33,6 +33,8 @@ PRESETS = {
     "mnist": dict(arch="B-D128N,D88N,PN", inputs=784, classes=10, kind="image"),
     "mnist_q": dict(arch="B-D128N,D88N,Q", inputs=784, classes=10, kind="image"),
     "imdb": dict(arch="B-D32N,D16N,D8N,Q", inputs=10000, classes=1, kind="text"),
+    # the architecture `make models` trains for the bundled MNIST model (int8 input mode)
+    "mnist_bundled": dict(arch="B-D256N,D64N,PN", inputs=784, classes=10, kind="image", input_mode="int8"),
 }
 
 
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
     name = args.name or f"{args.preset}_random"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    arch = parse(preset["arch"])
+    arch = parse(preset["arch"], input_mode=preset.get("input_mode", "sign"))
     n, classes, kind = preset["inputs"], preset["classes"], preset["kind"]
     if kind == "image":
         side = int(round(n ** 0.5))

@@ -36,6 +36,8 @@ cdef extern from "rbm_kernels.h" nogil:
         void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc) noexcept nogil
         void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                        float *out) noexcept nogil
+        void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n,
+                          int32_t *acc) noexcept nogil
 
     const char *const rbm_variant_names[]
     int rbm_variant_lookup(const char *name, const rbm_kernels **out)
@@ -73,6 +75,8 @@ cdef extern from "rbm_kernels.h" nogil:
         int32_t w0t_words
         const int32_t *w0_rowpop
         const int8_t *sct
+        const int8_t *w0_pm1
+        int32_t w0_pm1_stride
         size_t scratch_bytes
 
     int RBM_ENONASCII
@@ -290,6 +294,12 @@ cdef class Model:
             if shortcut == "Q":
                 self.m.sct = <const int8_t *><size_t>self._arr(arrays["sparse.sct"], np.int8,
                                                               (n_inputs, last)).ctypes.data
+        if "layer0.pm1" in arrays:
+            pm1 = np.asarray(arrays["layer0.pm1"])
+            if pm1.ndim != 2 or pm1.shape[1] < n_inputs:
+                raise ValueError("layer0.pm1 must be int8 [rows, >= n_inputs]")
+            self.m.w0_pm1 = <const int8_t *><size_t>self._arr(pm1, np.int8, (int(widths[0]), pm1.shape[1])).ctypes.data
+            self.m.w0_pm1_stride = pm1.shape[1]
         if output_activation == "sigmoid":
             if n_out != 1:
                 raise ValueError("a sigmoid output has exactly one unit")
@@ -620,4 +630,19 @@ def kernel_f32_mm(str variant, const float[:, ::1] W, const float[:, ::1] X, con
     cdef float[:, ::1] o = out
     with nogil:
         K.f32_mm(&W[0, 0], rows, n, &X[0, 0], T, &bias[0], &o[0, 0])
+    return out
+
+
+def kernel_u8_pm1_mv(str variant, const int8_t[:, ::1] Wpm1, const uint8_t[::1] q):
+    """``acc[o] = sum_i Wpm1[o, i] * q[i]`` over ``i < len(q)`` (variants without this kernel: KernelUnavailable)."""
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = Wpm1.shape[0], stride = Wpm1.shape[1], n = q.shape[0]
+    if K.u8_pm1_mv == NULL:
+        raise KernelUnavailable(f"kernel {variant!r} has no expanded int8 input layer")
+    if n < 1 or rows < 1 or stride < n:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        K.u8_pm1_mv(&Wpm1[0, 0], rows, stride, &q[0], n, &o[0])
     return out

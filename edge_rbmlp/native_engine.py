@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from .bits import pack_bits, unpack_bits
+from .bits import pack_bits, unpack_bits, unpack_signs
 from .engine import BackendUnavailable, Engine, Prediction
 from .model_file import PackedModel
 from .text import MAX_TEXT_CHARS, TOKENIZER, TextEncoder, TextError, as_text
@@ -79,11 +79,24 @@ def choose_kernel(kernel: Optional[str] = None) -> str:
     return name
 
 
-def native_arrays(model: PackedModel, sparse: Optional[bool] = None) -> dict:
+# the expanded int8 copy of layer 0 (int8 input mode) is built up to this size
+PM1_MAX_BYTES = 4 << 20
+
+
+def native_arrays(model: PackedModel, sparse: Optional[bool] = None, kernel: Optional[str] = None) -> dict:
     """The arrays the C engine takes: the packed tensors plus the tables derived at load time."""
     t = model.tensors
     arrays = {k: v for k, v in t.items()}
     arch = model.arch
+    rows0, n = arch.widths[0], model.n_inputs
+    stride = (n + 31) // 32 * 32
+    if arch.input_mode == "int8" and kernel == "avx2" and model.input_spec.kind != "text" \
+            and rows0 * stride <= PM1_MAX_BYTES:
+        # vpmaddubsw runs the int8 x (+-1) input layer ~2x faster from bytes than from bits;
+        # the copy costs rows * n bytes (8x the packed layer)
+        pm1 = np.zeros((rows0, stride), dtype=np.int8)
+        pm1[:, :n] = unpack_signs(t["layer.0.weight"], n)
+        arrays["layer0.pm1"] = pm1
     if arch.shortcut is not None and arch.shortcut.kind == "Q":
         arrays["shortcut.rowsum"] = t["shortcut.weight"].astype(np.int64).sum(axis=1).astype(np.int32)
     if sparse is None:
@@ -108,7 +121,7 @@ class NativeEngine(Engine):
         arch = model.arch
         spec = model.input_spec
         self._native = native.Model(
-            native_arrays(model, sparse),
+            native_arrays(model, sparse, chosen),
             int(model.n_inputs),
             [int(w) for w in arch.widths],
             arch.input_mode,

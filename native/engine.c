@@ -152,6 +152,8 @@ int rbm_model_check(rbm_model *m, char *err, size_t errlen)
         if (m->shortcut == RBM_SHORTCUT_Q && !m->sct)
             FAIL("sparse Q shortcut table missing");
     }
+    if (m->w0_pm1 && (m->input_mode != RBM_INPUT_INT8 || m->w0_pm1_stride < m->n_inputs))
+        FAIL("expanded int8 layer 0 inconsistent (stride %d for %d inputs)", m->w0_pm1_stride, m->n_inputs);
     m->scratch_bytes = scratch_layout(m, NULL, NULL);
     return RBM_OK;
 }
@@ -215,6 +217,8 @@ static void hidden_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *
         if (m->input_mode == RBM_INPUT_SIGN) {
             K->pack_ge_u8(q, L0->n, m->binarize_threshold, x);
             K->bmv(L0->weight, L0->rows, L0->words, x, L0->n, acc);
+        } else if (m->w0_pm1 && K->u8_pm1_mv) {
+            K->u8_pm1_mv(m->w0_pm1, L0->rows, m->w0_pm1_stride, q, L0->n, acc);
         } else {
             K->u8_bmv(L0->weight, L0->rows, L0->words, q, L0->n, acc);
         }

@@ -523,8 +523,66 @@ FN void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t 
     }
 }
 
+/* int8 input layer on +-1 int8 weights: vpmaddubsw (u8 q x s8 w, pairs <= 510) summed in s16
+ * for up to 64 steps, widened with vpmaddwd; 4 rows share each q load */
+FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t *q, int32_t n, int32_t *acc)
+{
+    const int32_t full = n & ~31;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const int8_t *w0 = Wp + (size_t)o * stride, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < full;) {
+            int32_t end = i + 64 * 32 < full ? i + 64 * 32 : full;
+            __m256i h0 = _mm256_setzero_si256(), h1 = h0, h2 = h0, h3 = h0;
+            for (; i < end; i += 32) {
+                __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i));
+                h0 = _mm256_add_epi16(h0, _mm256_maddubs_epi16(qv, _mm256_loadu_si256((const __m256i *)(w0 + i))));
+                h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(qv, _mm256_loadu_si256((const __m256i *)(w1 + i))));
+                h2 = _mm256_add_epi16(h2, _mm256_maddubs_epi16(qv, _mm256_loadu_si256((const __m256i *)(w2 + i))));
+                h3 = _mm256_add_epi16(h3, _mm256_maddubs_epi16(qv, _mm256_loadu_si256((const __m256i *)(w3 + i))));
+            }
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(h0, ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(h1, ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(h2, ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(h3, ones));
+        }
+        __m256i a[4] = {a0, a1, a2, a3};
+        const int8_t *wr[4] = {w0, w1, w2, w3};
+        for (int r = 0; r < 4; r++) {
+            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a[r]), _mm256_extracti128_si256(a[r], 1));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+            int32_t v = _mm_cvtsi128_si32(t);
+            for (int32_t i = full; i < n; i++)
+                v += (int32_t)wr[r][i] * (int32_t)q[i];
+            acc[o + r] = v;
+        }
+    }
+    for (; o < rows; o++) {
+        const int8_t *w = Wp + (size_t)o * stride;
+        __m256i a = _mm256_setzero_si256();
+        for (int32_t i = 0; i < full;) {
+            int32_t end = i + 64 * 32 < full ? i + 64 * 32 : full;
+            __m256i h = _mm256_setzero_si256();
+            for (; i < end; i += 32)
+                h = _mm256_add_epi16(h, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(q + i)),
+                                                             _mm256_loadu_si256((const __m256i *)(w + i))));
+            a = _mm256_add_epi32(a, _mm256_madd_epi16(h, ones));
+        }
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+        int32_t v = _mm_cvtsi128_si32(t);
+        for (int32_t i = full; i < n; i++)
+            v += (int32_t)w[i] * (int32_t)q[i];
+        acc[o] = v;
+    }
+}
+
 const rbm_kernels rbm_kernels_avx2 = {
     "avx2", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
-    sparse_bitcount, sparse_s8sum, f32_mm,
+    sparse_bitcount, sparse_s8sum, f32_mm, u8_pm1_mv,
 };
 #endif /* __x86_64__ */

@@ -142,7 +142,18 @@ static void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int3
         f32_mv(W, rows, n, X + (size_t)t * n, bias, out + (size_t)t * rows);
 }
 
+static void u8_pm1_mv(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n, int32_t *acc)
+{
+    for (int32_t o = 0; o < rows; o++) {
+        const int8_t *w = Wpm1 + (size_t)o * stride;
+        int32_t s = 0;
+        for (int32_t i = 0; i < n; i++)
+            s += (int32_t)w[i] * (int32_t)q[i];
+        acc[o] = s;
+    }
+}
+
 const rbm_kernels rbm_kernels_portable = {
     "portable", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
-    sparse_bitcount, sparse_s8sum, f32_mm,
+    sparse_bitcount, sparse_s8sum, f32_mm, u8_pm1_mv,
 };

@@ -66,6 +66,10 @@ typedef struct rbm_kernels {
      * sample's result does not depend on the batch it came in. */
     void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                    float *out);
+    /* Optional (NULL when a variant has none): the int8 input layer on weights expanded to
+     * +-1 int8 at load time, Wpm1 [rows, stride]: acc[o] = sum_i q[i] * Wpm1[o, i], i < n. */
+    void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n,
+                      int32_t *acc);
 } rbm_kernels;
 
 /* -- kernel variants and their selection (select.c) ------------------------ */
@@ -130,6 +134,10 @@ typedef struct rbm_model {
     int32_t w0t_words;
     const int32_t *w0_rowpop;    /* [layers[0].rows]: popcount of each layer-0 row */
     const int8_t *sct;           /* Q: [n_inputs, sc_rows] transposed shortcut */
+    /* int8 input mode, optional: layer 0 as +-1 int8 [rows, w0_pm1_stride] (used by variants
+     * that have u8_pm1_mv) */
+    const int8_t *w0_pm1;
+    int32_t w0_pm1_stride;
     /* filled by rbm_model_check */
     size_t scratch_bytes;
 } rbm_model;

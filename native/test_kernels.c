@@ -113,6 +113,18 @@ static void test_variant(const rbm_kernels *K)
             P->u8_bmv(W, rows, words, q, n, a1);
             K->u8_bmv(W, rows, words, q, n, a2);
             CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s u8_bmv n=%d rows=%d", K->name, n, rows);
+            if (K->u8_pm1_mv) {
+                /* +-1 int8 expansion of W, row stride n + 5 */
+                int8_t *Wp = malloc((size_t)rows * (n + 5));
+                for (int32_t o = 0; o < rows; o++)
+                    for (int32_t i = 0; i < n + 5; i++)
+                        Wp[(size_t)o * (n + 5) + i] =
+                            i < n ? (((W[(size_t)o * words + (i >> 6)] >> (i & 63)) & 1) ? 1 : -1) : 0;
+                P->u8_bmv(W, rows, words, q, n, a1);
+                K->u8_pm1_mv(Wp, rows, n + 5, q, n, a2);
+                CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s u8_pm1_mv n=%d rows=%d", K->name, n, rows);
+                free(Wp);
+            }
             P->s8u8_mv(W8, rowsum, rows, n, q, tmp, a1);
             K->s8u8_mv(W8, rowsum, rows, n, q, tmp, a2);
             CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s s8u8_mv n=%d rows=%d", K->name, n, rows);

@@ -68,6 +68,21 @@ def test_u8_bmv_matches_numpy(variant):
 
 
 @pytest.mark.parametrize("variant", variant_params())
+def test_u8_pm1_mv_matches_numpy(variant):
+    for n, rows, seed in shapes(10):
+        rng = np.random.default_rng(seed)
+        signs = np.where(rng.integers(0, 2, (rows, n)) == 1, 1, -1).astype(np.int8)
+        Wp = np.zeros((rows, n + 7), np.int8)
+        Wp[:, :n] = signs
+        for q in q_cases(rng, n):
+            try:
+                got = _native.kernel_u8_pm1_mv(variant, Wp, q)
+            except _native.KernelUnavailable:
+                pytest.skip(f"{variant} reads the int8 input layer from the packed bits")
+            assert np.array_equal(got, signs.astype(np.int64) @ q.astype(np.int64)), (n, rows)
+
+
+@pytest.mark.parametrize("variant", variant_params())
 def test_s8u8_mv_matches_numpy(variant):
     for n, rows, seed in shapes(4):
         rng = np.random.default_rng(seed)
