@@ -36,8 +36,8 @@ cdef extern from "rbm_kernels.h" nogil:
         void (*sparse_s8sum)(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc) noexcept nogil
         void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                        float *out) noexcept nogil
-        void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n,
-                          int32_t *acc) noexcept nogil
+        void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int64_t q_stride,
+                          int32_t T, int32_t n, int32_t *acc) noexcept nogil
 
     const char *const rbm_variant_names[]
     int rbm_variant_lookup(const char *name, const rbm_kernels **out)
@@ -644,5 +644,5 @@ def kernel_u8_pm1_mv(str variant, const int8_t[:, ::1] Wpm1, const uint8_t[::1] 
     out = np.empty(rows, dtype=np.int32)
     cdef int32_t[::1] o = out
     with nogil:
-        K.u8_pm1_mv(&Wpm1[0, 0], rows, stride, &q[0], n, &o[0])
+        K.u8_pm1_mv(&Wpm1[0, 0], rows, stride, &q[0], n, 1, n, &o[0])
     return out

@@ -25,6 +25,7 @@ typedef struct scratch {
     uint8_t *pooled;
     void *tmp;
     float *hT, *sT, *xT; /* tiles: [RBM_TILE][width], [RBM_TILE][rows], [RBM_TILE][cols] */
+    int32_t *accT;       /* [RBM_TILE][rows]: layer-0 accumulators of a tile (int8 input on +-1 bytes) */
 } scratch;
 
 /* P, and F on up to 2048 inputs, run the float shortcut as f32_mm on float inputs, in tiles */
@@ -75,6 +76,7 @@ static size_t scratch_layout(const rbm_model *m, char *base, scratch *s)
     TAKE(hT, float, RBM_TILE * rows);
     TAKE(sT, float, RBM_TILE * rows);
     TAKE(xT, float, (uses_mm(m) ? RBM_TILE * (size_t)m->sc_cols : 1));
+    TAKE(accT, int32_t, RBM_TILE * rows);
 #undef TAKE
     return off;
 }
@@ -207,18 +209,27 @@ int32_t rbm_output_width(const rbm_model *m, int32_t kind)
 }
 
 /* the binary layers of one sample: h[width] = scale * acc + shift of the last layer */
+static int uses_pm1(const rbm_model *m, const rbm_kernels *K)
+{
+    return m->input_mode == RBM_INPUT_INT8 && m->w0_pm1 && K->u8_pm1_mv;
+}
+
+/* acc0: layer-0 accumulators already computed for this sample (a tile), or NULL */
 static void hidden_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx, int32_t k,
-                       const scratch *S, float *h)
+                       const scratch *S, float *h, const int32_t *acc0)
 {
     const rbm_layer *L0 = &m->layers[0];
     int32_t *acc = S->acc;
+    const int32_t *cur = acc;
     uint64_t *x = S->bits_a, *y = S->bits_b;
-    if (q) {
+    if (acc0) {
+        cur = acc0;
+    } else if (q) {
         if (m->input_mode == RBM_INPUT_SIGN) {
             K->pack_ge_u8(q, L0->n, m->binarize_threshold, x);
             K->bmv(L0->weight, L0->rows, L0->words, x, L0->n, acc);
-        } else if (m->w0_pm1 && K->u8_pm1_mv) {
-            K->u8_pm1_mv(m->w0_pm1, L0->rows, m->w0_pm1_stride, q, L0->n, acc);
+        } else if (uses_pm1(m, K)) {
+            K->u8_pm1_mv(m->w0_pm1, L0->rows, m->w0_pm1_stride, q, L0->n, 1, L0->n, acc);
         } else {
             K->u8_bmv(L0->weight, L0->rows, L0->words, q, L0->n, acc);
         }
@@ -228,16 +239,18 @@ static void hidden_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *
     int32_t T = m->n_layers;
     for (int32_t i = 0; i < T; i++) {
         const rbm_layer *L = &m->layers[i];
-        if (i > 0)
+        if (i > 0) {
             K->bmv(L->weight, L->rows, L->words, x, L->n, acc);
+            cur = acc;
+        }
         if (i < T - 1) {
-            K->threshold_pack(acc, L->threshold, L->flip, L->rows, y);
+            K->threshold_pack(cur, L->threshold, L->flip, L->rows, y);
             uint64_t *t = x;
             x = y;
             y = t;
         } else {
             for (int32_t o = 0; o < L->rows; o++)
-                h[o] = (float)acc[o] * L->scale[o] + L->shift[o];
+                h[o] = (float)cur[o] * L->scale[o] + L->shift[o];
         }
     }
 }
@@ -313,7 +326,7 @@ static void output_one(const rbm_model *m, const rbm_kernels *K, float *h, const
 static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, const int32_t *idx,
                         int32_t k, float *out, int32_t kind, const scratch *S)
 {
-    hidden_one(m, K, q, idx, k, S, S->h);
+    hidden_one(m, K, q, idx, k, S, S->h, NULL);
     if (m->shortcut == RBM_SHORTCUT_NONE) {
         output_one(m, K, S->h, NULL, out, kind, S);
     } else if (uses_mm(m)) {
@@ -326,20 +339,29 @@ static void forward_one(const rbm_model *m, const rbm_kernels *K, const uint8_t 
     }
 }
 
-/* dense batch with an f32_mm shortcut: RBM_TILE samples share one pass over its weights */
+/* a dense tile of T <= RBM_TILE samples: the int8 input layer (+-1 bytes) and the f32_mm
+ * shortcut each make one pass over their weights for the whole tile */
 static void forward_tile(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t row_stride, int32_t T,
                          float *out, int32_t out_width, int32_t kind, const scratch *S)
 {
-    int32_t width = m->layers[m->n_layers - 1].rows;
+    int32_t width = m->layers[m->n_layers - 1].rows, rows0 = m->layers[0].rows;
+    int pm1 = uses_pm1(m, K), mm = uses_mm(m);
+    if (pm1)
+        K->u8_pm1_mv(m->w0_pm1, rows0, m->w0_pm1_stride, q, row_stride, T, m->n_inputs, S->accT);
     for (int32_t t = 0; t < T; t++) {
         const uint8_t *qt = q + t * row_stride;
-        hidden_one(m, K, qt, NULL, 0, S, S->hT + (size_t)t * width);
-        mm_input(m, K, qt, NULL, 0, S, S->xT + (size_t)t * m->sc_cols);
+        hidden_one(m, K, qt, NULL, 0, S, S->hT + (size_t)t * width, pm1 ? S->accT + (size_t)t * rows0 : NULL);
+        if (mm)
+            mm_input(m, K, qt, NULL, 0, S, S->xT + (size_t)t * m->sc_cols);
+        else if (m->shortcut != RBM_SHORTCUT_NONE)
+            shortcut_one(m, K, qt, NULL, 0, S, S->sT + (size_t)t * m->sc_rows);
     }
-    K->f32_mm((const float *)m->sc_weight, m->sc_rows, m->sc_cols, S->xT, T, m->sc_bias, S->sT);
+    if (mm)
+        K->f32_mm((const float *)m->sc_weight, m->sc_rows, m->sc_cols, S->xT, T, m->sc_bias, S->sT);
     for (int32_t t = 0; t < T; t++)
-        output_one(m, K, S->hT + (size_t)t * width, S->sT + (size_t)t * m->sc_rows, out + (size_t)t * out_width,
-                   kind, S);
+        output_one(m, K, S->hT + (size_t)t * width,
+                   m->shortcut != RBM_SHORTCUT_NONE ? S->sT + (size_t)t * m->sc_rows : NULL,
+                   out + (size_t)t * out_width, kind, S);
 }
 
 static char *scratch_base(const rbm_model *m, uint64_t *stack, void **heap)
@@ -375,7 +397,7 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
     scratch S;
     scratch_layout(m, base, &S);
     int32_t ow = rbm_output_width(m, kind);
-    if (uses_mm(m) && batch > 1) {
+    if ((uses_mm(m) || uses_pm1(m, K)) && batch > 1) {
         for (int64_t b = 0; b < batch; b += RBM_TILE) {
             int32_t T = batch - b < RBM_TILE ? (int32_t)(batch - b) : RBM_TILE;
             forward_tile(m, K, q + b * row_stride, row_stride, T, out + b * ow, ow, kind, &S);

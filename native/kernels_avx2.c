@@ -523,9 +523,16 @@ FN void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t 
     }
 }
 
-/* int8 input layer on +-1 int8 weights: vpmaddubsw (u8 q x s8 w, pairs <= 510) summed in s16
- * for up to 64 steps, widened with vpmaddwd; 4 rows share each q load */
-FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t *q, int32_t n, int32_t *acc)
+INL int32_t hsum_epi32(__m256i a)
+{
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+}
+
+/* one sample, 4 rows per q load */
+FN void pm1_one(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t *q, int32_t n, int32_t *acc)
 {
     const int32_t full = n & ~31;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -534,7 +541,7 @@ FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t 
         const int8_t *w0 = Wp + (size_t)o * stride, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (int32_t i = 0; i < full;) {
-            int32_t end = i + 64 * 32 < full ? i + 64 * 32 : full;
+            int32_t end = i + 64 * 32 < full ? i + 64 * 32 : full; /* s16: 64 steps of pairs <= 510 */
             __m256i h0 = _mm256_setzero_si256(), h1 = h0, h2 = h0, h3 = h0;
             for (; i < end; i += 32) {
                 __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i));
@@ -548,17 +555,16 @@ FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t 
             a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(h2, ones));
             a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(h3, ones));
         }
-        __m256i a[4] = {a0, a1, a2, a3};
-        const int8_t *wr[4] = {w0, w1, w2, w3};
-        for (int r = 0; r < 4; r++) {
-            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a[r]), _mm256_extracti128_si256(a[r], 1));
-            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-            int32_t v = _mm_cvtsi128_si32(t);
-            for (int32_t i = full; i < n; i++)
-                v += (int32_t)wr[r][i] * (int32_t)q[i];
-            acc[o + r] = v;
+        int32_t v[4] = {hsum_epi32(a0), hsum_epi32(a1), hsum_epi32(a2), hsum_epi32(a3)};
+        for (int32_t i = full; i < n; i++) {
+            int32_t qi = q[i];
+            v[0] += w0[i] * qi;
+            v[1] += w1[i] * qi;
+            v[2] += w2[i] * qi;
+            v[3] += w3[i] * qi;
         }
+        for (int r = 0; r < 4; r++)
+            acc[o + r] = v[r];
     }
     for (; o < rows; o++) {
         const int8_t *w = Wp + (size_t)o * stride;
@@ -571,14 +577,86 @@ FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t 
                                                              _mm256_loadu_si256((const __m256i *)(w + i))));
             a = _mm256_add_epi32(a, _mm256_madd_epi16(h, ones));
         }
-        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-        int32_t v = _mm_cvtsi128_si32(t);
+        int32_t v = hsum_epi32(a);
         for (int32_t i = full; i < n; i++)
             v += (int32_t)w[i] * (int32_t)q[i];
         acc[o] = v;
     }
+}
+
+/* two samples, 4 rows: each weight vector loaded once for both */
+FN void pm1_two(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t *qa, const uint8_t *qb, int32_t n,
+                int32_t *acca, int32_t *accb)
+{
+    const int32_t full = n & ~31;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const int8_t *w0 = Wp + (size_t)o * stride, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+        __m256i a[8];
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_setzero_si256();
+        for (int32_t i = 0; i < full;) {
+            int32_t end = i + 64 * 32 < full ? i + 64 * 32 : full;
+            __m256i h0 = _mm256_setzero_si256(), h1 = h0, h2 = h0, h3 = h0, g0 = h0, g1 = h0, g2 = h0, g3 = h0;
+            for (; i < end; i += 32) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qa + i));
+                __m256i y = _mm256_loadu_si256((const __m256i *)(qb + i));
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + i));
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + i));
+                h0 = _mm256_add_epi16(h0, _mm256_maddubs_epi16(x, v0));
+                g0 = _mm256_add_epi16(g0, _mm256_maddubs_epi16(y, v0));
+                h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(x, v1));
+                g1 = _mm256_add_epi16(g1, _mm256_maddubs_epi16(y, v1));
+                __m256i v2 = _mm256_loadu_si256((const __m256i *)(w2 + i));
+                __m256i v3 = _mm256_loadu_si256((const __m256i *)(w3 + i));
+                h2 = _mm256_add_epi16(h2, _mm256_maddubs_epi16(x, v2));
+                g2 = _mm256_add_epi16(g2, _mm256_maddubs_epi16(y, v2));
+                h3 = _mm256_add_epi16(h3, _mm256_maddubs_epi16(x, v3));
+                g3 = _mm256_add_epi16(g3, _mm256_maddubs_epi16(y, v3));
+            }
+            a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(h0, ones));
+            a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(h1, ones));
+            a[2] = _mm256_add_epi32(a[2], _mm256_madd_epi16(h2, ones));
+            a[3] = _mm256_add_epi32(a[3], _mm256_madd_epi16(h3, ones));
+            a[4] = _mm256_add_epi32(a[4], _mm256_madd_epi16(g0, ones));
+            a[5] = _mm256_add_epi32(a[5], _mm256_madd_epi16(g1, ones));
+            a[6] = _mm256_add_epi32(a[6], _mm256_madd_epi16(g2, ones));
+            a[7] = _mm256_add_epi32(a[7], _mm256_madd_epi16(g3, ones));
+        }
+        const int8_t *wr[4] = {w0, w1, w2, w3};
+        for (int r = 0; r < 4; r++) {
+            int32_t va = hsum_epi32(a[r]), vb = hsum_epi32(a[4 + r]);
+            for (int32_t i = full; i < n; i++) {
+                va += wr[r][i] * (int32_t)qa[i];
+                vb += wr[r][i] * (int32_t)qb[i];
+            }
+            acca[o + r] = va;
+            accb[o + r] = vb;
+        }
+    }
+    if (o < rows) {
+        int32_t tmpa[4], tmpb[4];
+        pm1_one(Wp + (size_t)o * stride, rows - o, stride, qa, n, tmpa);
+        pm1_one(Wp + (size_t)o * stride, rows - o, stride, qb, n, tmpb);
+        for (int32_t r = 0; r < rows - o; r++) {
+            acca[o + r] = tmpa[r];
+            accb[o + r] = tmpb[r];
+        }
+    }
+}
+
+/* int8 input layer on +-1 int8 weights: vpmaddubsw (u8 q x s8 w, pairs <= 510) summed in s16
+ * for up to 64 steps, widened with vpmaddwd; samples in pairs share every weight load */
+FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t *Q, int64_t q_stride, int32_t T,
+                  int32_t n, int32_t *acc)
+{
+    int32_t t = 0;
+    for (; t + 2 <= T; t += 2)
+        pm1_two(Wp, rows, stride, Q + t * q_stride, Q + (t + 1) * q_stride, n, acc + (size_t)t * rows,
+                acc + (size_t)(t + 1) * rows);
+    for (; t < T; t++)
+        pm1_one(Wp, rows, stride, Q + t * q_stride, n, acc + (size_t)t * rows);
 }
 
 const rbm_kernels rbm_kernels_avx2 = {

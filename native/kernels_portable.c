@@ -142,14 +142,18 @@ static void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int3
         f32_mv(W, rows, n, X + (size_t)t * n, bias, out + (size_t)t * rows);
 }
 
-static void u8_pm1_mv(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n, int32_t *acc)
+static void u8_pm1_mv(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *Q, int64_t q_stride,
+                      int32_t T, int32_t n, int32_t *acc)
 {
-    for (int32_t o = 0; o < rows; o++) {
-        const int8_t *w = Wpm1 + (size_t)o * stride;
-        int32_t s = 0;
-        for (int32_t i = 0; i < n; i++)
-            s += (int32_t)w[i] * (int32_t)q[i];
-        acc[o] = s;
+    for (int32_t t = 0; t < T; t++) {
+        const uint8_t *q = Q + t * q_stride;
+        for (int32_t o = 0; o < rows; o++) {
+            const int8_t *w = Wpm1 + (size_t)o * stride;
+            int32_t s = 0;
+            for (int32_t i = 0; i < n; i++)
+                s += (int32_t)w[i] * (int32_t)q[i];
+            acc[(size_t)t * rows + o] = s;
+        }
     }
 }
 

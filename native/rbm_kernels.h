@@ -67,9 +67,10 @@ typedef struct rbm_kernels {
     void (*f32_mm)(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                    float *out);
     /* Optional (NULL when a variant has none): the int8 input layer on weights expanded to
-     * +-1 int8 at load time, Wpm1 [rows, stride]: acc[o] = sum_i q[i] * Wpm1[o, i], i < n. */
-    void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int32_t n,
-                      int32_t *acc);
+     * +-1 int8 at load time, Wpm1 [rows, stride], for T samples q + t * q_stride:
+     * acc[t * rows + o] = sum_i q_t[i] * Wpm1[o, i], i < n. */
+    void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int64_t q_stride,
+                      int32_t T, int32_t n, int32_t *acc);
 } rbm_kernels;
 
 /* -- kernel variants and their selection (select.c) ------------------------ */

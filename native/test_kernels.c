@@ -121,8 +121,20 @@ static void test_variant(const rbm_kernels *K)
                         Wp[(size_t)o * (n + 5) + i] =
                             i < n ? (((W[(size_t)o * words + (i >> 6)] >> (i & 63)) & 1) ? 1 : -1) : 0;
                 P->u8_bmv(W, rows, words, q, n, a1);
-                K->u8_pm1_mv(Wp, rows, n + 5, q, n, a2);
+                K->u8_pm1_mv(Wp, rows, n + 5, q, n, 1, n, a2);
                 CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s u8_pm1_mv n=%d rows=%d", K->name, n, rows);
+                /* three samples (a pair and a single), rows of stride n + 3 */
+                uint8_t *Q3 = malloc((size_t)3 * (n + 3));
+                int32_t *r1 = malloc((size_t)3 * rows * 4), *r2 = malloc((size_t)3 * rows * 4);
+                for (int32_t i = 0; i < 3 * (n + 3); i++)
+                    Q3[i] = (uint8_t)rnd();
+                for (int t = 0; t < 3; t++)
+                    P->u8_bmv(W, rows, words, Q3 + (size_t)t * (n + 3), n, r1 + (size_t)t * rows);
+                K->u8_pm1_mv(Wp, rows, n + 5, Q3, n + 3, 3, n, r2);
+                CHECK(!memcmp(r1, r2, (size_t)3 * rows * 4), "%s u8_pm1_mv T=3 n=%d rows=%d", K->name, n, rows);
+                free(Q3);
+                free(r1);
+                free(r2);
                 free(Wp);
             }
             P->s8u8_mv(W8, rowsum, rows, n, q, tmp, a1);
