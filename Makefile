@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models clean test-asan test-arm browser systemd-tools
+.PHONY: run test venv test-venv data models clean test-asan test-arm test-armv7 browser systemd-tools
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -65,3 +65,7 @@ models: $(TEST_VENV)/.installed data
 	$(TEST_VENV)/bin/python -m train bundle build/models/mnist --name mnist
 	$(TEST_VENV)/bin/python -m train fit --dataset imdb --arch "B-32,16,4,Q" --input-mode sign --seed 0 --epochs 3 --out build/models/imdb
 	$(TEST_VENV)/bin/python -m train bundle build/models/imdb --name imdb
+
+# the same for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max: portable kernel only)
+test-armv7:
+	ARM_ARCH=armv7 bash native/arm/test-arm.sh

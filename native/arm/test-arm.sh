@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # make test-arm: cross-build edge-rbmlp for aarch64 and run the engine tests under qemu-user on the
 # cores of the Raspberry Pis (Cortex-A53: Zero 2 / 3, A72: Pi 4, A76: Pi 5), forcing every kernel
-# variant each core can run through EDGE_RBMLP_KERNEL.
+# variant each core can run through EDGE_RBMLP_KERNEL.  ARM_ARCH=armv7 (make test-armv7) does the same
+# for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max), where only the portable kernel exists.
 #
-# Steps (each cached under $CACHE, keyed by what it is built from, so a warm rerun takes a minute or two):
+# Steps (each cached under $CACHE, keyed by what it is built from, so a warm rerun skips 1-5):
 #   1. host tools from Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (apt-get, root)
 #   2. arm64 sysroot: python3.11 + libpython3.11-dev from Debian bookworm (= Raspberry Pi OS 12),
 #      downloaded by apt with a private state dir (the host's dpkg is untouched), unpacked by dpkg -x
 #   3. crossenv (PyPI) over that sysroot, with pyproject's build requirements in its build-python
 #   4. the aarch64 wheel, built from a copy of the checkout's working tree (ARM_FROM_HEAD=1: of HEAD;
-#      the checkout is never written to);
-#      its extension modules must be ELF aarch64, and it must contain edge_rbmlp._native
+#      the checkout is never written to); its extension modules must be ELF aarch64 (checked from the
+#      ELF header and by `file`), and it must contain edge_rbmlp._native
 #   5. pyproject's [project] dependencies + pytest and hypothesis (versions from the [test] extra)
-#      for aarch64 (pip --target --platform)
-#   6. per CPU: native/test_kernels.c (plain C, every variant against the portable kernels, if present);
-#      the pure-Python core tests (first CPU only by default); the kernel the engine picks unforced (must be one
-#      the core runs); for each kernel the core supports, the native tests with EDGE_RBMLP_KERNEL set,
-#      after which (same interpreter) NativeEngine(...).kernel must equal the forced kernel and the
-#      tests must have imported edge_rbmlp._native from the wheel (qemu_pytest_plugin.py, arm_probe.py);
-#      for kernels the core lacks (neon_dotprod on A53/A72), forcing it must fail with a clear error.
+#      for aarch64 (pip --target --platform, environment markers evaluated for the Pi)
+#   6. per CPU model (in parallel, ARM_JOBS): native/test_kernels.c (plain C: every variant against
+#      the portable kernels); the pure-Python core tests (first CPU only by default); the kernel the
+#      engine picks unforced (must be one the core runs, not portable); for each kernel the core
+#      supports, the native tests with EDGE_RBMLP_KERNEL set, after which (same interpreter)
+#      NativeEngine(...).kernel must equal the forced kernel and the tests must have imported
+#      edge_rbmlp._native from the wheel (qemu_pytest_plugin.py, arm_probe.py); for kernels the core
+#      lacks (neon_dotprod on A53/A72), forcing it must be refused with a clear error (not a SIGILL).
+#   Fails on any failure, on pytest exit 5 (nothing ran) and on a run where nothing passed.
 #
 # Tests run (from a copy of tests/, against the installed wheel, never the source tree):
 #   native, once per (cpu, kernel): $ARM_NATIVE_TESTS (default tests/test_native*.py) but
@@ -30,10 +33,13 @@
 #   both with -m "not slow and not train" and EDGE_RBMLP_DATA pointing at an empty directory:
 #   nothing that needs TensorFlow or the data sets runs (those tests skip or are deselected).
 #
-# Knobs (environment): ARM_TEST_TOOLS (default "pytest hypothesis"), ARM_JOBS (CPU models run in parallel; default nproc), ARM_CPUS, ARM_CORE_CPUS, ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_ALL_VARIANTS, ARM_CORE_TESTS, ARM_PYTEST_ARGS,
-#   ARM_FROM_HEAD=1 (test the last commit instead of the working tree), ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a pure-Python wheel, run core tests only),
-#   EDGE_RBMLP_ARM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR,
-#   ARM_HOST_PYTHON (must be a CPython 3.11, like the sysroot's: crossenv needs the same version).
+# Knobs (environment): ARM_ARCH (aarch64|armv7), ARM_CPUS, ARM_CORE_CPUS, ARM_JOBS (CPU models in
+#   parallel; default nproc), ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_CORE_TESTS, ARM_ALL_VARIANTS,
+#   ARM_PYTEST_ARGS, ARM_TEST_TOOLS (default "pytest hypothesis"), ARM_FROM_HEAD=1 (test the last
+#   commit instead of the working tree), ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a
+#   pure-Python wheel, run the core tests only), EDGE_RBMLP_ARM_CACHE (default
+#   ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR, ARM_HOST_PYTHON (a CPython 3.11,
+#   like the sysroot's: crossenv needs the same version).
 set -euo pipefail
 { # the whole script is parsed before it runs: editing the file cannot derail a run in progress
 
@@ -46,8 +52,21 @@ MIRROR=${ARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PYV=3.11
 CROSSENV_VERSION=1.6.2
-CPUS=(${ARM_CPUS:-cortex-a53 cortex-a72 cortex-a76})
+ARCH=${ARM_ARCH:-aarch64}
 ALL_KERNELS=(portable neon neon_dotprod)
+case $ARCH in
+aarch64)  # 64-bit Raspberry Pi OS: Pi Zero 2 / 3 (Cortex-A53), Pi 4 (A72), Pi 5 (A76)
+    DEB_ARCH=arm64; TRIPLET=aarch64-linux-gnu; QEMU=qemu-aarch64; CROSS_PKGS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+    DEFAULT_CPUS="cortex-a53 cortex-a72 cortex-a76"; MACHINE=aarch64; ELF_CLASS=2; ELF_MACHINE=183; FILE_SAYS="ARM aarch64"
+    EXTRA_SYS_PKGS=(); FROM_SYSROOT="" ;;
+armv7)    # 32-bit Raspberry Pi OS (armhf): Pi 2 (Cortex-A7); `max` = an ARMv8 core in AArch32 (Pi 3/4/5 on 32-bit OS)
+    DEB_ARCH=armhf; TRIPLET=arm-linux-gnueabihf; QEMU=qemu-arm; CROSS_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+    DEFAULT_CPUS="cortex-a7 max"; MACHINE=armv7l; ELF_CLASS=1; ELF_MACHINE=40; FILE_SAYS="ARM, EABI5"
+    # PyPI has no armv7 numpy nor Pillow wheels: Debian's (numpy 1.24, Pillow 9.4) in the sysroot
+    EXTRA_SYS_PKGS=(python3-numpy python3-pil); FROM_SYSROOT="numpy pillow" ;;
+*) echo "ARM_ARCH must be aarch64 or armv7" >&2; exit 2 ;;
+esac
+CPUS=(${ARM_CPUS:-$DEFAULT_CPUS})
 REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
 ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
 ARM_EXCLUDE_TESTS=${ARM_EXCLUDE_TESTS-tests/test_native_bundled.py}  # full MNIST/IMDB test sets: not under emulation
@@ -55,14 +74,14 @@ ONLY_FORCED=$([ "${ARM_ALL_VARIANTS:-0}" = 1 ] && echo 0 || echo 1)
 ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py}
 MARKERS="not slow and not train"
 CORE_CPUS=${ARM_CORE_CPUS:-${CPUS[0]}}  # pure Python + numpy: one core is enough by default
-SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6)
+SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6 "${EXTRA_SYS_PKGS[@]}")
 
 T_START=$SECONDS
 TIMES=()
-say() { echo "[arm] $*"; }
-die() { echo "[arm] FAIL: $*" >&2; exit 1; }
+say() { echo "[$ARCH] $*"; }
+die() { echo "[$ARCH] FAIL: $*" >&2; exit 1; }
 CUR=0-setup  # the unit results are filed under (one per CPU model, run as parallel jobs)
-fail() { echo "$*" >>"$RES/$CUR.fail"; echo "[arm] FAIL: $*" >&2; }
+fail() { echo "$*" >>"$RES/$CUR.fail"; echo "[$ARCH] FAIL: $*" >&2; }
 add_summary() { echo "$1" >>"$RES/$CUR.summary"; say "$1"; }
 step() { STEP=$1; STEP_T=$SECONDS; say "== $1"; }
 step_done() { local d=$((SECONDS - STEP_T)); TIMES+=("$(printf '%-34s %4ss' "$STEP" "$d")"); say "-- $STEP: ${d}s${1:+ ($1)}"; }
@@ -87,19 +106,19 @@ if command -v flock >/dev/null && ! flock -n 9; then say "waiting for another te
 # ---------------------------------------------------------------- 1. host tools
 step "host tools (apt)"
 missing=()
-command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
-dpkg-query -W -f='${Status}' libc6-dev-arm64-cross 2>/dev/null | grep -q 'ok installed' || missing+=(libc6-dev-arm64-cross)
-command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+command -v $TRIPLET-gcc >/dev/null || missing+=("${CROSS_PKGS[0]}")
+dpkg-query -W -f='${Status}' "${CROSS_PKGS[1]}" 2>/dev/null | grep -q 'ok installed' || missing+=("${CROSS_PKGS[1]}")
+command -v $QEMU >/dev/null || missing+=(qemu-user)
 if ((${#missing[@]})); then
     [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: run as root or apt-get install them first"
     say "installing ${missing[*]}"
     quiet "$WORK/apt-update.log" apt-get update -qq
     quiet "$WORK/apt-install.log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+        "${CROSS_PKGS[@]}" qemu-user
 fi
 "$HOST_PY" -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version" 2>/dev/null \
     || die "$HOST_PY is not CPython $PYV (crossenv needs the sysroot's version): set ARM_HOST_PYTHON"
-step_done "$(qemu-aarch64 --version | head -1), $(aarch64-linux-gnu-gcc --version | head -1)"
+step_done "$($QEMU --version | head -1), $($TRIPLET-gcc --version | head -1)"
 
 # the sources: a copy of the checkout's working tree (what `make test` tests), or with ARM_FROM_HEAD=1
 # of its last commit; either way the checkout itself is never written to
@@ -116,18 +135,18 @@ fi
 [ -f "$TREE/pyproject.toml" ] || die "no pyproject.toml in $SRC_DESC"
 
 # ---------------------------------------------------------------- 2. arm64 sysroot
-step "arm64 sysroot ($SUITE python$PYV)"
-SYSROOT=$CACHE/sysroot-$SUITE-$(keyof sysroot-v1 "$SUITE" "${SYS_PKGS[@]}")
+step "$DEB_ARCH sysroot ($SUITE python$PYV)"
+SYSROOT=$CACHE/sysroot-$SUITE-$DEB_ARCH-$(keyof sysroot-v2 "$SUITE" "$DEB_ARCH" "${SYS_PKGS[@]}")
 if [ ! -x "$SYSROOT/usr/bin/python$PYV" ]; then
     [ -r "$KEYRING" ] || die "no $KEYRING (apt-get install debian-archive-keyring)"
     T=$CACHE/.tmp-sysroot.$$; rm -rf "$T"
     mkdir -p "$T"/apt/{lists/partial,cache/archives/partial,sources.list.d,preferences.d} "$T/root"
     : >"$T/apt/status"
-    echo "deb [arch=arm64 signed-by=$KEYRING] $MIRROR $SUITE main" >"$T/apt/sources.list"
+    echo "deb [arch=$DEB_ARCH signed-by=$KEYRING] $MIRROR $SUITE main" >"$T/apt/sources.list"
     A=(-o "Dir::State=$T/apt" -o "Dir::State::Lists=$T/apt/lists" -o "Dir::State::status=$T/apt/status"
        -o "Dir::Cache=$T/apt/cache" -o "Dir::Etc::SourceList=$T/apt/sources.list"
        -o "Dir::Etc::SourceParts=$T/apt/sources.list.d" -o "Dir::Etc::PreferencesParts=$T/apt/preferences.d"
-       -o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o Debug::NoLocking=1)
+       -o APT::Architecture=$DEB_ARCH -o APT::Architectures::=$DEB_ARCH -o Debug::NoLocking=1)
     quiet "$WORK/sysroot-update.log" apt-get "${A[@]}" -qq update
     quiet "$WORK/sysroot-download.log" apt-get "${A[@]}" -qq install -y --download-only --no-install-recommends "${SYS_PKGS[@]}"
     n=0
@@ -140,30 +159,35 @@ if [ ! -x "$SYSROOT/usr/bin/python$PYV" ]; then
         dpkg -x "$f" "$T/root"; n=$((n + 1))
     done
     [ -x "$T/root/usr/bin/python$PYV" ] || die "sysroot has no usr/bin/python$PYV"
+    # what the packages' maintainer scripts would do: the BLAS/LAPACK alternatives (numpy links them)
+    for d in "$T/root/usr/lib/$TRIPLET"/blas "$T/root/usr/lib/$TRIPLET"/lapack; do
+        [ -d "$d" ] || continue
+        for f in "$d"/lib*.so.*; do [ -e "$f" ] && ln -sf "${d##*/}/${f##*/}" "$T/root/usr/lib/$TRIPLET/${f##*/}"; done
+    done
     mv "$T/root" "$SYSROOT"; rm -rf "$T"
-    prune "$SYSROOT" "sysroot-$SUITE"
+    prune "$SYSROOT" "sysroot-$SUITE-$DEB_ARCH"
     step_done "built from $n .debs"
 else
     step_done "cached"
 fi
-SYSCONFIGDATA=$(ls "$SYSROOT"/usr/lib/python$PYV/_sysconfigdata__*aarch64*.py | head -1)
+SYSCONFIGDATA=$(ls "$SYSROOT"/usr/lib/python$PYV/_sysconfigdata__*"$TRIPLET".py | head -1)
 
 # ---------------------------------------------------------------- 3. crossenv
 step "crossenv $CROSSENV_VERSION"
 mapfile -t BUILD_REQS < <(cd "$TREE" && "$HOST_PY" -c '
 import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
-XENV=$CACHE/crossenv-$(keyof crossenv-v1 "$SYSROOT" "$("$HOST_PY" -VV)" "$CROSSENV_VERSION" "${BUILD_REQS[@]}")
+XENV=$CACHE/crossenv-$ARCH-$(keyof crossenv-v2 "$MACHINE" "$SYSROOT" "$("$HOST_PY" -VV)" "$CROSSENV_VERSION" "${BUILD_REQS[@]}")
 if [ ! -e "$XENV/.complete" ]; then
     rm -rf "$XENV"; mkdir -p "$XENV"
     quiet "$WORK/hv.log" "$HOST_PY" -m venv "$XENV/hv"
     quiet "$WORK/hv-pip.log" "$XENV/hv/bin/pip" install -q --disable-pip-version-check "crossenv==$CROSSENV_VERSION"
     quiet "$WORK/crossenv.log" "$XENV/hv/bin/python" -m crossenv --sysroot "$SYSROOT" \
-        --cc aarch64-linux-gnu-gcc --cxx aarch64-linux-gnu-g++ --ar aarch64-linux-gnu-ar \
+        --cc $TRIPLET-gcc --cxx $TRIPLET-g++ --ar $TRIPLET-ar --machine "$MACHINE" \
         --sysconfigdata-file "$SYSCONFIGDATA" "$SYSROOT/usr/bin/python$PYV" "$XENV/cross"
     # build requirements run on the build machine (Cython, setuptools; numpy only for its headers)
     quiet "$WORK/build-pip.log" "$XENV/cross/bin/build-pip" install -q --disable-pip-version-check "${BUILD_REQS[@]}"
     touch "$XENV/.complete"
-    prune "$XENV" crossenv
+    prune "$XENV" "crossenv-$ARCH"
     step_done "created; build requires: ${BUILD_REQS[*]}"
 else
     step_done "cached"
@@ -175,15 +199,15 @@ CROSS_SITE=$(ls -d "$XENV"/cross/cross/lib/python*/site-packages)
 [ -e "$CROSS_SITE/zz-build-site-packages.pth" ] || echo "$BUILD_SITE" >"$CROSS_SITE/zz-build-site-packages.pth"
 HOSTPIP=("$XENV/hv/bin/pip" install -q --disable-pip-version-check --only-binary=:all:
          --python-version $PYV --implementation cp --abi cp311 --abi abi3 --abi none)
-for v in $(seq 36 -1 17); do HOSTPIP+=(--platform "manylinux_2_${v}_aarch64"); done  # bookworm: glibc 2.36
-HOSTPIP+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
+for v in $(seq 36 -1 17); do HOSTPIP+=(--platform "manylinux_2_${v}_$MACHINE"); done  # bookworm: glibc 2.36
+HOSTPIP+=(--platform "manylinux2014_$MACHINE" --platform "linux_$MACHINE")
 
 # ---------------------------------------------------------------- 4. aarch64 wheel
-step "aarch64 wheel ($SRC_DESC)"
+step "$ARCH wheel ($SRC_DESC)"
 mapfile -t SRC_FILES < <(cd "$TREE" && find pyproject.toml setup.py setup.cfg MANIFEST.in README* LICENSE* edge_rbmlp native \
     -type f ! -path 'native/arm/*' ! -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
 SRC_HASH=$(cd "$TREE" && { printf '%s\n' "${SRC_FILES[@]}"; printf '%s\0' "${SRC_FILES[@]}" | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
-WHEELDIR=$CACHE/wheel-$(keyof wheel-v1 "$XENV" "$SRC_HASH")
+WHEELDIR=$CACHE/wheel-$ARCH-$(keyof wheel-v1 "$XENV" "$SRC_HASH")
 if [ ! -e "$WHEELDIR/.complete" ]; then
     rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR/dist"
     [ -e "$TREE/README.md" ] || : >"$TREE/README.md"  # pyproject names it
@@ -192,33 +216,33 @@ if [ ! -e "$WHEELDIR/.complete" ]; then
             >"$WORK/wheel.log" 2>&1; then
         # the compiler's or Cython's own message, not only pip's traceback
         grep -E -A14 'Error compiling Cython file|error:|Error:' "$WORK/wheel.log" | grep -v '^ *File "/' | head -80 >&2
-        rm -rf "$WHEELDIR"; die "building the aarch64 wheel failed (the checkout does not build; messages above)"
+        rm -rf "$WHEELDIR"; die "building the $ARCH wheel failed (the checkout does not build; messages above)"
     fi
     cp "$WORK/wheel.log" "$WHEELDIR/build.log"
     WHL=$(ls "$WHEELDIR"/dist/*.whl)
     quiet "$WORK/pkg-install.log" "${HOSTPIP[@]}" --no-deps --target "$WHEELDIR/pkg" "$WHL"
     "$HOST_PY" -m compileall -q "$WHEELDIR/pkg" >/dev/null || true  # .pyc on the host: same 3.11 magic, no qemu time
     touch "$WHEELDIR/.complete"
-    prune "$WHEELDIR" wheel
+    prune "$WHEELDIR" "wheel-$ARCH"
     built="built"
 else
     built="cached"
 fi
 WHL=$(ls "$WHEELDIR"/dist/*.whl)
 PKG=$WHEELDIR/pkg
-# every compiled module must be aarch64 (ELF e_machine 183), and the native engine must be there
-ELF_REPORT=$("$HOST_PY" - "$PKG" <<'EOF'
+# every compiled module must be for the target (ELF class and e_machine), and the native engine must be there
+ELF_REPORT=$("$HOST_PY" - "$PKG" "$ELF_CLASS" "$ELF_MACHINE" "$ARCH" <<'EOF'
 import pathlib, struct, sys
-root = pathlib.Path(sys.argv[1])
+root = pathlib.Path(sys.argv[1]); cls, machine, arch = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 bad = 0
 for so in sorted(root.glob("edge_rbmlp/**/*.so")):
     head = so.read_bytes()[:20]
-    ok = head[:4] == b"\x7fELF" and head[4] == 2 and struct.unpack("<H", head[18:20])[0] == 183
+    ok = head[:4] == b"\x7fELF" and head[4] == cls and struct.unpack("<H", head[18:20])[0] == machine
     bad += not ok
-    print(f"{so.relative_to(root)}: {'ELF64 aarch64' if ok else 'NOT aarch64'}")
+    print(f"{so.relative_to(root)}: ELF{32 * cls} e_machine {machine}: {arch if ok else 'NOT ' + arch}")
 sys.exit(1 if bad else 0)
 EOF
-) || die "extension module(s) not aarch64: $ELF_REPORT"
+) || die "extension module(s) not $ARCH: $ELF_REPORT"
 HAVE_NATIVE=0
 if ls "$PKG"/edge_rbmlp/_native*.so >/dev/null 2>&1; then
     HAVE_NATIVE=1
@@ -226,7 +250,7 @@ if ls "$PKG"/edge_rbmlp/_native*.so >/dev/null 2>&1; then
     if command -v file >/dev/null; then
         FILE_OUT=$(file -b "$NATIVE_SO")
         say "file: ${NATIVE_SO##*/}: $FILE_OUT"
-        [[ $FILE_OUT == *ARM\ aarch64* ]] || die "file does not call ${NATIVE_SO##*/} ARM aarch64"
+        [[ $FILE_OUT == *"$FILE_SAYS"* ]] || die "file does not call ${NATIVE_SO##*/} $FILE_SAYS"
     fi
 elif [ "$REQUIRE_NATIVE" = 1 ]; then
     die "the wheel ${WHL##*/} has no edge_rbmlp/_native*.so (native engine not built)"
@@ -237,12 +261,12 @@ fi
 step_done "$built: ${WHL##*/}"
 
 # ---------------------------------------------------------------- 5. runtime + test dependencies
-step "aarch64 dependencies"
+step "$ARCH dependencies"
 # [project] dependencies (markers evaluated for the Pi: pip --platform would evaluate them for this
 # host) + of the [test] extra only the tools the engine tests use ($ARM_TEST_TOOLS, with the extra's
 # version constraints): the rest of that extra (browsers, fuzzers, schema testers) is not for qemu
 ARM_TEST_TOOLS=${ARM_TEST_TOOLS:-pytest hypothesis}
-mapfile -t DEPS < <(cd "$TREE" && ARM_TEST_TOOLS=$ARM_TEST_TOOLS "$HOST_PY" - <<'EOF'
+mapfile -t DEPS < <(cd "$TREE" && ARM_TEST_TOOLS=$ARM_TEST_TOOLS MACHINE=$MACHINE FROM_SYSROOT=$FROM_SYSROOT "$HOST_PY" - <<'EOF'
 import os, re, tomllib
 try:
     from packaging.requirements import Requirement
@@ -250,25 +274,26 @@ except ImportError:
     from pip._vendor.packaging.requirements import Requirement
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-pi = {"platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
+pi = {"platform_machine": os.environ["MACHINE"], "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
       "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
       "platform_python_implementation": "CPython", "extra": ""}
 tools = {norm(t) for t in os.environ["ARM_TEST_TOOLS"].split()}
 test = [r for r in map(Requirement, p.get("optional-dependencies", {}).get("test", [])) if norm(r.name) in tools]
 test += [Requirement(t) for t in sorted(tools - {norm(r.name) for r in test})]
-for r in list(map(Requirement, p["dependencies"])) + test:
+sysroot = {norm(n) for n in os.environ["FROM_SYSROOT"].split()}  # Debian packages in the sysroot
+for r in [r for r in map(Requirement, p["dependencies"]) if norm(r.name) not in sysroot] + test:
     if r.marker is None or r.marker.evaluate(pi):
         r.marker = None
         print(r)
 EOF
 )
-SITE=$CACHE/site-$(keyof site-v1 "$XENV" "${DEPS[@]}")
+SITE=$CACHE/site-$ARCH-$(keyof site-v1 "$XENV" "${DEPS[@]}")
 if [ ! -e "$SITE/.complete" ]; then
     rm -rf "$SITE"
     quiet "$WORK/site.log" "${HOSTPIP[@]}" --target "$SITE" "${DEPS[@]}"
     "$HOST_PY" -m compileall -q "$SITE" >/dev/null || true
     touch "$SITE/.complete"
-    prune "$SITE" site
+    prune "$SITE" "site-$ARCH"
     step_done "installed: ${DEPS[*]}"
 else
     step_done "cached"
@@ -298,9 +323,10 @@ pyarm() { # cpu kernel(or "") args...
     env -u PYTHONHOME -u PYTHONSTARTUP "${kv[@]}" \
         PYTHONPATH="$PKG:$SITE:$WORK/arm" PYTHONNOUSERSITE=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
         EDGE_RBMLP_DATA="$WORK/no-data" EDGE_RBMLP_ARM_ONLY_FORCED=$ONLY_FORCED \
-        qemu-aarch64 -cpu "$cpu" -L "$SYSROOT" "$SYSROOT/usr/bin/python$PYV" "$@"
+        $QEMU -cpu "$cpu" -L "$SYSROOT" "$SYSROOT/usr/bin/python$PYV" "$@"
 }
 supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 among the Pi cores)
+    [ "$ARCH" = aarch64 ] || { [ "$2" = portable ]; return; }  # armv7: no NEON kernels (yet)
     case $2 in portable | neon) return 0 ;; neon_dotprod) [ "$1" = cortex-a76 ] ;; *) return 1 ;; esac
 }
 jget() { "$HOST_PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true; }
@@ -313,17 +339,17 @@ run_pytest() {
         -m "$MARKERS" ${ARM_PYTEST_ARGS:-} "$@" >"$log" 2>&1 || rc=$?
     local counts kernel="" check rc2=0
     counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|deselected|errors?|xfailed|xpassed|warnings?)|no tests ran' "$log" \
-             | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+             | tail -1 | sed -E 's/^=+ //; s/ =+$//') || true
     # what the tests imported (the wheel's edge_rbmlp and _native?) and the kernel the engine reports
-    check=$("$HOST_PY" - "$rep" "$PKG" "$label" "$k" <<'EOF2'
+    check=$("$HOST_PY" - "$rep" "$PKG" "$label" "$k" "$MACHINE" <<'EOF2'
 import json, sys
-rep, pkg, label, forced = sys.argv[1:5]
+rep, pkg, label, forced, machine = sys.argv[1:6]
 try:
     d = json.load(open(rep))
 except (OSError, ValueError):
     print("|the pytest plugin wrote no report"); sys.exit(1)
 err = []
-if d["machine"] != "aarch64":
+if d["machine"] != machine:
     err.append(f"ran on {d['machine']}")
 if not (d["modules"].get("edge_rbmlp") or "").startswith(pkg):
     err.append(f"imported edge_rbmlp from {d['modules'].get('edge_rbmlp')}, not from the wheel")
@@ -372,13 +398,13 @@ probe() { # cpu kernel
 # the C kernels alone (native/test_kernels.c: every variant the core runs against the portable C)
 CKT=""
 if [ -f "$TREE/native/test_kernels.c" ]; then
-    quiet "$WORK/ckernels-build.log" aarch64-linux-gnu-gcc -O2 -Wall -I"$TREE/native" "$TREE"/native/*.c -lm -o "$WORK/test_kernels"
+    quiet "$WORK/ckernels-build.log" $TRIPLET-gcc -O2 -Wall -I"$TREE/native" "$TREE"/native/*.c -lm -o "$WORK/test_kernels"
     CKT=$WORK/test_kernels
 fi
 run_ckernels() { # cpu
     local cpu=$1 t=$SECONDS rc=0 out verdict
-    out=$(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu "$CKT" 2>&1) || rc=$?
-    verdict=$(grep -E '^(neon|neon_dotprod|portable): ' <<<"$out" | sed -E 's/ shapes checked against portable//; s/skipped \(status -?[0-9]+: .*/skipped/' | paste -sd ' ')
+    out=$($QEMU -cpu "$cpu" -L /usr/$TRIPLET "$CKT" 2>&1) || rc=$?
+    verdict=$(grep -E '^(neon|neon_dotprod|portable): ' <<<"$out" | sed -E 's/ shapes checked against portable//; s/skipped \(status -?[0-9]+: .*/skipped/' | paste -sd ' ') || true
     line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" all "C" "best=$(sed -n 's/^best: //p' <<<"$out")" "$verdict $(tail -1 <<<"$out")" $((SECONDS - t)))
     add_summary "$line"
     if [ "$rc" != 0 ] || [ "$(tail -1 <<<"$out")" != OK ]; then echo "$out" >&2; fail "$cpu: native/test_kernels.c failed (exit $rc)"; return 0; fi
@@ -401,7 +427,7 @@ run_cpu() { # unit cpu
         t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
         add_summary "$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" auto probe "engine.kernel=${got:-?}" "${err:-chosen from the CPU features}" $((SECONDS - t)))"
         if [ "$rc" != 0 ] || [ -z "$got" ]; then fail "$cpu auto: probe failed (exit $rc): $err"
-        elif ! supports "$cpu" "$got" || [ "$got" = portable ]; then fail "$cpu auto: the engine chose '$got' on $cpu"
+        elif ! supports "$cpu" "$got" || { [ "$ARCH" = aarch64 ] && [ "$got" = portable ]; }; then fail "$cpu auto: the engine chose '$got' on $cpu"
         elif [ "$cpu" = cortex-a76 ] && [ "$got" != neon_dotprod ]; then say "note: $cpu auto chose $got, not neon_dotprod"
         fi
         for k in "${ALL_KERNELS[@]}"; do
@@ -427,7 +453,7 @@ run_cpu() { # unit cpu
 
 # CPUs in parallel, up to ARM_JOBS (default: the host's cores, at most one per CPU model)
 JOBS=${ARM_JOBS:-$(nproc)}; [ "$JOBS" -le "${#CPUS[@]}" ] || JOBS=${#CPUS[@]}
-step "tests under qemu-aarch64 ($JOBS job(s))"
+step "tests under $QEMU ($JOBS job(s))"
 UNITS=()
 for i in "${!CPUS[@]}"; do
     u="1-$i-${CPUS[$i]}"; UNITS+=("$u")
@@ -442,7 +468,7 @@ done
 wait
 CUR=2-report
 for u in "${UNITS[@]}"; do
-    if [ "$JOBS" -gt 1 ]; then echo "[arm] ---- ${u#*-*-}"; cat "$RES/$u.log"; fi
+    if [ "$JOBS" -gt 1 ]; then echo "[$ARCH] ---- ${u#*-*-}"; cat "$RES/$u.log"; fi
     [ -e "$RES/$u.done" ] || fail "${u#*-*-}: its run stopped before the end (see its log above)"
 done
 step_done
@@ -451,11 +477,11 @@ step_done
 echo
 say "timings:"; for l in "${TIMES[@]}"; do say "  $l"; done
 say "  total                              $((SECONDS - T_START))s"
-say "summary (cpu, kernel, what, result):"; cat "$RES"/*.summary 2>/dev/null | sed 's/^/[arm]   /'
+say "summary (cpu, kernel, what, result):"; cat "$RES"/*.summary 2>/dev/null | sed "s/^/[$ARCH]   /"
 if cat "$RES"/*.fail >"$WORK/failures" 2>/dev/null && [ -s "$WORK/failures" ]; then
-    say "$(wc -l <"$WORK/failures") FAILURE(S):"; sed 's/^/[arm]   /' "$WORK/failures"
+    say "$(wc -l <"$WORK/failures") FAILURE(S):"; sed "s/^/[$ARCH]   /" "$WORK/failures"
     exit 1
 fi
-say "OK: aarch64 wheel ${WHL##*/} passed on ${CPUS[*]}"
+say "OK: $ARCH wheel ${WHL##*/} passed on ${CPUS[*]}"
 exit 0
 }
