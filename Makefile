@@ -23,7 +23,7 @@ $(VENV)/.installed: $(SOURCES)
 
 $(TEST_VENV)/.installed: $(SOURCES)
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -U pip
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -U pip "setuptools>=77"
 	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,lce,tflite,test]'
 	touch $@
 

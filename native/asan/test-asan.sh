@@ -5,7 +5,8 @@
 # Usage: native/asan/test-asan.sh [PYTHON]   (PYTHON: an interpreter with the test extra, default .venv-test)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=${1:-$ROOT/.venv-test/bin/python}
+P=${1:-$ROOT/.venv-test/bin/python}
+PY="$(cd "$(dirname "$P")" && pwd)/$(basename "$P")"  # absolute, symlink kept (venv)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-rbmlp-asan.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
