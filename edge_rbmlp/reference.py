@@ -9,8 +9,8 @@ Forward pass for a uint8 input ``q [batch, n]``:
 1. layer 0: ``x = sign(q - binarize_threshold)`` (``sign`` mode) and
    ``acc = x @ W0.T``; or ``acc = q @ W0.T`` (``int8`` mode), with ``W0`` in ±1;
 2. layers ``1 .. T-1``: ``acc = x @ Wi.T`` on the ±1 output of the layer before;
-3. layers before the last: ``x = +1 if (acc >= threshold) xor flip-direction ...``
-   (:func:`edge_rbmlp.fold.apply_thresholds`);
+3. layers before the last: ``x = +1`` where ``acc >= threshold`` (``flip == 0``) or
+   ``acc <= threshold`` (``flip == 1``), else ``-1`` (:func:`edge_rbmlp.fold.apply_thresholds`);
 4. last layer: ``h = scale * acc + shift`` (float32);
 5. shortcut: F ``h += Wf @ q + b``; Q ``h += scale * (Wq @ q) + b`` (int32
    accumulate); P ``h += Wp @ maxpool(q) + b``;
@@ -79,7 +79,8 @@ class ReferenceEngine(Engine):
             if shortcut.kind == "F":
                 s = q.astype(np.float32) @ t["shortcut.weight"].T + t["shortcut.bias"]
             elif shortcut.kind == "Q":
-                acc_q = q.astype(np.int32) @ t["shortcut.weight"].astype(np.int32).T
+                # int64: 255 * 127 * inputs overflows int32 past ~66k inputs (the loader allows 2**20)
+                acc_q = q.astype(np.int64) @ t["shortcut.weight"].astype(np.int64).T
                 s = acc_q.astype(np.float32) * t["shortcut.scale"] + t["shortcut.bias"]
             else:
                 pooled = max_pool_1d(q, self.model.arch.pool_size).astype(np.float32)
