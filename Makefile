@@ -1,6 +1,7 @@
 # edge-rbmlp: every set-up step a fresh machine needs lives here.
 #   make run    device venv (.venv), install, serve the bundled models
 #   make test   test venv (.venv-test, with the train + test extras), fetch data, run the suite
+#   make soak   load test, 100k-inference soak and worker scaling of the real service (benchmarks/load_test.py)
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -10,7 +11,7 @@ PYTEST_ARGS ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models clean test-asan test-arm test-armv7 browser systemd-tools
+.PHONY: run test venv test-venv data models clean test-asan test-arm test-armv7 browser systemd-tools soak load-client
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -45,6 +46,16 @@ browser:
 
 systemd-tools:
 	@command -v systemd-analyze >/dev/null || $(APT_INSTALL) systemd
+
+# wrk: a C load generator for the worker-scaling figure of `make soak` (a Python client would
+# take the cores the server needs)
+load-client:
+	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
+
+# load (concurrency 1/8/64, both models), a 100k-inference soak with the RSS sampled, and the 1 -> 2
+# worker speed-up, all on loopback; writes benchmarks/results/load.json, fails on any error or leak
+soak: $(TEST_VENV)/.installed load-client
+	$(TEST_VENV)/bin/python benchmarks/load_test.py --requests 5000 --soak 100000 --out benchmarks/results/load.json
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info

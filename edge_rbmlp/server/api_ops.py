@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Blueprint, Response, jsonify
@@ -45,8 +46,8 @@ def status():
                        "paper_kib": served.summary["paper_kib"], "backend": served.engine.name,
                        "kernel": served.engine.kernel, "accuracy": served.summary["accuracy"],
                        "recent_latency_us": [round(x, 1) for x in served.recent_us]})
-    return jsonify({"models": models, "rss_bytes": rss, "peak_rss_bytes": peak,
-                    "uptime_s": round(time.time() - state.started, 1), "camera": state.camera.snapshot()})
+    return jsonify({"models": models, "rss_bytes": rss, "peak_rss_bytes": peak, "pid": os.getpid(),
+                    "worker": state.worker, "uptime_s": round(time.time() - state.started, 1), "camera": state.camera.snapshot()})
 
 
 @bp.get("/api/camera")

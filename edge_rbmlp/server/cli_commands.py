@@ -36,13 +36,15 @@ def _run(fn):
               help="TOML config file (see device/config.toml)")
 @click.option("--backend", default=None, help="inference backend  [default: auto]")
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="worker threads  [default: 4]")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="worker processes sharing the port (one per core for throughput)  [default: 1]")
 @click.option("--camera", "camera", is_flag=True, default=None, help="run the Pi camera inside the service")
 @click.option("--camera-model", default=None, help="image model for the camera  [default: the first one]")
 @click.option("--interval", type=click.FloatRange(0, 3600), default=None, help="seconds between camera frames")
 @click.option("--max-body-bytes", type=int, default=None, help="request size limit  [default: 4 MiB]")
 @click.option("--insecure-public", is_flag=True, default=None,
               help="allow a non-loopback --host without an API token (EDGE_RBMLP_TOKEN or [server] token)")
-def serve_command(models, host, port, config_path, backend, threads, camera, camera_model, interval,
+def serve_command(models, host, port, config_path, backend, threads, workers, camera, camera_model, interval,
                   max_body_bytes, insecure_public):
     """Serve MODELs (default: every bundled model) over HTTP: the web page at /, POST /classify/MODEL,
     the Open Inference Protocol under /v2, TF Serving's /v1, /metrics and /openapi.json."""
@@ -51,13 +53,15 @@ def serve_command(models, host, port, config_path, backend, threads, camera, cam
 
     def go():
         overrides = {"models": list(models) or None, "host": host, "port": port, "backend": backend,
-                     "threads": threads, "insecure_public": insecure_public,
+                     "threads": threads, "workers": workers, "insecure_public": insecure_public,
                      "camera": {"enabled": camera, "model": camera_model, "interval": interval},
                      "limits": {"max_body_bytes": max_body_bytes}}
         config = load_config(config_path, overrides)
-        serve(config, echo=lambda line: click.echo(line))
+        return serve(config, echo=lambda line: click.echo(line))
 
-    _run(go)
+    code = _run(go)
+    if code:
+        raise SystemExit(code)
 
 
 @click.command("camera")

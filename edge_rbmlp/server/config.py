@@ -6,7 +6,8 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     models = ["mnist", "imdb"]    # bundled names or .rbm paths; empty = every bundled model
     host = "127.0.0.1"            # loopback by default
     port = 8080
-    threads = 4
+    threads = 4                   # waitress threads per worker process
+    workers = 1                   # processes behind the port (SO_REUSEPORT); the cores of a Pi 4/5: 4
     backend = "auto"
     token = ""                    # API token; EDGE_RBMLP_TOKEN in the environment overrides it
     insecure_public = false       # allow a non-loopback bind without a token
@@ -74,6 +75,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 4
+    workers: int = 1
     backend: str = "auto"
     token: Optional[str] = field(default=None, repr=False)  # never printed
     insecure_public: bool = False
@@ -103,7 +105,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 _INT_RANGES = {
-    "port": (0, 65535), "threads": (1, 64),
+    "port": (0, 65535), "threads": (1, 64), "workers": (1, 64),
     "max_body_bytes": (1024, 1 << 30), "max_image_pixels": (64, 400_000_000), "min_image_side": (1, 1024),
     "max_text_chars": (1, 10_000_000), "max_batch": (1, 100_000), "width": (16, 8192), "height": (16, 8192),
 }

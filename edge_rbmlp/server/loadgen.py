@@ -75,6 +75,14 @@ def served_models(url: str, token: Optional[str] = None, timeout: float = 10.0) 
         conn.close()
 
 
+def _label_of(body: bytes) -> str:
+    """The predicted label of a /classify answer (so a run shows every answer, not only the status)."""
+    try:
+        return str(json.loads(body)["label"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
 def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int = 1,
         token: Optional[str] = None, timeout: float = 30.0, progress=None) -> dict:
     """``requests`` POSTs at ``concurrency``; returns percentiles (us), req/s and error count."""
@@ -86,6 +94,7 @@ def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int =
     headers = {"Content-Type": ctype, **_headers(token)}
     latencies: List[float] = []
     errors: List[str] = []
+    labels: Dict[str, int] = {}
     lock = threading.Lock()
     counter = iter(range(requests))
 
@@ -110,6 +119,8 @@ def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int =
                 with lock:
                     if ok:
                         latencies.append(dt)
+                        label = _label_of(data)
+                        labels[label] = labels.get(label, 0) + 1
                     else:
                         errors.append(data[:200].decode("utf-8", "replace"))
                     if progress is not None:
@@ -127,7 +138,7 @@ def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int =
     lat = np.array(latencies) * 1e6
     pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
     return {"url": url, "model": model, "requests": requests, "concurrency": concurrency, "ok": len(latencies),
-            "errors": len(errors), "first_error": errors[0] if errors else None,
+            "errors": len(errors), "first_error": errors[0] if errors else None, "labels": labels,
             "p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99),
             "max_us": round(float(lat.max()), 1) if lat.size else None,
             "requests_per_s": round(len(latencies) / wall, 1) if wall > 0 else None, "seconds": round(wall, 3)}

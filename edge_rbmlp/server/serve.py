@@ -54,17 +54,18 @@ def _json_channel_class(limit: int):
     return JsonErrorChannel
 
 
-def build_server(config: ServerConfig, app=None):
-    """The waitress server for ``config`` (socket bound, not yet serving)."""
+def build_server(config: ServerConfig, app=None, sockets=None):
+    """The waitress server for ``config`` (socket bound, not yet serving); ``sockets`` are
+    listening sockets to serve on instead of binding ``config.host:config.port`` (workers)."""
     from waitress.server import create_server
 
     from .app import create_app
 
     config.check_exposure()
     app = app or create_app(config)
-    server = create_server(app, host=config.host, port=config.port, threads=config.threads,
-                           max_request_body_size=config.limits.max_body_bytes, ident="edge-rbmlp",
-                           channel_timeout=30, clear_untrusted_proxy_headers=True)
+    where = {"sockets": sockets} if sockets else {"host": config.host, "port": config.port}
+    server = create_server(app, threads=config.threads, max_request_body_size=config.limits.max_body_bytes,
+                           ident="edge-rbmlp", channel_timeout=30, clear_untrusted_proxy_headers=True, **where)
     channel = _json_channel_class(config.limits.max_body_bytes)
     listeners = [server] if hasattr(server, "channel_class") else [
         s for s in getattr(server, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]
@@ -81,9 +82,47 @@ def bound_port(server) -> int:
     return int(server.effective_listen[0][1])
 
 
-def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> None:
-    """Serve until SIGTERM/SIGINT. ``camera_source`` replaces the Pi camera (tests, other cameras)."""
+def install_reload_handler(state) -> None:
+    """SIGHUP reloads every changed model file; a corrupt replacement is refused and the old
+    models keep serving (in-flight requests keep the engine they started with)."""
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def _reload(signum, frame):
+        from .state import reload_models
+
+        try:
+            changed = reload_models(state)
+            log.info("SIGHUP: reloaded %s", ", ".join(changed) or "nothing (no model file changed)")
+        except Exception as exc:
+            log.error("SIGHUP: reload refused, the old models keep serving: %s", exc)
+
+    signal.signal(signal.SIGHUP, _reload)
+
+
+def run_until_stopped(app, server) -> None:
+    """Serve until SIGTERM/SIGINT, reloading models on SIGHUP."""
+    def _stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    install_reload_handler(app.extensions["edge_rbmlp"])
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        server.close()
+
+
+def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> int:
+    """Serve until SIGTERM/SIGINT. ``camera_source`` replaces the Pi camera (tests, other cameras).
+    With ``config.workers`` > 1 this process supervises worker processes (workers.py)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if config.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(config, echo)
     app, server = build_server(config)
     state = app.extensions["edge_rbmlp"]
     port = bound_port(server)
@@ -103,31 +142,13 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
          f"API at {public_url(config.host, port)}openapi.json")
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
-
-    def _stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    if hasattr(signal, "SIGHUP"):
-        def _reload(signum, frame):
-            from .state import reload_models
-
-            try:
-                changed = reload_models(state)
-                log.info("SIGHUP: reloaded %s", ", ".join(changed) or "nothing (no model file changed)")
-            except Exception as exc:  # a corrupt replacement is refused; the old models keep serving
-                log.error("SIGHUP: reload refused, the old models keep serving: %s", exc)
-
-        signal.signal(signal.SIGHUP, _reload)
     watchdog = None
     sd_notify(f"READY=1\nSTATUS=serving {names} on port {port}")
     interval = watchdog_interval()
     if interval:
         watchdog = Watchdog(interval, http_health_check(config.host, port)).start()
     try:
-        server.run()
-    except (SystemExit, KeyboardInterrupt):
-        pass
+        run_until_stopped(app, server)
     finally:
         sd_notify("STOPPING=1")
         if watchdog is not None:
@@ -137,5 +158,5 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
             close = getattr(camera_loop.source, "close", None)
             if close:
                 close()
-        server.close()
         echo("edge-rbmlp: stopped")
+    return 0

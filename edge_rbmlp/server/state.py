@@ -58,6 +58,7 @@ class AppState:
     camera: CameraState = field(default_factory=CameraState)
     started: float = field(default_factory=time.time)
     ready: bool = True
+    worker: Optional[int] = None  # index of this worker process under `serve --workers N`
 
     def get(self, name: str) -> ServedModel:
         served = self.models.get(name)

@@ -1,0 +1,361 @@
+"""Load, soak and worker scaling of the real service on loopback (``make soak``).
+
+Starts ``edge-rbmlp serve`` as a subprocess (waitress, the native engine, the
+bundled models) and drives it with the project's own load generator
+(``edge_rbmlp.server.loadgen``, the code behind ``edge-rbmlp bench-http``):
+
+1. **levels**: a fixed number of ``POST /classify/<model>`` at concurrency 1, 8
+   and 64 for every model; zero errors, latency percentiles, requests/s, and
+   every answer's label (the requests send a real test digit / review);
+2. **soak**: at least ``--soak`` inferences in chunks, sampling the resident
+   memory of the whole service (supervisor + workers) after every chunk; the
+   memory is *flat* when what it grew after the first quarter (warm-up: code
+   paths, allocator arenas, caches) is under ``--max-growth-mib``;
+3. **scaling**: requests/s with 1 and with 2 worker processes, same client, same
+   run. The client competes with the server for this machine's cores, so it is
+   ``wrk`` (C, one thread) when installed and the Python load generator
+   otherwise (then the ratio understates the speed-up, and the output says so).
+
+Exit status 1 when any request failed, an answer was wrong, or memory grew.
+Writes everything to ``--out`` (JSON) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edge_rbmlp.server import loadgen  # noqa: E402
+
+
+class Service:
+    """``edge-rbmlp serve`` in a subprocess on a free loopback port; stopped on exit."""
+
+    def __init__(self, models=("mnist", "imdb"), workers: int = 1, threads: int = 4, backend: str = "auto",
+                 extra_args=()):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "EDGE_RBMLP_TOKEN"):
+            env.pop(name, None)
+        self.args = [sys.executable, "-m", "edge_rbmlp.cli", "serve", *models, "--port", "0",
+                     "--workers", str(workers), "--threads", str(threads), "--backend", backend, *extra_args]
+        self.env = env
+        self.proc: Optional[subprocess.Popen] = None
+        self.url = ""
+        self.stderr_file = tempfile.TemporaryFile(mode="w+")
+
+    def __enter__(self) -> "Service":
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True,
+                                     env=self.env, cwd=ROOT)
+        line = self.proc.stdout.readline()
+        match = re.search(r"(http://[^/\s]+)/", line)
+        if not match:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the service did not start: {line!r}\n{self.stderr()}")
+        self.url = match.group(1).replace("localhost", "127.0.0.1")
+        return self
+
+    def stderr(self) -> str:
+        """Everything the service wrote to stderr (kept after the service stopped)."""
+        if self.stderr_file.closed:
+            return self._final_stderr
+        self.stderr_file.seek(0)
+        return self.stderr_file.read()
+
+    def pids(self) -> List[int]:
+        """The service's process tree (supervisor and workers)."""
+        return process_tree(self.proc.pid)
+
+    def rss_bytes(self) -> int:
+        return sum(rss_of(pid) for pid in self.pids())
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.stop()
+            self.proc.stdout.close()
+        self._final_stderr = self.stderr()
+        self.stderr_file.close()
+
+
+def process_tree(pid: int) -> List[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of ``pids`` so far (from /proc/<pid>/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+def rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def expected_label(kind: str) -> Optional[str]:
+    """The true label of the sample the load generator sends (from the sample's file name)."""
+    from edge_rbmlp.samples import SAMPLES_DIR
+
+    files = sorted(SAMPLES_DIR.glob("*.png" if kind == "image" else "*.txt"))
+    match = re.search(r"_label_([^.]+)\.", files[0].name) if files else None
+    return match.group(1) if match else None
+
+
+def check_answers(result: dict, kind: str) -> List[str]:
+    problems = []
+    if result["errors"]:
+        problems.append(f"{result['model']} c={result['concurrency']}: {result['errors']} errors, "
+                        f"first: {result['first_error']}")
+    want = expected_label(kind)
+    wrong = {k: v for k, v in result["labels"].items() if want is not None and k != want}
+    if wrong:
+        problems.append(f"{result['model']} c={result['concurrency']}: answers {wrong} instead of {want!r}")
+    return problems
+
+
+def run_levels(service: Service, kinds: Dict[str, str], levels, requests: int, progress=print) -> List[dict]:
+    rows = []
+    for model, kind in kinds.items():
+        for concurrency in levels:
+            rss_before = service.rss_bytes()
+            r = loadgen.run(service.url, model, kind, requests=requests, concurrency=concurrency)
+            r["rss_before"], r["rss_after"] = rss_before, service.rss_bytes()
+            r["problems"] = check_answers(r, kind)
+            rows.append(r)
+            progress(f"  {model:6s} c={concurrency:<3d} {r['ok']:>6d} ok {r['errors']} errors  p50 {r['p50_us']:>8.0f} us"
+                     f"  p99 {r['p99_us']:>8.0f} us  {r['requests_per_s']:>7.0f} req/s")
+    return rows
+
+
+def run_soak(service: Service, kinds: Dict[str, str], inferences: int, chunk: int, concurrency: int,
+             max_growth_mib: float, progress=print) -> dict:
+    chunks = max(4, -(-inferences // chunk))
+    models = list(kinds)
+    samples = [{"inferences": 0, "rss_bytes": service.rss_bytes(), "t": 0.0}]
+    done, errors, problems = 0, 0, []
+    t0 = time.perf_counter()
+    for i in range(chunks):
+        model = models[i % len(models)]
+        n = min(chunk, max(1, inferences - done)) if i < chunks - 1 else max(1, inferences - done)
+        r = loadgen.run(service.url, model, kinds[model], requests=n, concurrency=concurrency)
+        done += r["ok"]
+        errors += r["errors"]
+        problems += check_answers(r, kinds[model])
+        samples.append({"inferences": done, "rss_bytes": service.rss_bytes(), "t": round(time.perf_counter() - t0, 2)})
+        progress(f"  soak {done:>7d} inferences  RSS {samples[-1]['rss_bytes'] / 2**20:7.1f} MiB")
+    warm = samples[max(1, len(samples) // 4)]["rss_bytes"]
+    end = samples[-1]["rss_bytes"]
+    peak_after_warm = max(s["rss_bytes"] for s in samples[max(1, len(samples) // 4):])
+    growth = (peak_after_warm - warm) / 2**20
+    flat = growth <= max_growth_mib
+    if not flat:
+        problems.append(f"RSS grew {growth:.1f} MiB after warm-up (limit {max_growth_mib} MiB): a leak?")
+    return {"inferences": done, "errors": errors, "seconds": round(time.perf_counter() - t0, 1),
+            "rss_start": samples[0]["rss_bytes"], "rss_after_warmup": warm, "rss_end": end,
+            "growth_after_warmup_mib": round(growth, 2), "max_growth_mib": max_growth_mib, "flat": flat,
+            "samples": samples, "problems": problems}
+
+
+def wrk_rps(url: str, body_path: Path, content_type: str, connections: int, seconds: float) -> dict:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    with script:
+        script.write('wrk.method = "POST"\n'
+                     f'local f = assert(io.open({json.dumps(str(body_path))}, "rb"))\n'
+                     'wrk.body = f:read("*all")\nf:close()\n'
+                     f'wrk.headers["Content-Type"] = {json.dumps(content_type)}\n')
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
+                              url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not found:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    rps = float(found.group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
+    return {"requests_per_s": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+            "p50_us": round(float(p50.group(1)) * unit[p50.group(2)], 1) if p50 else None}
+
+
+def _measure(service: Service, model: str, kind: str, body: Path, ctype: str, connections: int, seconds: float,
+             requests: int, use_wrk: bool) -> dict:
+    pids = service.pids()
+    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    if use_wrk:
+        r = wrk_rps(f"{service.url}/classify/{model}", body, ctype, connections, seconds)
+    else:
+        r = loadgen.run(service.url, model, kind, requests=requests, concurrency=connections)
+        r = {"requests_per_s": r["requests_per_s"], "non_2xx": r["errors"], "socket_errors": 0, "p50_us": r["p50_us"]}
+    # cores the service kept busy (the rest of the machine ran the client and the kernel)
+    r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
+    return r
+
+
+def run_scaling(kinds: Dict[str, str], worker_counts, threads: int, connections: int, seconds: float,
+                requests: int, repeats: int = 3, progress=print) -> dict:
+    """Requests/s of the same model behind 1 and 2 (...) workers, side by side: every service runs
+    at once (an idle one costs nothing), measured in turn ``repeats`` times; the median counts."""
+    from contextlib import ExitStack
+
+    from edge_rbmlp.samples import SAMPLES_DIR
+
+    use_wrk = shutil.which("wrk") is not None
+    client = "wrk (C, 1 thread)" if use_wrk else "python loadgen (client-bound: understates the speed-up)"
+    rows = []
+    for model, kind in kinds.items():
+        body = sorted(SAMPLES_DIR.glob("*.png" if kind == "image" else "*.txt"))[0]
+        ctype = "image/png" if kind == "image" else "text/plain; charset=utf-8"
+        runs: Dict[int, List[dict]] = {w: [] for w in worker_counts}
+        with ExitStack() as stack:
+            services = {w: stack.enter_context(Service(models=(model,), workers=w, threads=threads))
+                        for w in worker_counts}
+            for service in services.values():
+                loadgen.run(service.url, model, kind, requests=200, concurrency=4)  # warm every worker
+            for _ in range(repeats):
+                for w, service in services.items():
+                    runs[w].append(_measure(service, model, kind, body, ctype, connections, seconds, requests,
+                                            use_wrk))
+            rss = {w: service.rss_bytes() for w, service in services.items()}
+        by_workers = {}
+        for w, rs in runs.items():
+            rs = sorted(rs, key=lambda r: r["requests_per_s"])
+            median = dict(rs[len(rs) // 2])
+            median.update(all_requests_per_s=[r["requests_per_s"] for r in runs[w]], rss_bytes=rss[w],
+                          non_2xx=sum(r["non_2xx"] for r in rs), socket_errors=sum(r["socket_errors"] for r in rs))
+            by_workers[w] = median
+            progress(f"  {model:6s} workers={w} {median['requests_per_s']:>8.0f} req/s (median of "
+                     f"{median['all_requests_per_s']})  service busy on {median['service_cores_busy']:.2f} cores  "
+                     f"({median['non_2xx'] + median['socket_errors']} errors)")
+        base = by_workers[worker_counts[0]]["requests_per_s"]
+        rows.append({"model": model, "by_workers": by_workers,
+                     "speedup": {w: round(v["requests_per_s"] / base, 2) for w, v in by_workers.items()}})
+    return {"client": client, "threads_per_worker": threads, "connections": connections, "repeats": repeats,
+            "seconds_per_run": seconds, "rows": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="mnist,imdb")
+    ap.add_argument("--levels", default="1,8,64")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per model and concurrency level")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of the service under load")
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--soak", type=int, default=100_000, help="inferences in the soak (0: no soak)")
+    ap.add_argument("--soak-chunk", type=int, default=5000)
+    ap.add_argument("--soak-concurrency", type=int, default=8)
+    ap.add_argument("--max-growth-mib", type=float, default=8.0)
+    ap.add_argument("--scaling", default="1,2", help="worker counts to compare ('' to skip)")
+    ap.add_argument("--scaling-seconds", type=float, default=6.0)
+    ap.add_argument("--scaling-threads", type=int, default=2, help="waitress threads per worker when scaling")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    models = [m for m in args.models.split(",") if m]
+    levels = [int(x) for x in args.levels.split(",") if x]
+    from edge_rbmlp.models import load_model
+
+    kinds = {m: load_model(m).input_spec.kind for m in models}
+    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version()},
+              "service": {"workers": args.workers, "threads": args.threads}}
+    problems: List[str] = []
+    print(f"load: {args.requests} requests per level, levels {levels}, {args.workers} workers x {args.threads} threads")
+    with Service(models=models, workers=args.workers, threads=args.threads) as service:
+        report["service"]["pids"] = service.pids()
+        report["levels"] = run_levels(service, kinds, levels, args.requests)
+        problems += [p for r in report["levels"] for p in r["problems"]]
+        if args.soak:
+            print(f"soak: {args.soak} inferences, concurrency {args.soak_concurrency}")
+            report["soak"] = run_soak(service, kinds, args.soak, args.soak_chunk, args.soak_concurrency,
+                                      args.max_growth_mib)
+            problems += report["soak"]["problems"]
+        code = service.stop()
+        if code != 0:
+            problems.append(f"the service exited with {code} on SIGTERM:\n{service.stderr()[-2000:]}")
+    counts = [int(x) for x in args.scaling.split(",") if x]
+    if len(counts) >= 2:
+        print(f"scaling: workers {counts}")
+        report["scaling"] = run_scaling(kinds, counts, threads=args.scaling_threads, connections=8, seconds=args.scaling_seconds,
+                                        requests=args.requests)
+        for row in report["scaling"]["rows"]:
+            for w, r in row["by_workers"].items():
+                if r["non_2xx"] or r["socket_errors"]:
+                    problems.append(f"scaling {row['model']} workers={w}: {r['non_2xx']} non-2xx, "
+                                    f"{r['socket_errors']} socket errors")
+    report["problems"] = problems
+    summary = {"requests_tried": sum(r["requests"] for r in report["levels"]),
+               "errors": sum(r["errors"] for r in report["levels"])}
+    if "soak" in report:
+        s = report["soak"]
+        summary.update(soak_inferences=s["inferences"], soak_errors=s["errors"],
+                       rss_start_mib=round(s["rss_start"] / 2**20, 1),
+                       rss_after_warmup_mib=round(s["rss_after_warmup"] / 2**20, 1),
+                       rss_end_mib=round(s["rss_end"] / 2**20, 1), rss_flat=s["flat"])
+    if "scaling" in report:
+        summary["speedup_1_to_2_workers"] = {row["model"]: row["speedup"].get(counts[1]) for row in report["scaling"]["rows"]}
+        summary["scaling_client"] = report["scaling"]["client"]
+    report["summary"] = summary
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    for p in problems:
+        print(f"PROBLEM: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

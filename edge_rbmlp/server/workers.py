@@ -1,0 +1,252 @@
+"""``edge-rbmlp serve --workers N``: N worker processes behind one port.
+
+Why processes: the engine releases the GIL, but an HTTP request spends most of
+its time in Python (waitress, Flask, Pillow, JSON), so threads of one process
+share one core. Separate processes run requests on every core.
+
+How: the supervisor (this process, the one systemd watches) binds one listening
+socket per worker with ``SO_REUSEPORT`` on the same address and port, and the
+kernel spreads new connections over them. Each worker is a fresh interpreter
+(``multiprocessing`` *spawn*: nothing is inherited but its socket and the
+config) that loads the models and runs waitress on its socket. The supervisor
+keeps every socket open, so connections queued on a worker that crashes wait for
+its replacement instead of being refused.
+
+The supervisor:
+
+* sends ``READY=1`` once every worker listens, and ``WATCHDOG=1`` only while
+  every worker is alive and ``/healthz`` answers;
+* restarts a worker that dies (too many deaths in a minute: it exits with an
+  error so systemd's ``Restart=`` takes over);
+* forwards ``SIGHUP`` (reload the model files; a corrupt file is refused by
+  each worker, which keeps serving the old model) and ``SIGTERM``/``SIGINT``
+  (graceful stop) to the workers.
+
+Each worker keeps its own ``/metrics`` and recent latencies: with ``--workers
+N``, a scrape sees the worker that answered it (labelled by ``/api/status``'s
+``worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.connection import wait as wait_for_objects
+from typing import Callable, List, Optional
+
+from .config import ConfigError, ServerConfig
+
+log = logging.getLogger("edge_rbmlp.server")
+
+CRASH_WINDOW_S = 60.0
+MAX_CRASHES_IN_WINDOW = 5
+READY_TIMEOUT_S = 120.0
+
+
+def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> List[List[socket.socket]]:
+    """``count`` groups of listening sockets on ``host:port`` with SO_REUSEPORT (one socket per
+    address ``host`` resolves to, in each group). ``port`` 0 picks a free port shared by all."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--workers > 1 needs SO_REUSEPORT (Linux); use --workers 1 here")
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    seen, addresses = set(), []
+    for family, type_, proto, _, addr in infos:
+        if (family, addr[0]) not in seen:
+            seen.add((family, addr[0]))
+            addresses.append((family, type_, proto, addr))
+    groups: List[List[socket.socket]] = []
+    try:
+        for _ in range(count):
+            group = []
+            for family, type_, proto, addr in addresses:
+                sock = socket.socket(family, type_, proto)
+                group.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((addr[0], port) + tuple(addr[2:]))
+                if port == 0:
+                    port = sock.getsockname()[1]  # every other socket takes the port the first one got
+                sock.listen(backlog)
+                sock.setblocking(False)
+            groups.append(group)
+    except BaseException:
+        for group in groups + [group]:
+            for sock in group:
+                sock.close()
+        raise
+    return groups
+
+
+def check_models(config: ServerConfig) -> None:
+    """Load every model file once here, so a missing or corrupt file is one clear error from the
+    supervisor rather than a traceback from each worker."""
+    from ..model_file import load_packed_model
+    from ..models import bundled_models, resolve_model_path
+
+    for arg in list(config.models) or list(bundled_models()):
+        load_packed_model(resolve_model_path(arg))
+
+
+def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int, ready) -> None:
+    """One worker process: load the models, serve on ``sockets`` until SIGTERM."""
+    from .serve import build_server, run_until_stopped
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(name)s %(levelname)s %(message)s")
+    os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
+    app, server = build_server(config, sockets=sockets)
+    app.extensions["edge_rbmlp"].worker = index
+    ready.send(os.getpid())
+    ready.close()
+    run_until_stopped(app, server)
+
+
+class Supervisor:
+    """Starts, watches and stops the worker processes (see the module docstring)."""
+
+    def __init__(self, config: ServerConfig, echo: Callable[[str], None] = print):
+        if config.workers < 2:
+            raise ValueError("Supervisor is for 2 or more workers")
+        if config.camera.enabled:
+            raise ConfigError("the camera runs inside one process: use workers = 1 with the camera "
+                              "(or run `edge-rbmlp camera --publish` beside the service)")
+        config.check_exposure()
+        check_models(config)
+        self.config = config
+        self.echo = echo
+        self.ctx = multiprocessing.get_context("spawn")
+        self.socket_groups = listen_sockets(config.host, config.port, config.workers)
+        self.port = self.socket_groups[0][0].getsockname()[1]
+        self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
+        self.deaths: List[float] = []
+        self.stopping = False
+
+    def _spawn(self, index: int) -> multiprocessing.Process:
+        parent_end, child_end = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=_worker_main, name=f"edge-rbmlp-worker-{index}",
+                                args=(self.config, self.socket_groups[index], index, child_end), daemon=False)
+        proc.start()
+        child_end.close()
+        proc.ready_pipe = parent_end
+        self.processes[index] = proc
+        return proc
+
+    def _await_ready(self, procs: List[multiprocessing.Process]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for proc in procs:
+            remaining = max(0.0, deadline - time.monotonic())
+            ready = proc.ready_pipe.poll(remaining)
+            if not ready:
+                raise RuntimeError(f"{proc.name} did not start within {READY_TIMEOUT_S:.0f} s")
+            try:
+                proc.ready_pipe.recv()
+            except EOFError:
+                proc.join(5)
+                raise RuntimeError(f"{proc.name} failed to start (exit code {proc.exitcode}); "
+                                   f"its error is above") from None
+            finally:
+                proc.ready_pipe.close()
+
+    def all_alive(self) -> bool:
+        return all(p is not None and p.is_alive() for p in self.processes)
+
+    def signal_workers(self, signum: int) -> None:
+        for proc in self.processes:
+            if proc is not None and proc.is_alive():
+                try:
+                    os.kill(proc.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def start(self) -> None:
+        procs = [self._spawn(i) for i in range(self.config.workers)]
+        try:
+            self._await_ready(procs)
+        except BaseException:
+            self.stop()
+            raise
+
+    def watch(self, poll_s: float = 0.5) -> int:
+        """Restart dead workers until stopped; returns the exit code for the supervisor."""
+        while not self.stopping:
+            sentinels = {p.sentinel: i for i, p in enumerate(self.processes) if p is not None}
+            done = wait_for_objects(list(sentinels), timeout=poll_s)
+            if self.stopping:
+                break
+            for sentinel in done:
+                index = sentinels[sentinel]
+                proc = self.processes[index]
+                proc.join(0)
+                now = time.monotonic()
+                self.deaths = [t for t in self.deaths if now - t < CRASH_WINDOW_S] + [now]
+                log.error("%s (pid %s) died with exit code %s; restarting it", proc.name, proc.pid, proc.exitcode)
+                if len(self.deaths) > MAX_CRASHES_IN_WINDOW:
+                    log.error("%d worker deaths within %.0f s: giving up (systemd restarts the service)",
+                              len(self.deaths), CRASH_WINDOW_S)
+                    return 1
+                try:
+                    self._await_ready([self._spawn(index)])
+                except RuntimeError as exc:
+                    log.error("%s", exc)
+        return 0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping = True
+        self.signal_workers(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.processes:
+            if proc is not None:
+                proc.join(max(0.1, deadline - time.monotonic()))
+                if proc.is_alive():
+                    log.error("%s did not stop in %.0f s: killing it", proc.name, timeout)
+                    proc.kill()
+                    proc.join(5)
+        for group in self.socket_groups:
+            for sock in group:
+                sock.close()
+
+
+def serve_workers(config: ServerConfig, echo: Callable[[str], None] = print) -> int:
+    """The supervisor's main loop (``edge-rbmlp serve --workers N``, N >= 2); returns the exit code."""
+    import sys
+
+    from .notify import Watchdog, http_health_check, sd_notify, watchdog_interval
+    from .serve import public_url
+
+    supervisor = Supervisor(config, echo)
+
+    def _stop(signum, frame):
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, lambda signum, frame: supervisor.signal_workers(signal.SIGHUP))
+    watchdog = None
+    code = 0
+    try:
+        supervisor.start()
+        url = public_url(config.host, supervisor.port)
+        echo(f"edge-rbmlp: serving with {config.workers} worker processes on {url} - open it in a browser; "
+             f"API at {url}openapi.json")
+        if hasattr(sys.stdout, "flush"):
+            sys.stdout.flush()
+        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on port {supervisor.port} "
+                  f"with {config.workers} workers")
+        interval = watchdog_interval()
+        if interval:
+            health = http_health_check(config.host, supervisor.port)
+            watchdog = Watchdog(interval, lambda: supervisor.all_alive() and health()).start()
+        code = supervisor.watch()
+    finally:
+        sd_notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.stop()
+        supervisor.stop()
+        echo("edge-rbmlp: stopped")
+    return code

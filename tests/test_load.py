@@ -1,0 +1,74 @@
+"""The bounded load test of the real service (benchmarks/load_test.py, `make soak` runs the big one):
+both models at concurrency 1, 8 and 64 through two worker processes, then a short soak; zero errors,
+every answer right, and the memory check itself can fail."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import load_test  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the memory")
+
+
+def test_bounded_load_levels_and_short_soak(tmp_path, capsys):
+    out = tmp_path / "load.json"
+    code = load_test.main(["--requests", "400", "--levels", "1,8,64", "--workers", "2", "--soak", "8000",
+                           "--soak-chunk", "1000", "--max-growth-mib", "16", "--scaling", "", "--out", str(out)])
+    printed = capsys.readouterr()
+    report = json.loads(out.read_text())
+    assert code == 0, printed.err
+    levels = report["levels"]
+    assert [(r["model"], r["concurrency"]) for r in levels] == [
+        (m, c) for m in ("mnist", "imdb") for c in (1, 8, 64)]
+    for r in levels:
+        assert r["errors"] == 0 and r["ok"] == 400
+        assert r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"] and r["requests_per_s"] > 0
+        assert r["labels"] == {load_test.expected_label("image" if r["model"] == "mnist" else "text"): 400}
+    soak = report["soak"]
+    assert soak["inferences"] == 8000 and soak["errors"] == 0 and soak["rss_start"] > 0
+    assert len(soak["samples"]) == 9
+    assert report["summary"]["requests_tried"] == 2400 and report["summary"]["errors"] == 0
+    print(f"\nload test summary: {json.dumps(report['summary'])}")
+
+
+class GrowingService:
+    """A stand-in whose memory grows by 1 MiB per reading: the soak must call that a leak."""
+    url = "http://127.0.0.1:9"
+
+    def __init__(self):
+        self.rss = 100 * 2**20
+
+    def rss_bytes(self):
+        self.rss += 2**20
+        return self.rss
+
+
+def test_soak_reports_growing_memory(monkeypatch):
+    def fake_run(url, model, kind, requests, concurrency):
+        return {"model": model, "concurrency": concurrency, "ok": requests, "errors": 0, "first_error": None,
+                "labels": {load_test.expected_label(kind): requests}}
+
+    monkeypatch.setattr(load_test.loadgen, "run", fake_run)
+    soak = load_test.run_soak(GrowingService(), {"mnist": "image"}, 40_000, 1000, 8, max_growth_mib=8,
+                              progress=lambda line: None)
+    assert soak["inferences"] == 40_000 and not soak["flat"] and "a leak?" in soak["problems"][0]
+    flat = load_test.run_soak(type("Flat", (), {"url": "", "rss_bytes": lambda self: 50 * 2**20})(),
+                              {"mnist": "image"}, 40_000, 1000, 8, max_growth_mib=8, progress=lambda line: None)
+    assert flat["flat"] and flat["problems"] == []
+
+
+def test_wrong_answers_and_errors_are_problems():
+    right = load_test.expected_label("image")
+    ok = {"model": "mnist", "concurrency": 1, "errors": 0, "first_error": None, "labels": {right: 5}}
+    assert load_test.check_answers(ok, "image") == []
+    wrong = dict(ok, labels={right: 4, "wrong": 1})
+    assert "instead of" in load_test.check_answers(wrong, "image")[0]
+    failed = dict(ok, errors=2, first_error="boom")
+    assert "2 errors" in load_test.check_answers(failed, "image")[0]

@@ -1,0 +1,188 @@
+"""`edge-rbmlp serve --workers N`: worker processes behind one port (edge_rbmlp/server/workers.py),
+and model replacement under load (SIGHUP) with nothing dropped, for one worker and for two."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from serverkit import drawn_seven, png_bytes, write_models
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load_test import Service, process_tree  # noqa: E402
+
+from edge_rbmlp.server import loadgen  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not sys.platform.startswith("linux"),
+                                reason="worker processes share a port with SO_REUSEPORT: Linux only")
+
+SEVEN = png_bytes(drawn_seven())
+POLL_S = 60.0
+
+
+def one_shot(url: str, method: str, path: str, body: bytes = None, headers=None):
+    """One request on a fresh connection (SO_REUSEPORT spreads connections, not requests)."""
+    host, port = url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def probabilities(url: str):
+    status, body = one_shot(url, "POST", "/classify/mnist", SEVEN, {"Content-Type": "image/png"})
+    assert status == 200, body
+    return json.loads(body)["probabilities"]
+
+
+def workers_seen(url: str, tries: int = 200) -> dict:
+    seen = {}
+    for _ in range(tries):
+        status, body = one_shot(url, "GET", "/api/status")
+        assert status == 200
+        info = json.loads(body)
+        seen[info["worker"]] = info["pid"]
+        if len(seen) == 2:
+            break
+    return seen
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + POLL_S
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {POLL_S:.0f} s: {what}")
+
+
+@pytest.fixture()
+def model_paths(tmp_path):
+    return write_models(tmp_path / "models")
+
+
+def test_two_workers_answer_on_one_port(model_paths):
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
+        seen = workers_seen(svc.url)
+        assert set(seen) == {0, 1}, f"connections reached only worker(s) {sorted(seen)}"
+        tree = svc.pids()
+        assert svc.proc.pid in tree and set(seen.values()) <= set(tree)
+        result = loadgen.run(svc.url, "mnist", "image", requests=200, concurrency=8)
+        assert result["errors"] == 0 and result["ok"] == 200
+        assert len(result["labels"]) == 1  # one image, one answer, whichever worker computed it
+        assert svc.stop() == 0
+    for pid in tree:
+        assert not os.path.exists(f"/proc/{pid}") or _is_zombie_or_gone(pid), f"pid {pid} left running"
+
+
+def _is_zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_killed_worker_is_replaced_and_no_connection_is_refused(model_paths):
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
+        seen = workers_seen(svc.url)
+        victim = seen[0]
+        os.kill(victim, signal.SIGKILL)
+        # connections the kernel hashes to the dead worker's socket wait in its queue (the supervisor
+        # keeps the socket) until the replacement takes them: every one of these is answered
+        statuses = [one_shot(svc.url, "GET", "/healthz")[0] for _ in range(60)]
+        assert statuses == [200] * 60
+        wait_for(lambda: victim not in svc.pids() and len(workers_seen(svc.url)) == 2
+                 and workers_seen(svc.url).get(0) not in (None, victim), "a new worker 0")
+        assert svc.stop() == 0
+        assert "worker-0" in svc.stderr() and "died with exit code -9; restarting it" in svc.stderr()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_model_replaced_under_load_nothing_dropped_corrupt_refused(tmp_path, workers):
+    """Atomic rename + SIGHUP while requests run: no request fails, every worker serves the new
+    model; a corrupt replacement is refused and the last good model keeps serving."""
+    from edge_rbmlp.arch import parse
+    from edge_rbmlp.random_model import random_packed_model
+
+    paths = write_models(tmp_path / "models")
+    with Service(models=[str(p) for p in paths.values()], workers=workers, threads=2, backend="native") as svc:
+        before = probabilities(svc.url)
+        load = {}
+        runner = threading.Thread(target=lambda: load.update(
+            loadgen.run(svc.url, "mnist", "image", requests=3000, concurrency=8)))
+        runner.start()
+        try:
+            for seed in (101, 102, 103):
+                tmp = paths["mnist"].with_suffix(".new")
+                random_packed_model(parse("B-D128N,D88N,PN"), 784, 10, seed=seed, input_kind="image").save(tmp)
+                os.replace(tmp, paths["mnist"])
+                svc.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.3)
+        finally:
+            runner.join(timeout=600)
+        assert load["errors"] == 0 and load["ok"] == 3000, load["first_error"]
+
+        def all_new():
+            answers = [probabilities(svc.url) for _ in range(20)]  # fresh connections reach every worker
+            return all(a == answers[0] for a in answers) and answers[0] != before
+
+        wait_for(all_new, "every worker serves the last replacement")
+        good = probabilities(svc.url)
+        tmp = paths["mnist"].with_suffix(".new")
+        tmp.write_bytes(paths["mnist"].read_bytes()[:-100])  # truncated: refused
+        os.replace(tmp, paths["mnist"])
+        svc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: svc.stderr().count("reload refused") >= workers, "every worker refuses the corrupt file")
+        assert [probabilities(svc.url) for _ in range(20)] == [good] * 20
+        assert svc.stop() == 0
+    assert svc.stderr().count("SIGHUP: reloaded mnist") >= workers
+
+
+def test_workers_with_camera_or_a_bad_model_is_one_clear_error(model_paths, tmp_path):
+    from edge_rbmlp.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(model_paths["mnist"]), "--workers", "2", "--camera",
+                                       "--port", "0"])
+    assert result.exit_code == 1 and "use workers = 1 with the camera" in result.output
+    bad = tmp_path / "bad.rbm"
+    bad.write_bytes(b"not a model")
+    result = CliRunner().invoke(main, ["serve", str(bad), "--workers", "2", "--port", "0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "bad.rbm" in result.output, result.output
+
+
+def test_listen_sockets_share_a_free_port():
+    from edge_rbmlp.server.workers import listen_sockets
+
+    groups = listen_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {sock.getsockname()[1] for group in groups for sock in group}
+        assert len(groups) == 3 and len(ports) == 1 and ports != {0}
+    finally:
+        for group in groups:
+            for sock in group:
+                sock.close()
+
+
+def test_config_accepts_workers(tmp_path):
+    from edge_rbmlp.server.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nworkers = 4\n")
+    assert load_config(path, environ={}).workers == 4
+    path.write_text("[server]\nworkers = 0\n")
+    with pytest.raises(ConfigError, match="workers must be between 1 and 64"):
+        load_config(path, environ={})
