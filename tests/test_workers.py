@@ -186,3 +186,49 @@ def test_config_accepts_workers(tmp_path):
     path.write_text("[server]\nworkers = 0\n")
     with pytest.raises(ConfigError, match="workers must be between 1 and 64"):
         load_config(path, environ={})
+
+
+def test_a_wedged_worker_is_killed_and_replaced(model_paths):
+    """A worker that stops answering (SIGSTOP: alive, but deaf) fails its private health probes and
+    is replaced; the other worker answers meanwhile."""
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
+        victim = workers_seen(svc.url)[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            wait_for(lambda: victim not in svc.pids(), "the stopped worker is killed")
+            wait_for(lambda: workers_seen(svc.url).get(1) not in (None, victim), "a new worker 1 answers")
+        finally:
+            if victim in svc.pids():
+                os.kill(victim, signal.SIGKILL)
+        assert "did not answer 3 health probes in a row: killing it" in svc.stderr()
+        assert svc.stop() == 0
+
+
+def test_supervisor_speaks_the_notify_protocol(model_paths, tmp_path):
+    import socket
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="sd-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(os.path.join(d, "notify"))
+    sock.settimeout(60)
+    env = {"NOTIFY_SOCKET": os.path.join(d, "notify"), "WATCHDOG_USEC": "400000"}
+    try:
+        svc = Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native")
+        svc.env.update(env)
+        with svc:
+            messages = []
+            while not any("WATCHDOG=1" in m for m in messages):
+                messages.append(sock.recv(4096).decode())
+            ready = [m for m in messages if "READY=1" in m]
+            assert ready and "with 2 workers" in ready[0] and f"MAINPID={svc.proc.pid}" in ready[0]
+            assert svc.stop() == 0
+            while "STOPPING=1" not in messages[-1]:
+                messages.append(sock.recv(4096).decode())
+            # only the supervisor talks to systemd (NotifyAccess=main): one READY, from its pid
+            assert sum("READY=1" in m for m in messages) == 1
+    finally:
+        sock.close()
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)

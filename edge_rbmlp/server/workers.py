@@ -16,8 +16,11 @@ The supervisor:
 
 * sends ``READY=1`` once every worker listens, and ``WATCHDOG=1`` only while
   every worker is alive and ``/healthz`` answers;
-* restarts a worker that dies (too many deaths in a minute: it exits with an
-  error so systemd's ``Restart=`` takes over);
+* restarts a worker that dies, and one that stops answering: each worker also
+  listens on a private loopback port where the supervisor asks its ``/healthz``
+  every few seconds (SO_REUSEPORT hashes connections, so the public port cannot
+  reach a chosen worker); too many deaths in a minute and the supervisor exits
+  with an error so that systemd's ``Restart=`` takes over;
 * forwards ``SIGHUP`` (reload the model files; a corrupt file is refused by
   each worker, which keeps serving the old model) and ``SIGTERM``/``SIGINT``
   (graceful stop) to the workers.
@@ -45,6 +48,8 @@ log = logging.getLogger("edge_rbmlp.server")
 CRASH_WINDOW_S = 60.0
 MAX_CRASHES_IN_WINDOW = 5
 READY_TIMEOUT_S = 120.0
+PROBE_INTERVAL_S = 2.0  # how often each worker's own /healthz is asked
+PROBE_FAILURES = 3  # consecutive failed probes after which a worker counts as wedged and is replaced
 
 
 def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> List[List[socket.socket]]:
@@ -123,18 +128,23 @@ class Supervisor:
         self.ctx = multiprocessing.get_context("spawn")
         self.socket_groups = listen_sockets(config.host, config.port, config.workers)
         self.port = self.socket_groups[0][0].getsockname()[1]
+        self.probe_sockets = [listen_sockets("127.0.0.1", 0, 1)[0][0] for _ in range(config.workers)]
         self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
+        self.probe_failures = [0] * config.workers
+        self.next_probe = 0.0
         self.deaths: List[float] = []
         self.stopping = False
 
     def _spawn(self, index: int) -> multiprocessing.Process:
         parent_end, child_end = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_worker_main, name=f"edge-rbmlp-worker-{index}",
-                                args=(self.config, self.socket_groups[index], index, child_end), daemon=False)
+                                args=(self.config, self.socket_groups[index] + [self.probe_sockets[index]], index,
+                                      child_end), daemon=False)
         proc.start()
         child_end.close()
         proc.ready_pipe = parent_end
         self.processes[index] = proc
+        self.probe_failures[index] = 0
         return proc
 
     def _await_ready(self, procs: List[multiprocessing.Process]) -> None:
@@ -155,6 +165,25 @@ class Supervisor:
 
     def all_alive(self) -> bool:
         return all(p is not None and p.is_alive() for p in self.processes)
+
+    def probe(self, timeout: float = 2.0) -> None:
+        """Ask every worker's private port for /healthz; kill one that failed PROBE_FAILURES times
+        in a row (``watch`` then starts a new one)."""
+        from .notify import http_health_check
+
+        for index, sock in enumerate(self.probe_sockets):
+            proc = self.processes[index]
+            if proc is None or not proc.is_alive():
+                continue
+            if http_health_check("127.0.0.1", sock.getsockname()[1], timeout)():
+                self.probe_failures[index] = 0
+                continue
+            self.probe_failures[index] += 1
+            if self.probe_failures[index] >= PROBE_FAILURES:
+                log.error("%s (pid %s) did not answer %d health probes in a row: killing it", proc.name, proc.pid,
+                          self.probe_failures[index])
+                proc.kill()
+                self.probe_failures[index] = 0
 
     def signal_workers(self, signum: int) -> None:
         for proc in self.processes:
@@ -179,10 +208,14 @@ class Supervisor:
             done = wait_for_objects(list(sentinels), timeout=poll_s)
             if self.stopping:
                 break
+            if not done and time.monotonic() >= self.next_probe:
+                self.probe()
+                self.next_probe = time.monotonic() + PROBE_INTERVAL_S
+                continue
             for sentinel in done:
                 index = sentinels[sentinel]
                 proc = self.processes[index]
-                proc.join(0)
+                proc.join(5)  # its sentinel closes a moment before it can be reaped: wait for that
                 now = time.monotonic()
                 self.deaths = [t for t in self.deaths if now - t < CRASH_WINDOW_S] + [now]
                 log.error("%s (pid %s) died with exit code %s; restarting it", proc.name, proc.pid, proc.exitcode)
@@ -207,7 +240,7 @@ class Supervisor:
                     log.error("%s did not stop in %.0f s: killing it", proc.name, timeout)
                     proc.kill()
                     proc.join(5)
-        for group in self.socket_groups:
+        for group in self.socket_groups + [self.probe_sockets]:
             for sock in group:
                 sock.close()
 
