@@ -371,12 +371,19 @@ def _parse(data: bytes, source: Optional[str]) -> PackedModel:
     return model
 
 
-def load_packed_model(path, max_bytes: int = MAX_FILE_BYTES) -> PackedModel:
-    """Read and fully validate a ``.rbm`` file; raises :class:`ModelFormatError` or ``OSError``."""
+def read_model_bytes(path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a model file, refusing one larger than ``max_bytes`` before reading it all."""
     path = Path(path)
     size = path.stat().st_size
     if size > max_bytes:
         raise ModelFormatError("file", f"{size} bytes is larger than the {max_bytes} byte limit", str(path))
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
-    return _parse(data, str(path))
+    if len(data) > max_bytes:  # grew between stat and read
+        raise ModelFormatError("file", f"more than the {max_bytes} byte limit", str(path))
+    return data
+
+
+def load_packed_model(path, max_bytes: int = MAX_FILE_BYTES) -> PackedModel:
+    """Read and fully validate a ``.rbm`` file; raises :class:`ModelFormatError` or ``OSError``."""
+    return _parse(read_model_bytes(path, max_bytes), str(path))

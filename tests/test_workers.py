@@ -232,3 +232,27 @@ def test_supervisor_speaks_the_notify_protocol(model_paths, tmp_path):
         import shutil
 
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_reload_models_reloads_exactly_the_files_whose_bytes_changed(tmp_path):
+    from edge_rbmlp.arch import parse
+    from edge_rbmlp.model_file import ModelFormatError
+    from edge_rbmlp.random_model import random_packed_model
+    from edge_rbmlp.server import ServerConfig, create_app
+    from edge_rbmlp.server.state import app_state, reload_models
+
+    paths = write_models(tmp_path / "models")
+    app = create_app(ServerConfig(models=[str(p) for p in paths.values()], backend="reference"))
+    state = app_state(app)
+    assert reload_models(state) == []
+    os.utime(paths["mnist"], (1, 1))  # touched, same bytes: nothing to do
+    assert reload_models(state) == []
+    old_engine = state.models["mnist"].engine
+    random_packed_model(parse("B-D128N,D88N,PN"), 784, 10, seed=5, input_kind="image").save(paths["mnist"])
+    assert reload_models(state) == ["mnist"] and state.models["mnist"].engine is not old_engine
+    assert reload_models(state) == []
+    kept = dict(state.models)
+    paths["imdb"].write_bytes(paths["imdb"].read_bytes()[:50])
+    with pytest.raises(ModelFormatError):
+        reload_models(state)
+    assert state.models == kept  # all or nothing

@@ -25,6 +25,7 @@ class ServedModel:
     model: object  # PackedModel
     engine: object  # Engine
     summary: dict
+    file_sha256: str = ""  # of the bytes it was loaded from: SIGHUP reloads a file whose bytes changed
     recent_us: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=240))
 
     @property
@@ -75,12 +76,21 @@ def app_state(app: Optional[Flask] = None) -> AppState:
     return (app or current_app).extensions[EXTENSION]
 
 
+def _read_model(path: Path):
+    """(model, sha256 of the file's bytes), from one read of the file."""
+    import hashlib
+
+    from ..model_file import PackedModel, read_model_bytes
+
+    data = read_model_bytes(path)
+    return PackedModel.from_bytes(data, str(path)), hashlib.sha256(data).hexdigest()
+
+
 def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> Dict[str, ServedModel]:
     """Load every model of the config (all bundled ones when none is named)."""
     from ..backends import create
     from ..cli import model_summary
     from ..models import bundled_models, resolve_model_path
-    from ..model_file import load_packed_model
 
     names = list(config.models) or list(bundled_models())
     if not names:
@@ -88,7 +98,7 @@ def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> 
     served: Dict[str, ServedModel] = {}
     for arg in names:
         path = resolve_model_path(arg)
-        model = load_packed_model(path)
+        model, digest = _read_model(path)
         bundled = bundled_models()
         name = arg if arg in bundled else (model.name or path.stem)
         name = "".join(c if (c.isalnum() or c in "-_.") else "-" for c in name) or path.stem
@@ -96,7 +106,7 @@ def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> 
             raise ValueError(f"two models are both named {name!r}; rename one of the files")
         engine = (engines or {}).get(name) or create(model, config.backend)
         served[name] = ServedModel(name=name, path=path, model=model, engine=engine,
-                                   summary=model_summary(model, path))
+                                   summary=model_summary(model, path), file_sha256=digest)
     return served
 
 
@@ -105,17 +115,16 @@ def reload_models(state: AppState) -> List[str]:
     corrupt, nothing is swapped and the old models keep serving (the error is raised)."""
     from ..backends import create
     from ..cli import model_summary
-    from ..model_file import load_packed_model
 
     fresh = dict(state.models)
     changed = []
     for name, served in state.models.items():
-        model = load_packed_model(served.path)
-        if model.to_bytes() == served.model.to_bytes():
+        model, digest = _read_model(served.path)
+        if digest == served.file_sha256:
             continue
         engine = create(model, state.config.backend)
         fresh[name] = ServedModel(name=name, path=served.path, model=model, engine=engine,
-                                  summary=model_summary(model, served.path))
+                                  summary=model_summary(model, served.path), file_sha256=digest)
         changed.append(name)
     state.models = fresh  # one reference swap: in-flight requests keep the engine they started with
     return changed
