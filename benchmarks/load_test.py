@@ -243,10 +243,21 @@ def _measure(service: Service, model: str, kind: str, body: Path, ctype: str, co
     return r
 
 
-def run_scaling(kinds: Dict[str, str], worker_counts, threads: int, connections: int, seconds: float,
-                requests: int, repeats: int = 3, progress=print) -> dict:
-    """Requests/s of the same model behind 1 and 2 (...) workers, side by side: every service runs
-    at once (an idle one costs nothing), measured in turn ``repeats`` times; the median counts."""
+def parse_configs(text: str) -> List[tuple]:
+    """``"1x1,1x2,2x2"`` -> [(workers, threads), ...]."""
+    out = []
+    for item in text.split(","):
+        if item.strip():
+            w, _, t = item.strip().partition("x")
+            out.append((int(w), int(t or 1)))
+    return out
+
+
+def run_scaling(kinds: Dict[str, str], configs, connections: int, seconds: float, requests: int,
+                repeats: int = 3, progress=print) -> dict:
+    """Requests/s of the same model served as ``configs`` (workers, threads per worker), side by
+    side: every service runs at once (an idle one costs nothing), each measured in turn
+    ``repeats`` times; the median counts. Speed-ups are against the first config."""
     from contextlib import ExitStack
 
     from edge_rbmlp.samples import SAMPLES_DIR
@@ -257,32 +268,32 @@ def run_scaling(kinds: Dict[str, str], worker_counts, threads: int, connections:
     for model, kind in kinds.items():
         body = sorted(SAMPLES_DIR.glob("*.png" if kind == "image" else "*.txt"))[0]
         ctype = "image/png" if kind == "image" else "text/plain; charset=utf-8"
-        runs: Dict[int, List[dict]] = {w: [] for w in worker_counts}
+        runs: Dict[tuple, List[dict]] = {c: [] for c in configs}
         with ExitStack() as stack:
-            services = {w: stack.enter_context(Service(models=(model,), workers=w, threads=threads))
-                        for w in worker_counts}
+            services = {c: stack.enter_context(Service(models=(model,), workers=c[0], threads=c[1])) for c in configs}
             for service in services.values():
                 loadgen.run(service.url, model, kind, requests=200, concurrency=4)  # warm every worker
             for _ in range(repeats):
-                for w, service in services.items():
-                    runs[w].append(_measure(service, model, kind, body, ctype, connections, seconds, requests,
+                for c, service in services.items():
+                    runs[c].append(_measure(service, model, kind, body, ctype, connections, seconds, requests,
                                             use_wrk))
-            rss = {w: service.rss_bytes() for w, service in services.items()}
-        by_workers = {}
-        for w, rs in runs.items():
-            rs = sorted(rs, key=lambda r: r["requests_per_s"])
-            median = dict(rs[len(rs) // 2])
-            median.update(all_requests_per_s=[r["requests_per_s"] for r in runs[w]], rss_bytes=rss[w],
-                          non_2xx=sum(r["non_2xx"] for r in rs), socket_errors=sum(r["socket_errors"] for r in rs))
-            by_workers[w] = median
-            progress(f"  {model:6s} workers={w} {median['requests_per_s']:>8.0f} req/s (median of "
-                     f"{median['all_requests_per_s']})  service busy on {median['service_cores_busy']:.2f} cores  "
-                     f"({median['non_2xx'] + median['socket_errors']} errors)")
-        base = by_workers[worker_counts[0]]["requests_per_s"]
-        rows.append({"model": model, "by_workers": by_workers,
-                     "speedup": {w: round(v["requests_per_s"] / base, 2) for w, v in by_workers.items()}})
-    return {"client": client, "threads_per_worker": threads, "connections": connections, "repeats": repeats,
-            "seconds_per_run": seconds, "rows": rows}
+            rss = {c: service.rss_bytes() for c, service in services.items()}
+        by_config = {}
+        for c, rs in runs.items():
+            ordered = sorted(rs, key=lambda r: r["requests_per_s"])
+            median = dict(ordered[len(ordered) // 2])
+            median.update(workers=c[0], threads=c[1], all_requests_per_s=[r["requests_per_s"] for r in rs],
+                          rss_bytes=rss[c], non_2xx=sum(r["non_2xx"] for r in rs),
+                          socket_errors=sum(r["socket_errors"] for r in rs))
+            by_config[f"{c[0]}x{c[1]}"] = median
+            progress(f"  {model:6s} {c[0]} worker(s) x {c[1]} thread(s) {median['requests_per_s']:>7.0f} req/s "
+                     f"(median of {median['all_requests_per_s']})  service busy on "
+                     f"{median['service_cores_busy']:.2f} cores  ({median['non_2xx'] + median['socket_errors']} errors)")
+        base = next(iter(by_config.values()))["requests_per_s"]
+        rows.append({"model": model, "by_config": by_config,
+                     "speedup": {k: round(v["requests_per_s"] / base, 2) for k, v in by_config.items()}})
+    return {"client": client, "connections": connections, "repeats": repeats, "seconds_per_run": seconds,
+            "baseline": "{}x{}".format(*configs[0]), "rows": rows}
 
 
 def main(argv=None) -> int:
@@ -296,9 +307,9 @@ def main(argv=None) -> int:
     ap.add_argument("--soak-chunk", type=int, default=5000)
     ap.add_argument("--soak-concurrency", type=int, default=8)
     ap.add_argument("--max-growth-mib", type=float, default=8.0)
-    ap.add_argument("--scaling", default="1,2", help="worker counts to compare ('' to skip)")
+    ap.add_argument("--scaling", default="1x1,1x2,2x1,2x2",
+                    help="WORKERSxTHREADS configurations to compare, the first is the baseline ('' to skip)")
     ap.add_argument("--scaling-seconds", type=float, default=6.0)
-    ap.add_argument("--scaling-threads", type=int, default=2, help="waitress threads per worker when scaling")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -324,15 +335,15 @@ def main(argv=None) -> int:
         code = service.stop()
         if code != 0:
             problems.append(f"the service exited with {code} on SIGTERM:\n{service.stderr()[-2000:]}")
-    counts = [int(x) for x in args.scaling.split(",") if x]
-    if len(counts) >= 2:
-        print(f"scaling: workers {counts}")
-        report["scaling"] = run_scaling(kinds, counts, threads=args.scaling_threads, connections=8, seconds=args.scaling_seconds,
+    configs = parse_configs(args.scaling)
+    if len(configs) >= 2:
+        print(f"scaling: (workers x threads) {args.scaling}")
+        report["scaling"] = run_scaling(kinds, configs, connections=8, seconds=args.scaling_seconds,
                                         requests=args.requests)
         for row in report["scaling"]["rows"]:
-            for w, r in row["by_workers"].items():
+            for name, r in row["by_config"].items():
                 if r["non_2xx"] or r["socket_errors"]:
-                    problems.append(f"scaling {row['model']} workers={w}: {r['non_2xx']} non-2xx, "
+                    problems.append(f"scaling {row['model']} {name}: {r['non_2xx']} non-2xx, "
                                     f"{r['socket_errors']} socket errors")
     report["problems"] = problems
     summary = {"requests_tried": sum(r["requests"] for r in report["levels"]),
@@ -344,7 +355,8 @@ def main(argv=None) -> int:
                        rss_after_warmup_mib=round(s["rss_after_warmup"] / 2**20, 1),
                        rss_end_mib=round(s["rss_end"] / 2**20, 1), rss_flat=s["flat"])
     if "scaling" in report:
-        summary["speedup_1_to_2_workers"] = {row["model"]: row["speedup"].get(counts[1]) for row in report["scaling"]["rows"]}
+        summary["speedup_vs_" + report["scaling"]["baseline"]] = {row["model"]: row["speedup"]
+                                                                  for row in report["scaling"]["rows"]}
         summary["scaling_client"] = report["scaling"]["client"]
     report["summary"] = summary
     print(json.dumps(summary, indent=2))

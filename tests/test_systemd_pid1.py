@@ -162,9 +162,10 @@ def _under(path: str, tops) -> bool:
 class Pid1:
     """systemd as PID 1 of new namespaces; `systemctl` into it via nsenter; HTTP on the shared network."""
 
-    def __init__(self, workdir: Path, allow_mbind: bool):
+    def __init__(self, workdir: Path, allow_mbind: bool, workers: int = 1):
         self.workdir = workdir
         self.allow_mbind = allow_mbind
+        self.workers = workers
         self.port = _free_port()
         self.log_path = workdir / "systemd.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -212,6 +213,8 @@ class Pid1:
         config = SHIPPED_CONFIG.read_text()
         config, n = re.subn(r"(?m)^port = \d+", f"port = {self.port}", config)
         assert n == 1, "device/config.toml has no `port = N` line to point at a free port"
+        config, n = re.subn(r"(?m)^workers = \d+", f"workers = {self.workers}", config)
+        assert n == 1, "device/config.toml has no `workers = N` line"
         put("/etc/edge-rbmlp/config.toml", config)
         (files / "etc/edge-rbmlp").chmod(0o755)
         put("/etc/systemd/system/edge-rbmlp.service", UNIT.read_text())
@@ -409,13 +412,13 @@ MBIND_WHY = ("numpy's bundled OpenBLAS calls mbind(2) (alloc_mmap, from its BLAS
 
 
 @contextmanager
-def booted(allow_mbind: bool):
+def booted(allow_mbind: bool, workers: int = 1):
     """systemd as PID 1 of new namespaces with the unit installed (not started); skips where impossible."""
     reason = _cannot_boot_reason()
     if reason:
         pytest.skip(reason)
     workdir = Path(tempfile.mkdtemp(prefix="edge-pid1-"))
-    ns = Pid1(workdir, allow_mbind)
+    ns = Pid1(workdir, allow_mbind, workers)
     try:
         try:
             ns.boot()
@@ -566,3 +569,40 @@ def test_the_shipped_unit_starts_as_it_is():
         assert r.returncode == 0, f"{r.stdout}{r.stderr}\nsystemd log: {log[-3000:]}\nservice log: {ns.service_log()[-2000:]}"
         _running(ns)
         _serves(ns)
+
+
+def _children(ns: Pid1, ns_pid: str) -> List[str]:
+    out = ns.run("sh", "-c", f"cat /proc/{ns_pid}/task/*/children").stdout.split()
+    return sorted(out)
+
+
+def test_worker_processes_under_systemd():
+    """`workers = 2`: the supervisor is the unit's main process (READY=1 from it, NotifyAccess=main);
+    a killed worker is replaced by the supervisor (systemd sees no restart); a killed supervisor is
+    restarted by systemd with all its workers (the old ones die with the cgroup)."""
+    with booted(allow_mbind=not _shipped_filter_allows_mbind(), workers=2) as ns:
+        ns.systemctl("start", SERVICE, timeout=POLL_LIMIT_S)
+        before = _running(ns)
+        _serves(ns)
+        _sandboxed(ns, before["MainPID"])
+        workers = [p for p in _children(ns, before["MainPID"])
+                   if "spawn_main" in ns.run("cat", f"/proc/{p}/cmdline").stdout]
+        assert len(workers) == 2, workers
+        ns.kill("KILL", int(workers[0]))
+        ns.wait_for("the supervisor replaces the worker", lambda: workers[0] not in _children(ns, before["MainPID"])
+                    and sum("spawn_main" in ns.run("cat", f"/proc/{p}/cmdline", check=False).stdout
+                            for p in _children(ns, before["MainPID"])) == 2)
+        same = ns.show("MainPID", "NRestarts")
+        assert (same["MainPID"], same["NRestarts"]) == (before["MainPID"], before["NRestarts"]), same
+        _serves(ns)
+        ns.kill("KILL", int(before["MainPID"]))
+        after = _restarted_after(ns, before)
+        ns.wait_for("answers /healthz again", ns.healthy)
+        _serves(ns)
+        for pid in workers[1:]:
+            assert ns.run("test", "-e", f"/proc/{pid}", check=False).returncode != 0 or \
+                pid in _children(ns, after["MainPID"]), f"old worker {pid} survived its supervisor"
+        assert "died with exit code -9; restarting it" in ns.service_log()
+        print(f"\nworkers=2 under systemd: worker {workers[0]} replaced by the supervisor (NRestarts "
+              f"{same['NRestarts']}); supervisor {before['MainPID']} killed -> {after['MainPID']}, "
+              f"NRestarts {after['NRestarts']}")
