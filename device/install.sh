@@ -80,7 +80,8 @@ run install -d -m 0755 "$CONF_DIR"
 if [ ! -f "$CONF_DIR/config.toml" ]; then
   run install -m 0644 "$HERE/config.toml" "$CONF_DIR/config.toml"
   if [ "$CAMERA" = 1 ]; then
-    run sed -i 's/^enabled = false/enabled = true/' "$CONF_DIR/config.toml"
+    # the camera loop lives in one process: one worker
+    run sed -i -e 's/^enabled = false/enabled = true/' -e 's/^workers = [0-9]*/workers = 1/' "$CONF_DIR/config.toml"
   fi
 else
   say "    $CONF_DIR/config.toml exists: kept as it is"

@@ -294,6 +294,33 @@ def test_install_is_idempotent(tmp_path):
     assert not (tmp_path / "units" / "edge-rbmlp.service.d" / "camera.conf").exists()
 
 
+def test_install_with_camera_enables_it_with_one_worker(tmp_path):
+    """--camera turns the camera on and sets one worker (the camera loop lives in one process); the
+    resulting config loads."""
+    from edge_rbmlp.server.config import load_config
+
+    if os.geteuid() != 0:
+        pytest.skip("install.sh refuses to run for real without root")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = {"apt-get": "exit 0", "dpkg-query": 'echo "install ok installed"', "systemctl": "exit 0",
+             "python3": 'mkdir -p "$4/bin"; printf "#!/bin/sh\n" > "$4/bin/pip"; chmod +x "$4/bin/pip"'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "units").mkdir()
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", str(INSTALL), "--camera", "--prefix", str(tmp_path / "opt"), "--config-dir",
+                          str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    shipped = load_config(ROOT / "device" / "config.toml", environ={})
+    config = load_config(tmp_path / "etc" / "config.toml", environ={})
+    assert shipped.workers > 1 and not shipped.camera.enabled
+    assert config.camera.enabled and config.workers == 1
+    assert (tmp_path / "units" / "edge-rbmlp.service.d" / "camera.conf").exists()
+
+
 def test_unit_exposure_score(tmp_path):
     """systemd's own sandboxing score of the unit (0 = locked down, 10 = fully exposed)."""
     analyze = shutil.which("systemd-analyze")
