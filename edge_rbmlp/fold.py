@@ -117,3 +117,43 @@ def fold_input_quantization_into_dense(
     new_weight = weight * input_scale
     new_bias = bias - input_scale * zero_point * weight.sum(axis=1)
     return new_weight.astype(np.float32), new_bias.astype(np.float32)
+
+
+def fold_input_quantization_into_binary_layer(
+    weight_pm1: np.ndarray, bias: np.ndarray, input_scale: float, zero_point: int
+) -> Tuple[float, np.ndarray]:
+    """The first binary layer in ``int8`` input mode, on the uint8 ``q`` instead of ``x``.
+
+    With ``x = input_scale * (q - zero_point)`` and ±1 weights ``w [out, in]``::
+
+        w . x + b = input_scale * (w . q) + (b - input_scale * zero_point * sum_j w_j)
+
+    so the engine accumulates ``acc = w . q`` (integers) and the layer's pre-activation is
+    ``acc_scale * acc + offset``; returns ``(acc_scale, offset [out] float64)``.
+    """
+    w = np.asarray(weight_pm1, np.int64)
+    bias = np.asarray(bias, np.float64)
+    offset = bias - float(input_scale) * int(zero_point) * w.sum(axis=1)
+    return float(input_scale), offset
+
+
+def fold_quantized_shortcut(
+    weight_q: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, batchnorm: Optional[BatchNorm],
+    input_scale: float, zero_point: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The Q shortcut ``BN(diag(weight_scale) Wq x + b)`` with integer ``Wq [out, in]``, on the uint8 ``q``.
+
+    With ``x = input_scale * (q - zero_point)`` and ``BN(y) = s * y + t``::
+
+        BN(...) = (s * weight_scale * input_scale) * (Wq . q)
+                  + s * (b - weight_scale * input_scale * zero_point * sum_j Wq_j) + t
+
+    so the engine accumulates ``Wq . q`` in integers and applies ``scale * acc + bias``;
+    returns ``(scale [out] float32, bias [out] float32)``.
+    """
+    wq = np.asarray(weight_q, np.int64)
+    units = wq.shape[0]
+    w_scale = np.broadcast_to(np.asarray(weight_scale, np.float64), (units,))
+    b = np.asarray(bias, np.float64) - w_scale * float(input_scale) * int(zero_point) * wq.sum(axis=1)
+    s, t = batchnorm.scale_shift() if batchnorm is not None else (np.ones(units), np.zeros(units))
+    return (s * w_scale * float(input_scale)).astype(np.float32), (s * b + t).astype(np.float32)

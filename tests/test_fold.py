@@ -78,3 +78,40 @@ def test_dense_folds(rng):
     w2, b2 = fold_batchnorm_into_dense(w1, b1, bn)
     s, t = bn.scale_shift()
     np.testing.assert_allclose(q @ w2.T + b2, s * (x @ w.T + b) + t, rtol=1e-4, atol=1e-3)
+
+
+def test_input_quantization_into_binary_layer(rng):
+    """The int8-mode first binary layer on q equals the float layer on x = scale * (q - zp)."""
+    from edge_rbmlp.fold import fold_input_quantization_into_binary_layer
+
+    for n_in, n_out in [(1, 1), (784, 128), (65, 3)]:
+        w = rng.choice([-1, 1], size=(n_out, n_in)).astype(np.int8)
+        b = rng.normal(size=n_out)
+        scale, zp = 1 / 255, int(rng.integers(0, 256))
+        q = rng.integers(0, 256, size=(5, n_in)).astype(np.uint8)
+        x = scale * (q.astype(np.float64) - zp)
+        acc_scale, offset = fold_input_quantization_into_binary_layer(w, b, scale, zp)
+        acc = q.astype(np.int64) @ w.T.astype(np.int64)
+        np.testing.assert_allclose(acc_scale * acc + offset, x @ w.T.astype(np.float64) + b, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+def test_quantized_shortcut_fold(rng, with_bn):
+    from edge_rbmlp.fold import fold_quantized_shortcut
+
+    n_in, n_out = 100, 7
+    wq = rng.integers(-127, 128, size=(n_out, n_in))
+    w_scale = rng.uniform(0.001, 0.01, size=n_out)
+    b = rng.normal(size=n_out)
+    bn = BatchNorm(gamma=rng.normal(size=n_out), beta=rng.normal(size=n_out), mean=rng.normal(size=n_out),
+                   variance=rng.uniform(0.1, 2, size=n_out)) if with_bn else None
+    scale, zp = 0.02, 3
+    q = rng.integers(0, 256, size=(4, n_in))
+    x = scale * (q - zp)
+    y = x @ (wq * w_scale[:, None]).T + b
+    if bn is not None:
+        s, t = bn.scale_shift()
+        y = s * y + t
+    fs, fb = fold_quantized_shortcut(wq, w_scale, b, bn, scale, zp)
+    assert fs.dtype == np.float32 and fb.dtype == np.float32
+    np.testing.assert_allclose(fs * (q @ wq.T) + fb, y, rtol=1e-4, atol=1e-3)

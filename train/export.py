@@ -19,7 +19,8 @@ import numpy as np
 from edge_rbmlp.arch import Architecture
 from edge_rbmlp.bits import pack_signs
 from edge_rbmlp.fold import (BatchNorm, fold_batchnorm_into_dense, fold_batchnorm_to_affine,
-                             fold_batchnorm_to_thresholds, fold_input_quantization_into_dense)
+                             fold_batchnorm_to_thresholds, fold_input_quantization_into_binary_layer,
+                             fold_input_quantization_into_dense, fold_quantized_shortcut)
 from edge_rbmlp.inputs import InputSpec
 from edge_rbmlp.model_file import PackedModel
 
@@ -55,8 +56,7 @@ def binary_layer_affine(model, arch: Architecture, spec: InputSpec, i: int):
     bias = _bias(layer, width)
     bn = _batchnorm(model, f"bn_{i}")
     if i == 0 and arch.input_mode == "int8":
-        acc_scale = spec.scale
-        offset = bias - spec.scale * spec.zero_point * w_pm1.sum(axis=1, dtype=np.int64)
+        acc_scale, offset = fold_input_quantization_into_binary_layer(w_pm1, bias, spec.scale, spec.zero_point)
     else:
         acc_scale = 1.0
         offset = bias
@@ -93,13 +93,10 @@ def export_packed(model, arch: Architecture, spec: InputSpec, labels: List[str],
         if arch.shortcut.kind == "Q":
             q, w_scale = symmetric_quantize_int(tf.constant(kernel), arch.quant_bits)
             q = q.numpy().T.astype(np.int64)            # [out, in]
-            w_scale = w_scale.numpy().astype(np.float64)
-            s_bn, t_bn = bn.scale_shift() if bn is not None else (np.ones(width), np.zeros(width))
-            scale = s_bn * w_scale * spec.scale
-            b = bias - w_scale * spec.scale * spec.zero_point * q.sum(axis=1)
+            scale, b = fold_quantized_shortcut(q, w_scale.numpy(), bias, bn, spec.scale, spec.zero_point)
             tensors["shortcut.weight"] = q.astype(np.int8)
-            tensors["shortcut.scale"] = scale.astype(np.float32)
-            tensors["shortcut.bias"] = (s_bn * b + t_bn).astype(np.float32)
+            tensors["shortcut.scale"] = scale
+            tensors["shortcut.bias"] = b
         else:
             # F on q, P on max-pooled q (max-pool commutes with x = scale*(q-zp), scale > 0)
             w, b = fold_input_quantization_into_dense(kernel.T, bias, spec.scale, spec.zero_point)
