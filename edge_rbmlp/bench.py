@@ -88,6 +88,8 @@ def bench_inputs(model, n: int, seed: int = 0):
 
 
 def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Optional[str] = None):
+    from .models import sibling_path
+
     if backend == "native":
         from .native_engine import NativeEngine
 
@@ -100,7 +102,7 @@ def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Op
         from .tflite_engine import TFLiteEngine
 
         if variant == "F-float":
-            return TFLiteEngine(model, "float", path=model_path.with_name(model_path.stem + "_F.tflite"))
+            return TFLiteEngine(model, "float", path=sibling_path(model_path, "F-float"))
         return TFLiteEngine(model, variant, model_path=model_path)
     if backend == "lce":
         from .tflite_engine import LCEEngine
@@ -139,10 +141,12 @@ def _runners(backend: str, model, model_path: Path, q1: np.ndarray, qb: np.ndarr
                               lambda i: eng.logits_uint8(rows[i]), lambda: eng.logits_uint8(qb),
                               ["reference", "binary"]))
         return runners
+    from .models import sibling_path
+
     variants = {"tflite": ["float", "int8", "F-float"], "lce": ["lce"]}[backend]
     errors = []
     for variant in variants:
-        if variant == "F-float" and not model_path.with_name(model_path.stem + "_F.tflite").is_file():
+        if variant == "F-float" and sibling_path(model_path, "F-float") is None:
             continue
         try:
             e1 = _make_engine(backend, variant, model, model_path)

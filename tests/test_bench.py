@@ -51,3 +51,15 @@ def test_cli_json(model_path):
     assert FIELDS <= set(rows[0])
     res = CliRunner().invoke(main, ["bench", str(model_path), "--backends", "native,gpu"])
     assert res.exit_code != 0 and "unknown backend" in res.output
+
+
+def test_sibling_paths_name_every_comparison_file(tmp_path):
+    from edge_rbmlp.models import sibling_path
+
+    model = tmp_path / "m.rbm"
+    model.write_bytes(b"")
+    assert all(sibling_path(model, v) is None for v in ("float", "int8", "lce", "F-float"))
+    for name in ("m.tflite", "m_int8.tflite", "m_lce.tflite", "m_F.tflite"):
+        (tmp_path / name).write_bytes(b"")
+    assert [sibling_path(model, v).name for v in ("float", "int8", "lce", "F-float")] == [
+        "m.tflite", "m_int8.tflite", "m_lce.tflite", "m_F.tflite"]

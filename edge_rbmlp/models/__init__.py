@@ -34,8 +34,9 @@ def resolve_model_path(name_or_path: str) -> Path:
 
 
 def sibling_path(model_path: Path, variant: str) -> Optional[Path]:
-    """The TFLite sibling of a model file: variant ``float``, ``int8`` or ``lce``."""
-    suffix = {"float": "", "int8": "_int8", "lce": "_lce"}[variant]
+    """The TFLite sibling of a model file: variant ``float``, ``int8``, ``lce`` or ``F-float`` (the
+    float network of the same topology that benchmarks/build_comparison_models.py writes)."""
+    suffix = {"float": "", "int8": "_int8", "lce": "_lce", "F-float": "_F"}[variant]
     path = model_path.with_name(f"{model_path.stem}{suffix}.tflite")
     return path if path.is_file() else None
 
