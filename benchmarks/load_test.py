@@ -243,6 +243,53 @@ def _measure(service: Service, model: str, kind: str, body: Path, ctype: str, co
     return r
 
 
+def run_engine_threads(kinds: Dict[str, str], batch: int = 64, seconds: float = 2.0, repeats: int = 3,
+                       progress=print) -> List[dict]:
+    """Inferences/s of one native engine called from 1 and from 2 Python threads at once (the
+    engine releases the GIL inside every call), in turn ``repeats`` times; the median counts."""
+    import threading
+
+    import numpy as np
+
+    from edge_rbmlp.backends import create
+    from edge_rbmlp.models import load_model
+
+    rows = []
+    for model_name in kinds:
+        engine = create(load_model(model_name), "native")
+        q = np.random.default_rng(0).integers(0, 2, size=(batch, engine.model.n_inputs)).astype(np.uint8)
+        engine.logits_uint8(q)
+
+        def throughput(n_threads: int) -> float:
+            counts = [0] * n_threads
+            stop = time.perf_counter() + seconds
+
+            def work(k):
+                while time.perf_counter() < stop:
+                    engine.logits_uint8(q)
+                    counts[k] += batch
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return sum(counts) / (time.perf_counter() - t0)
+
+        runs = {1: [], 2: []}
+        for _ in range(repeats):
+            for n in (1, 2):
+                runs[n].append(throughput(n))
+        med = {n: sorted(v)[len(v) // 2] for n, v in runs.items()}
+        row = {"model": model_name, "kernel": engine.kernel, "batch": batch,
+               "inferences_per_s": {str(n): round(v) for n, v in med.items()}, "speedup": round(med[2] / med[1], 2)}
+        rows.append(row)
+        progress(f"  {model_name:6s} native ({engine.kernel}) batch {batch}: 1 thread {med[1]:,.0f}/s, 2 threads "
+                 f"{med[2]:,.0f}/s: {row['speedup']}x")
+    return rows
+
+
 def parse_configs(text: str) -> List[tuple]:
     """``"1x1,1x2,2x2"`` -> [(workers, threads), ...]."""
     out = []
@@ -310,6 +357,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scaling", default="1x1,1x2,2x1,2x2",
                     help="WORKERSxTHREADS configurations to compare, the first is the baseline ('' to skip)")
     ap.add_argument("--scaling-seconds", type=float, default=6.0)
+    ap.add_argument("--engine-threads", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the native engine from 1 and 2 threads (GIL released)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -345,6 +394,9 @@ def main(argv=None) -> int:
                 if r["non_2xx"] or r["socket_errors"]:
                     problems.append(f"scaling {row['model']} {name}: {r['non_2xx']} non-2xx, "
                                     f"{r['socket_errors']} socket errors")
+    if args.engine_threads:
+        print("engine: one native engine called from 1 and from 2 threads")
+        report["engine_threads"] = run_engine_threads(kinds)
     report["problems"] = problems
     summary = {"requests_tried": sum(r["requests"] for r in report["levels"]),
                "errors": sum(r["errors"] for r in report["levels"])}
@@ -358,6 +410,8 @@ def main(argv=None) -> int:
         summary["speedup_vs_" + report["scaling"]["baseline"]] = {row["model"]: row["speedup"]
                                                                   for row in report["scaling"]["rows"]}
         summary["scaling_client"] = report["scaling"]["client"]
+    if "engine_threads" in report:
+        summary["engine_speedup_1_to_2_threads"] = {r["model"]: r["speedup"] for r in report["engine_threads"]}
     report["summary"] = summary
     print(json.dumps(summary, indent=2))
     if args.out:

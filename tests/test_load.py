@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def test_bounded_load_levels_and_short_soak(tmp_path, capsys):
     out = tmp_path / "load.json"
     code = load_test.main(["--requests", "400", "--levels", "1,8,64", "--workers", "2", "--soak", "8000",
-                           "--soak-chunk", "1000", "--max-growth-mib", "16", "--scaling", "", "--out", str(out)])
+                           "--soak-chunk", "1000", "--max-growth-mib", "16", "--scaling", "", "--no-engine-threads", "--out", str(out)])
     printed = capsys.readouterr()
     report = json.loads(out.read_text())
     assert code == 0, printed.err

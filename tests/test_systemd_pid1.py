@@ -49,6 +49,7 @@ WATCHDOG_SEC = 3
 RESTART_SEC = 0.5
 POLL_LIMIT_S = 60.0  # every wait below is bounded by this; none is a performance limit
 SERVICE_LOG = "/run/edge-rbmlp-test/service.log"
+SRC_IN_NS = "/opt/edge-rbmlp/src"  # the repository inside the namespace (see Pid1._files)
 PROTECTED_HOME = ("/root", "/home", "/run/user")  # hidden by ProtectHome=yes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd is Linux only")
@@ -184,6 +185,9 @@ class Pid1:
         binds = [(str(venv / "lib"), "/opt/edge-rbmlp/venv/lib")]
         if not _under(str(ROOT), ("/usr",)):
             binds.append((str(ROOT), str(ROOT)))  # the editable install's finder maps edge_rbmlp here
+        # ... but a checkout under /tmp (PrivateTmp=yes) or a home (ProtectHome=yes) is hidden from the
+        # service: the sources are also bound at /opt/edge-rbmlp/src, first on the service's PYTHONPATH
+        binds.append((str(ROOT), SRC_IN_NS))
         ldconf = ""
         if _under(str(base), ("/usr",)):
             home = str(base / "bin")
@@ -220,7 +224,8 @@ class Pid1:
         put("/etc/systemd/system/edge-rbmlp.service", UNIT.read_text())
         # the test's runtime drop-in: shorter timers, output to a file; no hardening setting touched
         dropin = (f"[Service]\nWatchdogSec={WATCHDOG_SEC}\nRestartSec={RESTART_SEC}\n"
-                  f"StandardOutput=append:{SERVICE_LOG}\nStandardError=inherit\n")
+                  f"StandardOutput=append:{SERVICE_LOG}\nStandardError=inherit\n"
+                  f"Environment=PYTHONPATH={SRC_IN_NS}\n")
         if self.allow_mbind:
             dropin += "SystemCallFilter=mbind\n"
             self.notes.append("SystemCallFilter=mbind added: " + MBIND_WHY)
