@@ -256,3 +256,30 @@ def test_reload_models_reloads_exactly_the_files_whose_bytes_changed(tmp_path):
     with pytest.raises(ModelFormatError):
         reload_models(state)
     assert state.models == kept  # all or nothing
+
+
+def test_metrics_add_up_every_worker(model_paths):
+    """/metrics under two workers counts every request, whichever worker answers the scrape."""
+    import re
+
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
+        assert set(workers_seen(svc.url)) == {0, 1}
+        n = 60
+        for _ in range(n):  # fresh connections: both workers take a share
+            status, _ = one_shot(svc.url, "POST", "/classify/mnist", SEVEN, {"Content-Type": "image/png"})
+            assert status == 200
+        pattern = re.compile(r'^edge_rbmlp_requests_total\{[^}]*model="mnist"[^}]*\} (\S+)$', re.M)
+        hist = re.compile(r'^edge_rbmlp_inference_seconds_count\{[^}]*model="mnist"[^}]*\} (\S+)$', re.M)
+        answered_by = set()
+        for _ in range(20):
+            status, body = one_shot(svc.url, "GET", "/metrics")
+            text = body.decode()
+            assert status == 200
+            assert sum(float(v) for v in pattern.findall(text)) == n, text[:2000]
+            assert sum(float(v) for v in hist.findall(text)) == n
+            status, body = one_shot(svc.url, "GET", "/api/status")
+            answered_by.add(json.loads(body)["worker"])
+        assert "edge_rbmlp_process_resident_memory_bytes" in text
+        metrics_dirs = [p for p in Path("/tmp").glob("edge-rbmlp-metrics-*")]
+        assert svc.stop() == 0
+    assert not any(p.exists() for p in metrics_dirs)  # the supervisor removed its directory

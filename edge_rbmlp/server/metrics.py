@@ -79,14 +79,26 @@ class Metrics:
         self.inference = Histogram("edge_rbmlp_inference_seconds",
                                    "Time of one inference call (preprocessing included)",
                                    ["model", "backend"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(_StateCollector(state_fn))
+        self.state_collector = _StateCollector(state_fn)
+        self.registry.register(self.state_collector)
 
     def observe_inference(self, model: str, backend: str, seconds: float) -> None:
         self.inference.labels(model, backend).observe(seconds)
 
     def exposition(self) -> Tuple[bytes, str]:
+        """The text format; under ``serve --workers N`` (prometheus-client's multiprocess mode,
+        ``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor) the counters and histograms are the
+        sums over every worker, the gauges this worker's."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory and os.path.isdir(directory):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)
+            registry.register(self.state_collector)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

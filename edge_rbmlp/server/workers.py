@@ -25,9 +25,10 @@ The supervisor:
   each worker, which keeps serving the old model) and ``SIGTERM``/``SIGINT``
   (graceful stop) to the workers.
 
-Each worker keeps its own ``/metrics`` and recent latencies: with ``--workers
-N``, a scrape sees the worker that answered it (labelled by ``/api/status``'s
-``worker``).
+``/metrics`` adds up the counters and histograms of every worker (prometheus-client's
+multiprocess mode, in a private directory the supervisor makes and removes); the
+memory gauges and ``/api/status`` (``worker``, ``pid``, recent latencies) describe
+the worker that answered.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ CRASH_WINDOW_S = 60.0
 MAX_CRASHES_IN_WINDOW = 5
 READY_TIMEOUT_S = 120.0
 PROBE_INTERVAL_S = 2.0  # how often each worker's own /healthz is asked
-PROBE_FAILURES = 3  # consecutive failed probes after which a worker counts as wedged and is replaced
+PROBE_FAILURES = 3
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode  # consecutive failed probes after which a worker counts as wedged and is replaced
 
 
 def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> List[List[socket.socket]]:
@@ -126,7 +128,13 @@ class Supervisor:
         self.config = config
         self.echo = echo
         self.ctx = multiprocessing.get_context("spawn")
+        import tempfile
+
         self.socket_groups = listen_sockets(config.host, config.port, config.workers)
+        # set before any worker imports prometheus_client: the workers then write their counters
+        # and histograms to files here, and every scrape adds them up (api_ops.metrics)
+        self.metrics_dir = tempfile.mkdtemp(prefix="edge-rbmlp-metrics-")
+        os.environ[METRICS_DIR_ENV] = self.metrics_dir
         self.port = self.socket_groups[0][0].getsockname()[1]
         self.probe_sockets = [listen_sockets("127.0.0.1", 0, 1)[0][0] for _ in range(config.workers)]
         self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
@@ -165,6 +173,15 @@ class Supervisor:
 
     def all_alive(self) -> bool:
         return all(p is not None and p.is_alive() for p in self.processes)
+
+    def _forget_metrics_of(self, pid: int) -> None:
+        """A dead worker's live gauges go; its counters stay in the sums (they did happen)."""
+        try:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, self.metrics_dir)
+        except Exception as exc:  # metrics must never stop the supervisor
+            log.warning("cannot clean the metrics of pid %s: %s", pid, exc)
 
     def probe(self, timeout: float = 2.0) -> None:
         """Ask every worker's private port for /healthz; kill one that failed PROBE_FAILURES times
@@ -219,6 +236,7 @@ class Supervisor:
                 now = time.monotonic()
                 self.deaths = [t for t in self.deaths if now - t < CRASH_WINDOW_S] + [now]
                 log.error("%s (pid %s) died with exit code %s; restarting it", proc.name, proc.pid, proc.exitcode)
+                self._forget_metrics_of(proc.pid)
                 if len(self.deaths) > MAX_CRASHES_IN_WINDOW:
                     log.error("%d worker deaths within %.0f s: giving up (systemd restarts the service)",
                               len(self.deaths), CRASH_WINDOW_S)
@@ -243,6 +261,11 @@ class Supervisor:
         for group in self.socket_groups + [self.probe_sockets]:
             for sock in group:
                 sock.close()
+        import shutil
+
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        if os.environ.get(METRICS_DIR_ENV) == self.metrics_dir:
+            del os.environ[METRICS_DIR_ENV]
 
 
 def serve_workers(config: ServerConfig, echo: Callable[[str], None] = print) -> int:
