@@ -283,3 +283,51 @@ def test_metrics_add_up_every_worker(model_paths):
         metrics_dirs = [p for p in Path("/tmp").glob("edge-rbmlp-metrics-*")]
         assert svc.stop() == 0
     assert not any(p.exists() for p in metrics_dirs)  # the supervisor removed its directory
+
+
+def test_slow_clients_do_not_lock_others_out(model_paths, tmp_path):
+    """150 connections that send half a request and stall (slow-loris) used to take all 100 of
+    waitress's default connections until the idle timeout; now a normal client still gets in,
+    and a silent connection is closed after idle_timeout_s."""
+    import socket
+
+    config = tmp_path / "config.toml"
+    config.write_text("[limits]\nidle_timeout_s = 120\n")
+    with Service(models=[str(model_paths["mnist"])], workers=1, threads=2, backend="native",
+                 extra_args=["--config", str(config)]) as svc:
+        host, port = svc.url.split("//")[1].split(":")
+        stalled = []
+        try:
+            for _ in range(150):
+                s = socket.create_connection((host, int(port)), timeout=30)
+                s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: x\r\n")
+                stalled.append(s)
+            conn = http.client.HTTPConnection(host, int(port), timeout=20)  # far below the 120 s idle timeout
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+        finally:
+            for s in stalled:
+                s.close()
+        assert "reached the connection limit" not in svc.stderr()
+    config.write_text("[limits]\nidle_timeout_s = 1\n")
+    with Service(models=[str(model_paths["mnist"])], workers=1, threads=2, backend="native",
+                 extra_args=["--config", str(config)]) as svc:
+        host, port = svc.url.split("//")[1].split(":")
+        s = socket.create_connection((host, int(port)), timeout=60)
+        try:
+            assert s.recv(1) == b""  # closed by the server
+        finally:
+            s.close()
+
+
+def test_connection_limits_in_the_config(tmp_path):
+    from edge_rbmlp.server.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[limits]\nmax_connections = 5000\nidle_timeout_s = 30\n")
+    limits = load_config(path, environ={}).limits
+    assert (limits.max_connections, limits.idle_timeout_s) == (5000, 30)
+    path.write_text("[limits]\nidle_timeout_s = 0\n")
+    with pytest.raises(ConfigError, match="idle_timeout_s must be between 1 and 3600"):
+        load_config(path, environ={})

@@ -18,6 +18,8 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     min_image_side = 8
     max_text_chars = 200000
     max_batch = 256
+    max_connections = 1000        # open connections per worker (then new ones wait in the backlog)
+    idle_timeout_s = 15           # a connection that sends nothing for this long is closed
 
     [camera]
     enabled = false
@@ -58,6 +60,10 @@ class Limits:
     min_image_side: int = 8
     max_text_chars: int = 200_000
     max_batch: int = 256
+    # slow or idle clients hold a connection each: many are allowed (waitress polls, so more than
+    # select's 1024 descriptors), and silent ones are closed soon
+    max_connections: int = 1000
+    idle_timeout_s: int = 15
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ def is_loopback_host(host: str) -> bool:
 _INT_RANGES = {
     "port": (0, 65535), "threads": (1, 64), "workers": (1, 64),
     "max_body_bytes": (1024, 1 << 30), "max_image_pixels": (64, 400_000_000), "min_image_side": (1, 1024),
-    "max_text_chars": (1, 10_000_000), "max_batch": (1, 100_000), "width": (16, 8192), "height": (16, 8192),
+    "max_text_chars": (1, 10_000_000), "max_batch": (1, 100_000), "max_connections": (1, 100_000),
+    "idle_timeout_s": (1, 3600), "width": (16, 8192), "height": (16, 8192),
 }
 
 

@@ -65,7 +65,11 @@ def build_server(config: ServerConfig, app=None, sockets=None):
     app = app or create_app(config)
     where = {"sockets": sockets} if sockets else {"host": config.host, "port": config.port}
     server = create_server(app, threads=config.threads, max_request_body_size=config.limits.max_body_bytes,
-                           ident="edge-rbmlp", channel_timeout=30, clear_untrusted_proxy_headers=True, **where)
+                           ident="edge-rbmlp", channel_timeout=config.limits.idle_timeout_s,
+                           connection_limit=config.limits.max_connections, asyncore_use_poll=True,
+                           # idle channels are only looked at every cleanup_interval (waitress: 30 s)
+                           cleanup_interval=max(1, min(30, config.limits.idle_timeout_s // 2)),
+                           clear_untrusted_proxy_headers=True, **where)
     channel = _json_channel_class(config.limits.max_body_bytes)
     listeners = [server] if hasattr(server, "channel_class") else [
         s for s in getattr(server, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]
