@@ -62,6 +62,7 @@ class Service:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True,
                                      env=self.env, cwd=ROOT)
         line = self.proc.stdout.readline()
+        self.banner = line
         match = re.search(r"(http://[^/\s]+)/", line)
         if not match:
             self.__exit__(None, None, None)

@@ -108,8 +108,10 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int,
     os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     app, server = build_server(config, sockets=sockets)
-    app.extensions["edge_rbmlp"].worker = index
-    ready.send(os.getpid())
+    state = app.extensions["edge_rbmlp"]
+    state.worker = index
+    backends = sorted({f"{m.engine.name}/{m.engine.kernel}" for m in state.models.values()})
+    ready.send({"pid": os.getpid(), "models": state.model_names(), "backends": backends})
     ready.close()
     run_until_stopped(app, server)
 
@@ -142,6 +144,7 @@ class Supervisor:
         self.next_probe = 0.0
         self.deaths: List[float] = []
         self.stopping = False
+        self.served: dict = {}  # what the last worker to start reported: models, backends
 
     def _spawn(self, index: int) -> multiprocessing.Process:
         parent_end, child_end = self.ctx.Pipe(duplex=False)
@@ -163,7 +166,7 @@ class Supervisor:
             if not ready:
                 raise RuntimeError(f"{proc.name} did not start within {READY_TIMEOUT_S:.0f} s")
             try:
-                proc.ready_pipe.recv()
+                self.served = proc.ready_pipe.recv()
             except EOFError:
                 proc.join(5)
                 raise RuntimeError(f"{proc.name} failed to start (exit code {proc.exitcode}); "
@@ -288,11 +291,13 @@ def serve_workers(config: ServerConfig, echo: Callable[[str], None] = print) -> 
     try:
         supervisor.start()
         url = public_url(config.host, supervisor.port)
-        echo(f"edge-rbmlp: serving with {config.workers} worker processes on {url} - open it in a browser; "
-             f"API at {url}openapi.json")
+        names = ", ".join(supervisor.served.get("models", []))
+        backends = ", ".join(supervisor.served.get("backends", []))
+        echo(f"edge-rbmlp: serving {names} ({backends}) with {config.workers} workers on {url} - open it in a "
+             f"browser; API at {url}openapi.json")
         if hasattr(sys.stdout, "flush"):
             sys.stdout.flush()
-        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on port {supervisor.port} "
+        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {names} on port {supervisor.port} "
                   f"with {config.workers} workers")
         interval = watchdog_interval()
         if interval:
