@@ -338,3 +338,33 @@ def test_supervisor_says_what_it_serves(model_paths):
     with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=1, backend="native") as svc:
         line = svc.banner
     assert "serving imdb, mnist (native/" in line and "with 2 workers on http://127.0.0.1:" in line, line
+
+
+def test_killing_workers_under_load_loses_at_most_the_connections_they_held(model_paths):
+    """Chaos: SIGKILL a worker twice while 8 keep-alive clients send 3,000 requests. A killed worker
+    takes its connections with it (each client sees at most one reset per kill, then reconnects);
+    everything else is answered, and the service is whole afterwards."""
+    concurrency, kills = 8, 2
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
+        load = {}
+        runner = threading.Thread(target=lambda: load.update(
+            loadgen.run(svc.url, "mnist", "image", requests=3000, concurrency=concurrency)))
+        runner.start()
+        victims = []
+        try:
+            for k in range(kills):
+                time.sleep(0.5)
+                victim = workers_seen(svc.url)[k % 2]
+                victims.append(victim)
+                os.kill(victim, signal.SIGKILL)
+                wait_for(lambda: len(workers_seen(svc.url)) == 2 and victim not in svc.pids(), "a replacement")
+        finally:
+            runner.join(timeout=600)
+        assert load["ok"] + load["errors"] == 3000
+        assert load["errors"] <= kills * concurrency, load["first_error"]
+        assert len(load["labels"]) == 1  # every answer the same (one image)
+        assert svc.stderr().count("died with exit code -9; restarting it") == kills
+        assert set(workers_seen(svc.url)) == {0, 1} and not set(victims) & set(svc.pids())
+        print(f"\nchaos: {kills} workers killed under load at concurrency {concurrency}: "
+              f"{load['ok']} answered, {load['errors']} lost")
+        assert svc.stop() == 0

@@ -111,8 +111,8 @@ def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int =
                     resp = conn.getresponse()
                     data = resp.read()
                     ok = resp.status == 200
-                except OSError as exc:
-                    ok, data = False, str(exc).encode()
+                except (OSError, http.client.HTTPException) as exc:  # reset, refused, cut-off answer
+                    ok, data = False, f"{type(exc).__name__}: {exc}".encode()
                     conn.close()
                     conn = make()
                 dt = time.perf_counter() - t0
