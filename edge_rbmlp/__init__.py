@@ -7,10 +7,24 @@ image preprocessing. Nothing here imports TensorFlow.
 """
 
 from .arch import Architecture, ArchError, parse
-from .engine import BackendUnavailable, Engine, Prediction
-from .model_file import ModelFormatError, PackedModel, load_packed_model
 
 __version__ = "0.1.0"
+
+# imported on first use (PEP 562), so that `import edge_rbmlp.<light module>` does not pull in
+# numpy: the `serve --workers N` supervisor stays small
+_LAZY = {"BackendUnavailable": "engine", "Engine": "engine", "Prediction": "engine",
+         "ModelFormatError": "model_file", "PackedModel": "model_file", "load_packed_model": "model_file"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge_rbmlp' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Architecture", "ArchError", "parse", "Engine", "Prediction", "BackendUnavailable",
@@ -18,7 +32,7 @@ __all__ = [
 ]
 
 
-def load(model: str, backend: str = "auto") -> Engine:
+def load(model: str, backend: str = "auto") -> "Engine":
     """Load a bundled model name or ``.rbm`` path into an engine: ``load("mnist").predict_image(img)``."""
     from .backends import create
     from .models import load_model

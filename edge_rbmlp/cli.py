@@ -13,17 +13,29 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .arch import ArchError, parse
-from .engine import BackendUnavailable, InputKindError
-from .image import ImageError
-from .inputs import InputSpecError
-from .model_file import ModelFormatError
-from .text import TextError
 
-USER_ERRORS = (ArchError, ModelFormatError, ImageError, TextError, InputSpecError, InputKindError,
-               BackendUnavailable, FileNotFoundError, IsADirectoryError, PermissionError)
+# numpy, the engines and the file format are imported by the commands that use them, so that
+# `edge-rbmlp serve --workers N` keeps its supervisor process small (server/workers.py)
+
+
+def user_error_types() -> tuple:
+    """The project's input errors: each becomes a clean ``Error: ...`` line and exit status 1."""
+    from .engine import BackendUnavailable, InputKindError
+    from .image import ImageError
+    from .inputs import InputSpecError
+    from .model_file import ModelFormatError
+    from .text import TextError
+
+    return (ArchError, ModelFormatError, ImageError, TextError, InputSpecError, InputKindError,
+            BackendUnavailable, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def __getattr__(name):  # ``USER_ERRORS`` as it was, without importing numpy with the module
+    if name == "USER_ERRORS":
+        return user_error_types()
+    raise AttributeError(name)
 
 
 def user_errors(func):
@@ -33,8 +45,10 @@ def user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if isinstance(exc, user_error_types()):
+                raise click.ClickException(str(exc)) from None
+            raise
 
     return wrapper
 
@@ -210,7 +224,7 @@ def classify(model, images, texts, backend, as_json):
             try:
                 data = path.read_bytes()
                 pred = engine.predict_image(load_image(data))
-            except (ImageError, OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # ImageError is a ValueError
                 raise click.ClickException(f"{path}: {exc}") from None
             results.append({"input": str(path), **pred.to_dict()})
     else:
@@ -242,6 +256,8 @@ def classify(model, images, texts, backend, as_json):
 def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
     """Accuracy of MODEL on its data set's test split, from the local data cache (no TensorFlow)."""
     import time
+
+    import numpy as np
 
     from .backends import create
     from .datasets import DatasetMissing, dataset_of_model, model_inputs

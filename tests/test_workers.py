@@ -368,3 +368,20 @@ def test_killing_workers_under_load_loses_at_most_the_connections_they_held(mode
         print(f"\nchaos: {kills} workers killed under load at concurrency {concurrency}: "
               f"{load['ok']} answered, {load['errors']} lost")
         assert svc.stop() == 0
+
+
+def test_the_supervisor_stays_small():
+    """The CLI and the supervisor import neither numpy nor Flask (about 18 MiB RSS instead of 50;
+    the workers load them): a fresh interpreter imports what `serve --workers N` runs."""
+    import subprocess
+
+    code = ("import sys, edge_rbmlp, edge_rbmlp.cli, edge_rbmlp.server.workers, edge_rbmlp.server.serve; "
+            "heavy = [m for m in ('numpy', 'flask', 'PIL', 'safetensors', 'waitress') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"the supervisor's imports pull in {r.stdout.strip()} {r.stderr}"
+    import edge_rbmlp
+
+    assert edge_rbmlp.PackedModel.__name__ == "PackedModel" and callable(edge_rbmlp.load_packed_model)
+    with pytest.raises(AttributeError):
+        edge_rbmlp.no_such_name

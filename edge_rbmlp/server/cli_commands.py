@@ -11,21 +11,25 @@ import click
 
 
 def _user_errors():
-    from ..cli import USER_ERRORS
+    from ..cli import user_error_types
     from .camera import CameraUnavailable
     from .config import ConfigError
     from .loadgen import LoadgenError
 
-    return USER_ERRORS + (ConfigError, CameraUnavailable, LoadgenError, ValueError, OSError)
+    return user_error_types() + (ConfigError, CameraUnavailable, LoadgenError, ValueError, OSError)
 
 
 def _run(fn):
+    """Run a command; the project's errors become one ``Error:`` line. (The error types are
+    imported only when something went wrong: the serve supervisor stays free of numpy.)"""
     try:
         return fn()
     except click.ClickException:
         raise
-    except _user_errors() as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            raise click.ClickException(str(exc)) from None
+        raise
 
 
 @click.command("serve")

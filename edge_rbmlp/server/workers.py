@@ -90,16 +90,6 @@ def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> Lis
     return groups
 
 
-def check_models(config: ServerConfig) -> None:
-    """Load every model file once here, so a missing or corrupt file is one clear error from the
-    supervisor rather than a traceback from each worker."""
-    from ..model_file import load_packed_model
-    from ..models import bundled_models, resolve_model_path
-
-    for arg in list(config.models) or list(bundled_models()):
-        load_packed_model(resolve_model_path(arg))
-
-
 def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int, ready) -> None:
     """One worker process: load the models, serve on ``sockets`` until SIGTERM."""
     from .serve import build_server, run_until_stopped
@@ -107,13 +97,22 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int,
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(name)s %(levelname)s %(message)s")
     os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
-    app, server = build_server(config, sockets=sockets)
+    try:
+        app, server = build_server(config, sockets=sockets)
+    except Exception as exc:  # a missing or corrupt model, ...: one line for the supervisor to report
+        ready.send({"error": str(exc) or type(exc).__name__})
+        ready.close()
+        raise SystemExit(1) from None
     state = app.extensions["edge_rbmlp"]
     state.worker = index
     backends = sorted({f"{m.engine.name}/{m.engine.kernel}" for m in state.models.values()})
     ready.send({"pid": os.getpid(), "models": state.model_names(), "backends": backends})
     ready.close()
     run_until_stopped(app, server)
+
+
+class WorkerStartError(ConfigError):
+    """A worker could not load its models or bind (the message is the worker's own error)."""
 
 
 class Supervisor:
@@ -126,7 +125,6 @@ class Supervisor:
             raise ConfigError("the camera runs inside one process: use workers = 1 with the camera "
                               "(or run `edge-rbmlp camera --publish` beside the service)")
         config.check_exposure()
-        check_models(config)
         self.config = config
         self.echo = echo
         self.ctx = multiprocessing.get_context("spawn")
@@ -166,13 +164,17 @@ class Supervisor:
             if not ready:
                 raise RuntimeError(f"{proc.name} did not start within {READY_TIMEOUT_S:.0f} s")
             try:
-                self.served = proc.ready_pipe.recv()
+                message = proc.ready_pipe.recv()
             except EOFError:
                 proc.join(5)
-                raise RuntimeError(f"{proc.name} failed to start (exit code {proc.exitcode}); "
-                                   f"its error is above") from None
+                raise WorkerStartError(f"{proc.name} failed to start (exit code {proc.exitcode}); "
+                                       f"its error is above") from None
             finally:
                 proc.ready_pipe.close()
+            if "error" in message:
+                proc.join(5)
+                raise WorkerStartError(message["error"])
+            self.served = message
 
     def all_alive(self) -> bool:
         return all(p is not None and p.is_alive() for p in self.processes)
@@ -246,8 +248,8 @@ class Supervisor:
                     return 1
                 try:
                     self._await_ready([self._spawn(index)])
-                except RuntimeError as exc:
-                    log.error("%s", exc)
+                except (RuntimeError, WorkerStartError) as exc:
+                    log.error("cannot restart worker-%d: %s", index, exc)
         return 0
 
     def stop(self, timeout: float = 15.0) -> None:
