@@ -350,7 +350,7 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="1,8,64")
     ap.add_argument("--requests", type=int, default=2000, help="requests per model and concurrency level")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the service under load")
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2, help="threads per worker (the device config's 2)")
     ap.add_argument("--soak", type=int, default=100_000, help="inferences in the soak (0: no soak)")
     ap.add_argument("--soak-chunk", type=int, default=5000)
     ap.add_argument("--soak-concurrency", type=int, default=8)

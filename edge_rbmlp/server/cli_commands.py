@@ -39,7 +39,7 @@ def _run(fn):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML config file (see device/config.toml)")
 @click.option("--backend", default=None, help="inference backend  [default: auto]")
-@click.option("--threads", type=click.IntRange(1, 64), default=None, help="worker threads  [default: 4]")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="request threads per worker process  [default: 1; add --workers for throughput]")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="worker processes sharing the port (one per core for throughput)  [default: 1]")
 @click.option("--camera", "camera", is_flag=True, default=None, help="run the Pi camera inside the service")

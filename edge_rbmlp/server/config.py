@@ -6,7 +6,7 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     models = ["mnist", "imdb"]    # bundled names or .rbm paths; empty = every bundled model
     host = "127.0.0.1"            # loopback by default
     port = 8080
-    threads = 4                   # waitress threads per worker process
+    threads = 1                   # request threads per worker process (the GIL runs one at a time)
     workers = 1                   # processes behind the port (SO_REUSEPORT); the cores of a Pi 4/5: 4
     backend = "auto"
     token = ""                    # API token; EDGE_RBMLP_TOKEN in the environment overrides it
@@ -80,7 +80,10 @@ class ServerConfig:
     models: List[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 4
+    # one request thread per process: requests are mostly Python, and a second thread of the same
+    # process only adds GIL hand-offs between cores (make soak: 1 worker x 2 threads = 0.76x of 1 x 1);
+    # for more throughput add workers
+    threads: int = 1
     workers: int = 1
     backend: str = "auto"
     token: Optional[str] = field(default=None, repr=False)  # never printed
