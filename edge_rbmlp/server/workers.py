@@ -131,12 +131,12 @@ class Supervisor:
         import tempfile
 
         self.socket_groups = listen_sockets(config.host, config.port, config.workers)
+        self.port = self.socket_groups[0][0].getsockname()[1]
+        self.probe_sockets = [listen_sockets("127.0.0.1", 0, 1)[0][0] for _ in range(config.workers)]
         # set before any worker imports prometheus_client: the workers then write their counters
         # and histograms to files here, and every scrape adds them up (api_ops.metrics)
         self.metrics_dir = tempfile.mkdtemp(prefix="edge-rbmlp-metrics-")
         os.environ[METRICS_DIR_ENV] = self.metrics_dir
-        self.port = self.socket_groups[0][0].getsockname()[1]
-        self.probe_sockets = [listen_sockets("127.0.0.1", 0, 1)[0][0] for _ in range(config.workers)]
         self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
         self.probe_failures = [0] * config.workers
         self.next_probe = 0.0
