@@ -385,3 +385,24 @@ def test_the_supervisor_stays_small():
     assert edge_rbmlp.PackedModel.__name__ == "PackedModel" and callable(edge_rbmlp.load_packed_model)
     with pytest.raises(AttributeError):
         edge_rbmlp.no_such_name
+
+
+def test_workers_die_with_a_killed_supervisor(model_paths):
+    """SIGKILL the supervisor (no chance to stop anything): its workers go too, and the port is free."""
+    import socket
+
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=1, backend="native") as svc:
+        workers = [pid for pid in svc.pids() if pid != svc.proc.pid]
+        port = int(svc.url.rsplit(":", 1)[1])
+        os.kill(svc.proc.pid, signal.SIGKILL)
+        svc.proc.wait(timeout=30)
+        wait_for(lambda: all(_is_zombie_or_gone(pid) for pid in workers), "the orphaned workers exit")
+
+        def port_free():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return False
+            except OSError:
+                return True
+
+        wait_for(port_free, "nobody listens on the port any more")

@@ -90,11 +90,30 @@ def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> Lis
     return groups
 
 
-def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int, ready) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG):
+    outside systemd nothing else would stop orphaned workers from holding the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:  # not Linux: systemd's KillMode still stops workers
+        log.warning("cannot tie the worker's life to the supervisor's: %s", exc)
+        return
+    if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int, ready,
+                 supervisor_pid: int) -> None:
     """One worker process: load the models, serve on ``sockets`` until SIGTERM."""
     from .serve import build_server, run_until_stopped
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(name)s %(levelname)s %(message)s")
+    _die_with_parent(supervisor_pid)
     os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     try:
@@ -148,7 +167,7 @@ class Supervisor:
         parent_end, child_end = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_worker_main, name=f"edge-rbmlp-worker-{index}",
                                 args=(self.config, self.socket_groups[index] + [self.probe_sockets[index]], index,
-                                      child_end), daemon=False)
+                                      child_end, os.getpid()), daemon=False)
         proc.start()
         child_end.close()
         proc.ready_pipe = parent_end
