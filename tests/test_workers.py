@@ -262,6 +262,7 @@ def test_reload_models_reloads_exactly_the_files_whose_bytes_changed(tmp_path):
 def test_metrics_add_up_every_worker(model_paths):
     """/metrics under two workers counts every request, whichever worker answers the scrape."""
     import re
+    import tempfile
 
     with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native") as svc:
         assert set(workers_seen(svc.url)) == {0, 1}
@@ -281,9 +282,10 @@ def test_metrics_add_up_every_worker(model_paths):
             status, body = one_shot(svc.url, "GET", "/api/status")
             answered_by.add(json.loads(body)["worker"])
         assert "edge_rbmlp_process_resident_memory_bytes" in text
-        metrics_dirs = [p for p in Path("/tmp").glob("edge-rbmlp-metrics-*")]
+        mine = list(Path(tempfile.gettempdir()).glob(f"edge-rbmlp-metrics-{svc.proc.pid}-*"))
+        assert len(mine) == 1
         assert svc.stop() == 0
-    assert not any(p.exists() for p in metrics_dirs)  # the supervisor removed its directory
+    assert not mine[0].exists()  # the supervisor removed its directory
 
 
 def test_slow_clients_do_not_lock_others_out(model_paths, tmp_path):
@@ -406,3 +408,11 @@ def test_workers_die_with_a_killed_supervisor(model_paths):
                 return True
 
         wait_for(port_free, "nobody listens on the port any more")
+        # its metrics directory is left behind; the next supervisor removes it
+        import tempfile
+
+        stale = list(Path(tempfile.gettempdir()).glob(f"edge-rbmlp-metrics-{svc.proc.pid}-*"))
+        assert len(stale) == 1
+    with Service(models=[str(model_paths["mnist"])], workers=2, threads=1, backend="native") as again:
+        assert workers_seen(again.url)
+        assert not stale[0].exists()

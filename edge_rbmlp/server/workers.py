@@ -51,7 +51,8 @@ MAX_CRASHES_IN_WINDOW = 5
 READY_TIMEOUT_S = 120.0
 PROBE_INTERVAL_S = 2.0  # how often each worker's own /healthz is asked
 PROBE_FAILURES = 3
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode  # consecutive failed probes after which a worker counts as wedged and is replaced
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
+METRICS_DIR_PREFIX = "edge-rbmlp-metrics-"  # + the supervisor's pid + "-" + random  # consecutive failed probes after which a worker counts as wedged and is replaced
 
 
 def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> List[List[socket.socket]]:
@@ -130,6 +131,24 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int,
     run_until_stopped(app, server)
 
 
+def _remove_stale_metrics_dirs() -> None:
+    """Metrics directories of supervisors that died without cleaning up (SIGKILL, power cut)."""
+    import glob
+    import shutil
+    import tempfile
+
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), METRICS_DIR_PREFIX + "*-*")):
+        pid = os.path.basename(path)[len(METRICS_DIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive, someone else's
+            pass
+
+
 class WorkerStartError(ConfigError):
     """A worker could not load its models or bind (the message is the worker's own error)."""
 
@@ -154,7 +173,8 @@ class Supervisor:
         self.probe_sockets = [listen_sockets("127.0.0.1", 0, 1)[0][0] for _ in range(config.workers)]
         # set before any worker imports prometheus_client: the workers then write their counters
         # and histograms to files here, and every scrape adds them up (api_ops.metrics)
-        self.metrics_dir = tempfile.mkdtemp(prefix="edge-rbmlp-metrics-")
+        _remove_stale_metrics_dirs()
+        self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         os.environ[METRICS_DIR_ENV] = self.metrics_dir
         self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
         self.probe_failures = [0] * config.workers
