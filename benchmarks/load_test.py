@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edge_rbmlp.server import loadgen  # noqa: E402
+from edge_rbmlp.server.metrics import memory_bytes  # noqa: E402
 
 
 class Service:
@@ -131,14 +132,7 @@ def cpu_seconds(pids) -> float:
 
 
 def rss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return memory_bytes(pid)[0] or 0
 
 
 def expected_label(kind: str) -> Optional[str]:

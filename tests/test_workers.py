@@ -19,7 +19,7 @@ from serverkit import drawn_seven, png_bytes, write_models
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from load_test import Service, process_tree  # noqa: E402
+from load_test import Service  # noqa: E402
 
 from edge_rbmlp.server import loadgen  # noqa: E402
 

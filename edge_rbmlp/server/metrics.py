@@ -14,11 +14,12 @@ from prometheus_client.core import GaugeMetricFamily
 LATENCY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 1.0)
 
 
-def memory_bytes() -> Tuple[Optional[int], Optional[int]]:
-    """(RSS, peak RSS) of this process in bytes, from /proc (Linux) or getrusage."""
+def memory_bytes(pid="self") -> Tuple[Optional[int], Optional[int]]:
+    """(RSS, peak RSS) in bytes of this process (or of ``pid``), from /proc (Linux); for this
+    process the peak falls back to getrusage. ``None`` where unknown (e.g. ``pid`` is gone)."""
     rss = peak = None
     try:
-        with open("/proc/self/status", "rb") as fh:
+        with open(f"/proc/{pid}/status", "rb") as fh:
             for line in fh:
                 if line.startswith(b"VmRSS:"):
                     rss = int(line.split()[1]) * 1024
@@ -26,7 +27,7 @@ def memory_bytes() -> Tuple[Optional[int], Optional[int]]:
                     peak = int(line.split()[1]) * 1024
     except OSError:
         pass
-    if peak is None:
+    if peak is None and pid == "self":
         ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = ru if sys.platform == "darwin" else ru * 1024
     return rss, peak
@@ -91,7 +92,9 @@ class Metrics:
         sums over every worker, the gauges this worker's."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        from .workers import METRICS_DIR_ENV
+
+        directory = os.environ.get(METRICS_DIR_ENV)
         if directory and os.path.isdir(directory):
             from prometheus_client import multiprocess
 

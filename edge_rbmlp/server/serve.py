@@ -7,7 +7,7 @@ import logging
 import signal
 import socket
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 from .config import ServerConfig
 from .notify import Watchdog, http_health_check, sd_notify, watchdog_interval

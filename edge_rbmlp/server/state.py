@@ -76,14 +76,20 @@ def app_state(app: Optional[Flask] = None) -> AppState:
     return (app or current_app).extensions[EXTENSION]
 
 
-def _read_model(path: Path):
-    """(model, sha256 of the file's bytes), from one read of the file."""
+def _read_model_file(path: Path):
+    """(the file's bytes, their sha256), from one read of the file."""
     import hashlib
 
-    from ..model_file import PackedModel, read_model_bytes
+    from ..model_file import read_model_bytes
 
     data = read_model_bytes(path)
-    return PackedModel.from_bytes(data, str(path)), hashlib.sha256(data).hexdigest()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _parse_model(data: bytes, path: Path):
+    from ..model_file import PackedModel
+
+    return PackedModel.from_bytes(data, str(path))
 
 
 def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> Dict[str, ServedModel]:
@@ -98,7 +104,8 @@ def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> 
     served: Dict[str, ServedModel] = {}
     for arg in names:
         path = resolve_model_path(arg)
-        model, digest = _read_model(path)
+        data, digest = _read_model_file(path)
+        model = _parse_model(data, path)
         bundled = bundled_models()
         name = arg if arg in bundled else (model.name or path.stem)
         name = "".join(c if (c.isalnum() or c in "-_.") else "-" for c in name) or path.stem
@@ -119,9 +126,10 @@ def reload_models(state: AppState) -> List[str]:
     fresh = dict(state.models)
     changed = []
     for name, served in state.models.items():
-        model, digest = _read_model(served.path)
+        data, digest = _read_model_file(served.path)
         if digest == served.file_sha256:
-            continue
+            continue  # unchanged: not even parsed
+        model = _parse_model(data, served.path)
         engine = create(model, state.config.backend)
         fresh[name] = ServedModel(name=name, path=served.path, model=model, engine=engine,
                                   summary=model_summary(model, served.path), file_sha256=digest)
