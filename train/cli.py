@@ -88,6 +88,14 @@ def _command_line() -> str:
 @click.option("--recalibrate-bn", type=int, default=0, show_default=True,
               help="After training, recompute BatchNorm moving statistics on N train samples (0: off, the paper).")
 @click.option("--vocab-size", type=int, default=10000, show_default=True, help="IMDB vocabulary size.")
+@click.option("--augment", type=click.Choice(["none", "digits", "digits+photo", "photo", "text"]), default="none",
+              show_default=True, help="Training augmentation (train/augment.py; none = the paper). digits: affine, "
+              "elastic, stroke thickness, blur, contrast, noise; photo: synthetic photos through the device "
+              "preprocessing; text: IMDB snippets of 5-50 words and sampled sentences.")
+@click.option("--augment-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Share of each epoch's samples that is augmented (digits, text).")
+@click.option("--photo-fraction", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="Share of the train set also rendered once as synthetic photos and added to every epoch.")
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (fast tests).")
 @click.option("--name", default=None, help="Model name in the metadata (default: the data set).")
@@ -96,7 +104,7 @@ def _command_line() -> str:
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
-        vocab_size, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
+        vocab_size, augment, augment_fraction, photo_fraction, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
     from edge_rbmlp.datasets import DatasetMissing
@@ -105,12 +113,19 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
         arch = parse(notation, input_mode=input_mode, pool_size=pool_size, quant_bits=quant_bits)
     except ArchError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch")
+    from train.augment import parse_mode
     from train.pipeline import FitConfig, run_fit
+
+    try:
+        parse_mode(augment, dataset)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--augment")
 
     cfg = FitConfig(dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, dropout=dropout,
                     seed=seed, vocab_size=vocab_size, limit_train=limit_train, limit_test=limit_test,
                     name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
-                    lr_schedule=lr_schedule, recalibrate_bn=recalibrate_bn, command=_command_line())
+                    lr_schedule=lr_schedule, recalibrate_bn=recalibrate_bn, augment=augment,
+                    augment_fraction=augment_fraction, photo_fraction=photo_fraction, command=_command_line())
     try:
         report = run_fit(cfg, out)
     except DatasetMissing as exc:
@@ -119,6 +134,48 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
     click.echo("test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in acc.items()
                                              if isinstance(v, dict) and v.get("accuracy") is not None))
     click.echo(f"wrote {out}")
+
+
+@main.command("ood-eval")
+@click.option("--model", default="mnist", show_default=True, help="Bundled model name (mnist, imdb) or a .rbm path.")
+@click.option("--sets", "sets", multiple=True,
+              help='Only these sets (repeatable or ","-separated; default: every set of the model\'s kind).')
+@click.option("--limit", type=int, default=None, help="Only the first N samples of each set (tests).")
+@click.option("--backend", default="auto", show_default=True, help="Engine backend (auto, native, reference).")
+@click.option("--no-baseline", is_flag=True, help="Evaluate the model only.")
+@click.option("--baseline-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build") / "ood-baselines", show_default=True,
+              help="Where the trained baselines are cached (trained on first use).")
+@click.option("--baseline-epochs", type=int, default=10, show_default=True, help="Float MLP baseline epochs.")
+@click.option("--baseline-limit-train", type=int, default=None,
+              help="Train the baseline on only N samples (tests; cached under its own name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baseline_epochs, baseline_limit_train,
+                 as_json) -> None:
+    """Accuracy of a model on the out-of-distribution sets (fonts, pen strokes, UCI handwriting, synthetic
+    photos, distorted MNIST; short IMDB reviews) beside a float baseline trained on the same data."""
+    import json
+
+    from edge_rbmlp.datasets import DatasetMissing
+    from train import ood
+
+    names = [v.strip() for item in sets for v in item.split(",") if v.strip()]
+    echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        result = ood.ood_eval(model, names or None, limit=limit, baseline=not no_baseline, baseline_dir=baseline_dir,
+                              baseline_epochs=baseline_epochs, baseline_limit_train=baseline_limit_train,
+                              backend=backend, echo=echo)
+    except DatasetMissing as exc:
+        raise click.ClickException(str(exc))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sets")
+    result["command"] = _command_line()
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    base = result["baseline"]
+    click.echo(f"model {result['model']} ({result['backend']})" + (f" against {base['name']}" if base else ""))
+    click.echo(ood.format_table(result))
 
 
 @main.command()

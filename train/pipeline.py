@@ -40,6 +40,10 @@ class FitConfig:
     command: str = ""
     lr_schedule: str = "constant"  # or "cosine" (decays to 0 over all training steps)
     recalibrate_bn: int = 0  # >0: recompute BN moving statistics on this many train samples after training
+    # training augmentation (train/augment.py); "none" is the paper's method and the default
+    augment: str = "none"  # none | digits | digits+photo | photo | text
+    augment_fraction: float = 0.5  # share of each epoch's samples that is augmented (digits, text)
+    photo_fraction: float = 0.1  # share of the train set also rendered as synthetic photos, added to every epoch
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Data:
     y_test: np.ndarray
     vocab: Optional[List[str]] = None
     test_texts: Optional[List[str]] = None
+    train_texts: Optional[List[str]] = None
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -112,7 +117,7 @@ def load_data(cfg: FitConfig) -> Data:
     xt = encode_multi_hot([tokenize(t) for t in texts_test], vocab)
     spec = InputSpec.text(len(vocab), TOKENIZER)
     return Data("imdb", spec, list(datasets.IMDB_LABELS), "sigmoid", xi, yi, xt, yt, vocab=vocab,
-                test_texts=texts_test, provenance=provenance("imdb"))
+                test_texts=texts_test, train_texts=list(texts_train), provenance=provenance("imdb"))
 
 
 def make_dataset(data: Data, q: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool):
@@ -140,19 +145,81 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class AugmentedEpochs:
+    """The training arrays of every epoch under ``cfg.augment`` (deterministic for ``cfg.seed``).
+
+    ``digits``: a fresh random ``augment_fraction`` of the images is distorted each epoch
+    (:func:`train.augment.augment_digits`); ``photo``: ``photo_fraction`` of the train set is rendered
+    once as synthetic photos and preprocessed as on the device (:func:`train.augment.photo_digits`),
+    and these are added to every epoch; ``digits+photo``: both; ``text``: a fresh ``augment_fraction``
+    of the reviews is cut to a snippet or to sampled sentences each epoch, then re-encoded."""
+
+    def __init__(self, cfg: FitConfig, data: Data):
+        from . import augment as aug
+
+        aug.parse_mode(cfg.augment, data.dataset)
+        self.cfg, self.data, self.aug = cfg, data, aug
+        self.photo_q = self.photo_y = None
+        n = len(data.y_train)
+        if "photo" in cfg.augment:
+            rng = np.random.default_rng([cfg.seed, 1101])
+            k = int(round(cfg.photo_fraction * n))
+            idx = np.sort(rng.choice(n, k, replace=False))
+            t0 = time.time()
+            self.photo_q = aug.photo_digits(data.q_train[idx].reshape(k, 28, 28), rng).reshape(k, -1)
+            self.photo_y = data.y_train[idx]
+            print(f"augment: {k} synthetic photos rendered and preprocessed in {time.time() - t0:.1f} s", flush=True)
+
+    @property
+    def n_per_epoch(self) -> int:
+        return len(self.data.y_train) + (0 if self.photo_q is None else len(self.photo_q))
+
+    def epoch(self, e: int):
+        cfg, data, aug = self.cfg, self.data, self.aug
+        rng = np.random.default_rng([cfg.seed, 1102, e])
+        q, y = data.q_train, data.y_train
+        sel = rng.random(len(y)) < cfg.augment_fraction
+        if cfg.augment in ("digits", "digits+photo") and sel.any():
+            q = q.copy()
+            q[sel] = aug.augment_digits(q[sel].reshape(-1, 28, 28), rng).reshape(int(sel.sum()), -1)
+        elif cfg.augment == "text" and sel.any():
+            q = q.copy()
+            texts = aug.augment_texts([data.train_texts[i] for i in np.flatnonzero(sel)], rng, fraction=1.0)
+            q[sel] = encode_multi_hot([tokenize(t) for t in texts], data.vocab)
+        if self.photo_q is not None:
+            q, y = np.concatenate([q, self.photo_q]), np.concatenate([y, self.photo_y])
+        return q, y
+
+
 def train_model(cfg: FitConfig, data: Data):
     from .models import build_model, compile_model
 
     set_seed(cfg.seed)
     model = build_model(cfg.arch, data.spec, data.n_outputs, cfg.dropout, data.output_activation)
+    augmented = AugmentedEpochs(cfg, data) if cfg.augment != "none" else None
     lr = cfg.lr
     if cfg.lr_schedule == "cosine":
-        steps = cfg.epochs * int(np.ceil(len(data.y_train) / cfg.batch_size))
+        n_train = augmented.n_per_epoch if augmented is not None else len(data.y_train)
+        steps = cfg.epochs * int(np.ceil(n_train / cfg.batch_size))
         lr = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps)
     compile_model(model, lr, data.output_activation)
-    train_ds = make_dataset(data, data.q_train, data.y_train, cfg.batch_size, cfg.seed, shuffle=True)
     t0 = time.time()
-    history = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose)
+    if augmented is None:
+        train_ds = make_dataset(data, data.q_train, data.y_train, cfg.batch_size, cfg.seed, shuffle=True)
+        history = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose)
+    else:  # one fit call per epoch on that epoch's arrays (the optimizer and its schedule carry on)
+        merged = {}
+        for e in range(cfg.epochs):
+            q, y = augmented.epoch(e)
+            ds = make_dataset(data, q, y, cfg.batch_size, cfg.seed + e, shuffle=True)
+            h = model.fit(ds, initial_epoch=e, epochs=e + 1, verbose=cfg.verbose)
+            for k, v in h.history.items():
+                merged.setdefault(k, []).extend(v)
+
+        class _History:
+            history = merged
+
+        history = _History()
     if cfg.recalibrate_bn:
         q, _ = datasets.even_subset(data.q_train, data.y_train, min(cfg.recalibrate_bn, len(data.q_train)))
         recalibrate_batchnorm(model, data.x(q))
@@ -260,7 +327,10 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                   "hyperparameters": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                                       "dropout": cfg.dropout, "optimizer": "adam",
                                       "lr_schedule": cfg.lr_schedule,
-                                      "recalibrate_bn_samples": cfg.recalibrate_bn},
+                                      "recalibrate_bn_samples": cfg.recalibrate_bn,
+                                      **({"augment": cfg.augment, "augment_fraction": cfg.augment_fraction,
+                                          "photo_fraction": cfg.photo_fraction}
+                                         if cfg.augment != "none" else {})},
                   "training_seconds": round(train_seconds, 1)}
     n_classes = len(data.labels) if data.output_activation == "softmax" else 1
     report = {

@@ -1,0 +1,224 @@
+"""Out-of-distribution sets, baselines and `python -m train ood-eval` (train/ood.py).
+
+Needs the `train` extra (scipy, scikit-learn, matplotlib; TensorFlow for the MLP baseline) and the data
+cache (`python -m train data fetch`); the Debian font sets need `make ood-fonts` (both run by `make test`)."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+_missing = [m for m in ("scipy", "sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(_missing), reason=f"needs the train extra (missing: {', '.join(_missing)}): "
+                                                        "pip install -e '.[train]'")
+
+from edge_rbmlp import datasets  # noqa: E402
+
+_tf_missing = [m for m in ("tensorflow", "tf_keras") if importlib.util.find_spec(m) is None]
+needs_tf = pytest.mark.skipif(bool(_tf_missing), reason=f"needs TensorFlow (missing: {', '.join(_tf_missing)})")
+
+
+def _need(name):
+    if datasets.verified_record(name) is None:
+        pytest.skip(f"{name} is not in the data cache: run `python -m train data fetch` (make test does it)")
+
+
+def _need_fonts():
+    from train import ood
+
+    try:
+        ood.font_files("print")
+        ood.font_files("hand")
+    except ood.SetUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+# sets that are cheap to build at their full, fixed size (the photo sets are checked on a prefix)
+FULL_SIZES = {"mnist-test": 2000, "mnist-affine": 1000, "mnist-elastic-stroke": 1000, "mnist-blur-noise": 1000,
+              "mnist-light": 1000, "uci-digits": 1797, "uci-8x8": 1797, "fonts-mpl": 1000, "strokes": 1000}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_SIZES))
+def test_digit_sets_have_fixed_size_labels_and_content(name):
+    _need("mnist")
+    from train import ood
+
+    es = ood.build_set(name)
+    assert len(es) == FULL_SIZES[name] == len(es.inputs)
+    assert es.kind == "image" and es.labels.dtype == np.int64
+    assert set(np.unique(es.labels)) == set(range(10))
+    counts = np.bincount(es.labels, minlength=10)
+    assert counts.min() >= 0.06 * len(es)  # every class present in quantity
+    if name.startswith("mnist-"):
+        x, y = datasets.even_subset(*datasets.load_mnist("test"), FULL_SIZES[name])
+        assert np.array_equal(es.labels, y)
+        if name != "mnist-test":  # distorted: same digits, different pixels
+            assert np.mean([not np.array_equal(a, b) for a, b in zip(es.inputs[:50], x[:50])]) > 0.9
+    if name in ("fonts-mpl", "strokes"):
+        assert np.array_equal(es.labels, np.arange(len(es)) % 10)
+    for img in es.inputs[:20]:
+        a = np.asarray(img)
+        assert a.dtype == np.uint8 and a.ndim in (2, 3) and a.max() > a.min()
+
+
+def test_sets_are_deterministic():
+    _need("mnist")
+    from train import ood
+
+    for name in ("mnist-affine", "mnist-light", "fonts-mpl", "strokes", "photo-mnist", "uci-digits"):
+        assert ood.build_set(name, 30).fingerprint() == ood.build_set(name, 30).fingerprint(), name
+    assert ood.build_set("strokes", 30).fingerprint() != ood.build_set("fonts-mpl", 30).fingerprint()
+
+
+def test_photo_and_debian_font_sets():
+    _need("mnist")
+    _need_fonts()
+    from train import ood
+
+    for name in ("fonts-print", "fonts-hand", "photo-mnist", "photo-fonts", "photo-uci"):
+        es = ood.build_set(name, 20)
+        assert len(es) == 20 and es.kind == "image"
+        if name.startswith("photo"):
+            img = es.inputs[0]
+            assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 40
+    assert len(ood.font_files("print")) >= 30 and len(ood.font_files("hand")) >= 15
+    assert ood.build_set("photo-fonts", 20).meta["fonts"]
+
+
+def test_preprocessed_sets_look_like_digits():
+    """Through the device preprocessing, rendered digits land where MNIST digits do: mostly centred,
+    light on dark (a set rendered upside down or inverted would fail this)."""
+    _need("mnist")
+    from edge_rbmlp.image import preprocess_digit
+    from train import ood
+
+    mnist_mean = datasets.load_mnist("test")[0][:500].astype(np.float64).mean(0)
+    for name in ("fonts-mpl", "strokes", "photo-mnist", "uci-digits"):
+        q = np.stack([preprocess_digit(x) for x in ood.build_set(name, 60).inputs]).astype(np.float64)
+        assert q[:, 0, :].mean() < 5 and q[:, :, 0].mean() < 5, name  # dark border
+        m = q.mean(0)
+        c = np.corrcoef(m.ravel(), mnist_mean.ravel())[0, 1]
+        assert c > 0.6, (name, c)
+
+
+def test_text_sets():
+    _need("imdb")
+    from train import ood
+
+    full = ood.build_set("imdb-test", 200)
+    assert len(full) == 200 and set(np.unique(full.labels)) == {0, 1} and abs(full.labels.mean() - 0.5) < 0.05
+    for k in ood.TEXT_CUTS:
+        es = ood.build_set(f"imdb-first-{k}", 200)
+        assert np.array_equal(es.labels, full.labels)
+        assert all(len(t.split()) <= k for t in es.inputs)
+        assert np.mean([len(t.split()) == k for t in es.inputs]) > 0.95
+        assert all(f.replace("<br />", " ").split()[:3] == t.split()[:3] for f, t in zip(full.inputs[:20], es.inputs[:20]))
+    sent = ood.build_set("imdb-sentence", 200)
+    assert np.mean([len(s) < len(f) for s, f in zip(sent.inputs, full.inputs)]) > 0.95
+    assert len(ood.build_set("imdb-test").labels) == 5000
+
+
+def test_missing_fonts_are_a_skip_with_the_reason(monkeypatch):
+    from train import ood
+
+    monkeypatch.setitem(ood.HAND_FONTS, "fonts-not-there", ["/nonexistent/font.ttf"])
+    with pytest.raises(ood.SetUnavailable, match="make ood-fonts"):
+        ood.build_set("fonts-hand", 10)
+    result_rows = []
+
+    class _Echo(list):
+        def __call__(self, m):
+            self.append(m)
+
+    echo = _Echo()
+    _need("mnist")
+    r = ood.ood_eval("mnist", ["fonts-hand", "strokes"], limit=10, baseline=False, echo=echo)
+    result_rows = {row["set"]: row for row in r["sets"]}
+    assert "make ood-fonts" in result_rows["fonts-hand"]["skipped"]
+    assert result_rows["strokes"]["n"] == 10
+    assert "skipped" in ood.format_table(r)
+
+
+class _FakePrediction:
+    def __init__(self, label, index):
+        self.label, self.class_index = label, index
+
+
+class _FakeEngine:
+    """Answers the true digit, except for every third sample, which it refuses (label None)."""
+
+    def __init__(self, labels):
+        self.labels = list(labels)
+        self.i = 0
+
+    def predict_image(self, x):
+        y = self.labels[self.i]
+        self.i += 1
+        return _FakePrediction(None, None) if self.i % 3 == 0 else _FakePrediction(str(y), int(y))
+
+
+def test_evaluate_counts_correct_and_refused():
+    from train import ood
+
+    labels = np.arange(30) % 10
+    es = ood.EvalSet("t", "image", [np.zeros((28, 28), np.uint8)] * 30, labels, "", 0)
+    r = ood.evaluate_model_on_set(_FakeEngine(labels), es)
+    assert r["n"] == 30 and r["rejected"] == 10 and r["accuracy"] == pytest.approx(20 / 30)
+
+
+def test_logreg_baseline_trains_once_and_is_cached(tmp_path):
+    _need("imdb")
+    from train import ood
+
+    msgs = []
+    b = ood.LogRegBaseline.load_or_train(tmp_path, vocab_size=2000, limit_train=2000, echo=msgs.append)
+    assert any("training" in m for m in msgs)
+    assert 0.7 < b.meta["imdb_test_accuracy"] < 0.95
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1
+    msgs.clear()
+    b2 = ood.LogRegBaseline.load_or_train(tmp_path, vocab_size=2000, limit_train=2000, echo=msgs.append)
+    assert msgs == [] and b2.vocab == b.vocab and np.array_equal(b2.coef, b.coef)
+    texts = ["a wonderful, moving film, great acting", "terrible, boring, the worst movie ever, awful"]
+    assert list(b2.predict_texts(texts)) == [1, 0]
+
+
+@needs_tf
+def test_ood_eval_cli_end_to_end(tmp_path):
+    """The command on the bundled models, tiny sets and a tiny cached baseline, as JSON and as a table."""
+    _need("mnist")
+    _need("imdb")
+    from click.testing import CliRunner
+
+    from train.cli import main
+
+    args = ["ood-eval", "--limit", "12", "--baseline-dir", str(tmp_path), "--baseline-limit-train", "1500",
+            "--baseline-epochs", "1"]
+    r = CliRunner().invoke(main, args + ["--model", "mnist", "--sets", "mnist-test,strokes,photo-mnist", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [s["set"] for s in out["sets"]] == ["mnist-test", "strokes", "photo-mnist"]
+    for s in out["sets"]:
+        assert s["n"] == 12 and 0 <= s["model"]["accuracy"] <= 1 and 0 <= s["baseline"]["accuracy"] <= 1
+    assert out["baseline"]["n_train"] == 1500 and out["command"].startswith("python -m train ood-eval")
+    assert len(list(tmp_path.glob("mnist_mlp*.npz"))) == 1
+    r = CliRunner().invoke(main, args + ["--model", "imdb", "--sets", "imdb-first-10"])
+    assert r.exit_code == 0, r.output
+    assert "| imdb-first-10 | 12 |" in r.output and "logistic regression" in r.output
+    r = CliRunner().invoke(main, args + ["--model", "mnist", "--sets", "imdb-first-10"])
+    assert r.exit_code != 0 and "do not fit" in r.output
+
+
+def test_bundled_mnist_model_scores_on_its_own_test_digits():
+    """A check the evaluation can fail: the bundled model on 300 MNIST test digits through the API."""
+    _need("mnist")
+    import edge_rbmlp
+    from train import ood
+
+    r = ood.evaluate_model_on_set(edge_rbmlp.load("mnist"), ood.build_set("mnist-test", 300))
+    assert r["accuracy"] > 0.95 and r["n"] == 300
