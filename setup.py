@@ -20,6 +20,7 @@ SOURCES = [
     "native/engine.c",
     "native/select.c",
     "native/text.c",
+    "native/digit.c",
     "native/kernels_portable.c",
     "native/kernels_avx2.c",
     "native/kernels_neon.c",

@@ -118,8 +118,8 @@ def main(argv=None) -> int:
     files[f"{name}_F.tflite"] = None
 
     # the packed model and its float TFLite sibling must compute the same function
-    from edge_rbmlp.reference import ReferenceEngine
-    from edge_rbmlp.engine import logits_to_probabilities
+    from edge_rbmlp.engines.reference import ReferenceEngine
+    from edge_rbmlp.engines.base import logits_to_probabilities
     from train.export import run_tflite
 
     probs_ref = logits_to_probabilities(ReferenceEngine(packed).logits_uint8(q_rep), activation)

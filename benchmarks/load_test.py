@@ -246,7 +246,7 @@ def run_engine_threads(kinds: Dict[str, str], batch: int = 64, seconds: float = 
 
     import numpy as np
 
-    from edge_rbmlp.backends import create
+    from edge_rbmlp.engines import create
     from edge_rbmlp.models import load_model
 
     rows = []

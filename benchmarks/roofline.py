@@ -66,7 +66,7 @@ def time_bmv(kernel: str, rows: int, n: int, rng, target_s: float = 0.002, tries
 
 def model_rate(model_path, kernel: str, batch: int = 256, tries: int = 40) -> dict:
     from edge_rbmlp.model_file import load_packed_model
-    from edge_rbmlp.native_engine import NativeEngine
+    from edge_rbmlp.engines.native import NativeEngine
 
     model = load_packed_model(model_path)
     eng = NativeEngine(model, kernel=kernel)
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="also measure this .rbm at batch 256")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from edge_rbmlp.native_engine import choose_kernel
+    from edge_rbmlp.engines.native import choose_kernel
 
     kernel = choose_kernel(args.kernel)
     peak = measure_peak()

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 # imported on first use (PEP 562), so that `import edge_rbmlp.<light module>` does not pull in
 # numpy: the `serve --workers N` supervisor stays small
-_LAZY = {"BackendUnavailable": "engine", "Engine": "engine", "Prediction": "engine",
+_LAZY = {"BackendUnavailable": "engines.base", "Engine": "engines.base", "Prediction": "engines.base",
          "ModelFormatError": "model_file", "PackedModel": "model_file", "load_packed_model": "model_file"}
 
 
@@ -34,7 +34,7 @@ __all__ = [
 
 def load(model: str, backend: str = "auto") -> "Engine":
     """Load a bundled model name or ``.rbm`` path into an engine: ``load("mnist").predict_image(img)``."""
-    from .backends import create
+    from .engines import create
     from .models import load_model
 
     return create(load_model(model), backend)

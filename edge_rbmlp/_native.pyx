@@ -89,6 +89,18 @@ cdef extern from "rbm_kernels.h" nogil:
     int rbm_predict_text_ascii(const rbm_model *m, const rbm_kernels *K, const rbm_vocab *v, const char *text,
                                int64_t len, float *out, int32_t kind, int32_t *n_active)
 
+    ctypedef struct rbm_picture:
+        const uint8_t *data
+        int64_t rows, cols
+        int32_t channels
+        int64_t row_stride, col_stride, chan_stride
+    ctypedef struct rbm_digit_info:
+        int32_t blank, inverted, passthrough, components, kept, far
+        int32_t box[4]
+        int32_t peak
+    int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint8_t *out,
+                           rbm_digit_info *info)
+
     int rbm_model_check(rbm_model *m, char *err, size_t errlen)
     int32_t rbm_output_width(const rbm_model *m, int32_t kind)
     int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
@@ -199,7 +211,7 @@ cdef int _get_buffer(object a, Py_buffer *view, bytes codes, Py_ssize_t itemsize
 
 
 cdef class Model:
-    """A packed model prepared for the C engine (see ``edge_rbmlp.native_engine``).
+    """A packed model prepared for the C engine (see ``edge_rbmlp.engines.native``).
 
     ``arrays`` maps names to numpy arrays: ``layer.{i}.*``, ``shortcut.*``,
     ``output.*`` as in the packed file, plus ``shortcut.rowsum`` (Q) and the
@@ -646,3 +658,34 @@ def kernel_u8_pm1_mv(str variant, const int8_t[:, ::1] Wpm1, const uint8_t[::1] 
     with nogil:
         K.u8_pm1_mv(&Wpm1[0, 0], rows, stride, &q[0], n, 1, n, &o[0])
     return out
+
+
+def preprocess_digit_into(const uint8_t[:, :, :] picture, uint8_t[:, ::1] out, int box):
+    """The digit pipeline (native/digit.c) of a uint8 ``H x W x C`` picture (C = 1, 3 or 4; any
+    strides, so a region of a frame needs no copy) into ``out`` (``out_h x out_w``), GIL released.
+    Returns ``(blank, inverted, passthrough, components, kept, far, x, y, w, h, peak)``."""
+    cdef rbm_picture p
+    cdef rbm_digit_info info
+    cdef int rc
+    if picture.shape[0] < 1 or picture.shape[1] < 1 or picture.shape[2] not in (1, 3, 4):
+        raise ValueError(f"picture must be H x W x 1/3/4 with H, W >= 1, got "
+                         f"{picture.shape[0]}x{picture.shape[1]}x{picture.shape[2]}")
+    if picture.strides[0] < 0 or picture.strides[1] < 0 or picture.strides[2] < 0:
+        raise ValueError("picture strides must be positive (no reversed views)")
+    if out.shape[0] < 1 or out.shape[1] < 1 or box < 1 or box > out.shape[0] or box > out.shape[1]:
+        raise ValueError(f"box {box} must fit the output {out.shape[0]}x{out.shape[1]}")
+    p.data = &picture[0, 0, 0]
+    p.rows = picture.shape[0]
+    p.cols = picture.shape[1]
+    p.channels = <int32_t>picture.shape[2]
+    p.row_stride = picture.strides[0]
+    p.col_stride = picture.strides[1]
+    p.chan_stride = picture.strides[2]
+    with nogil:
+        rc = rbm_digit_pipeline(&p, <int>out.shape[0], <int>out.shape[1], box, &out[0, 0], &info)
+    if rc == -2:
+        raise MemoryError("the digit pipeline could not allocate its work buffers")
+    if rc != 0:
+        raise ValueError(f"the digit pipeline refused the picture (code {rc})")
+    return (info.blank, info.inverted, info.passthrough, info.components, info.kept, info.far,
+            info.box[0], info.box[1], info.box[2], info.box[3], info.peak)

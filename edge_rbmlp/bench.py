@@ -91,21 +91,21 @@ def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Op
     from .models import sibling_path
 
     if backend == "native":
-        from .native_engine import NativeEngine
+        from .engines.native import NativeEngine
 
         return NativeEngine(model, kernel=kernel)
     if backend == "reference":
-        from .reference import ReferenceEngine
+        from .engines.reference import ReferenceEngine
 
         return ReferenceEngine(model)
     if backend == "tflite":
-        from .tflite_engine import TFLiteEngine
+        from .engines.tflite import TFLiteEngine
 
         if variant == "F-float":
             return TFLiteEngine(model, "float", path=sibling_path(model_path, "F-float"))
         return TFLiteEngine(model, variant, model_path=model_path)
     if backend == "lce":
-        from .tflite_engine import LCEEngine
+        from .engines.tflite import LCEEngine
 
         return LCEEngine(model, model_path=model_path)
     raise ValueError(backend)
@@ -114,7 +114,7 @@ def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Op
 def _runners(backend: str, model, model_path: Path, q1: np.ndarray, qb: np.ndarray, kernel=None) -> List[Runner]:
     """Every variant of ``backend`` for this model; raises BackendUnavailable when none runs."""
     from . import __version__ as our_version
-    from .engine import BackendUnavailable
+    from .engines.base import BackendUnavailable
 
     file_bytes = model_path.stat().st_size
     runners = []
@@ -190,15 +190,15 @@ def child_main(argv: List[str]) -> int:
     q, _ = bench_inputs(model, 256)
     # import the runtime first: load_ms is the engine's own load, not the import of its library
     if backend == "tflite":
-        from .tflite_engine import tflite_runtime
+        from .engines.tflite import tflite_runtime
 
         tflite_runtime()
     elif backend == "lce":
-        from .tflite_engine import lce_runtime
+        from .engines.tflite import lce_runtime
 
         lce_runtime()
     elif backend == "native":
-        from . import native_engine  # noqa: F401
+        from .engines import native  # noqa: F401
     base = _current_rss_bytes()
     t0 = time.perf_counter()
     model2 = load_packed_model(model_path)  # the whole load: read + validate + prepare
@@ -224,7 +224,7 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
     model = load_packed_model(model_path)
     q1, source = bench_inputs(model, 64)
     qb, _ = bench_inputs(model, batch, seed=1)
-    from .engine import BackendUnavailable
+    from .engines.base import BackendUnavailable
 
     runners: List[Runner] = []
     skipped: Dict[str, str] = {}
@@ -296,7 +296,7 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
 
 def _text_runner(model, model_path: Path, kernel) -> Optional[Runner]:
     from . import __version__ as our_version
-    from .native_engine import NativeEngine
+    from .engines.native import NativeEngine
 
     eng = NativeEngine(model, kernel=kernel)
     texts = None
@@ -326,7 +326,7 @@ def _machine() -> dict:
     except OSError:
         pass
     try:
-        from .native_engine import available_kernels, best_kernel
+        from .engines.native import available_kernels, best_kernel
 
         info["native_kernels"] = available_kernels()
         info["native_best"] = best_kernel()

@@ -22,7 +22,7 @@ from .arch import ArchError, parse
 
 def user_error_types() -> tuple:
     """The project's input errors: each becomes a clean ``Error: ...`` line and exit status 1."""
-    from .engine import BackendUnavailable, InputKindError
+    from .engines.base import BackendUnavailable, InputKindError
     from .image import ImageError
     from .inputs import InputSpecError
     from .model_file import ModelFormatError
@@ -209,8 +209,7 @@ def info(model, as_json):
 @user_errors
 def classify(model, images, texts, backend, as_json):
     """Classify IMAGE files or --text strings with MODEL."""
-    from .backends import create
-    from .image import load_image
+    from .engines import create
     from .models import load_model
 
     if not images and not texts:
@@ -223,23 +222,33 @@ def classify(model, images, texts, backend, as_json):
         for path in images:
             try:
                 data = path.read_bytes()
-                pred = engine.predict_image(load_image(data))
-            except (OSError, ValueError) as exc:  # ImageError is a ValueError
+            except OSError as exc:
                 raise click.ClickException(f"{path}: {exc}") from None
-            results.append({"input": str(path), **pred.to_dict()})
+            try:
+                pred = engine.predict_image(data)  # decode, preprocess and inference, timed
+            except ValueError as exc:  # ImageError is a ValueError
+                raise click.ClickException(f"{path}: {exc}") from None
+            results.append({"input": str(path), **pred.to_dict(timing=True)})
     else:
         for text in texts:
             pred = engine.predict_text(text)
-            results.append({"input": text if len(text) <= 60 else text[:57] + "...", **pred.to_dict()})
+            results.append({"input": text if len(text) <= 60 else text[:57] + "...", **pred.to_dict(timing=True)})
     for r in results:
         r["backend"] = engine.name
         r["kernel"] = engine.kernel
+    refused = [r for r in results if r["label"] is None]
     if as_json:
         _print_json(results)
-        return
-    for r in results:
-        conf = max(r["probabilities"])
-        click.echo(f"{r['input']}: {r['label']} ({conf:.3f})")
+    else:
+        for r in results:
+            if r["label"] is None:
+                click.echo(f"{r['input']}: refused ({r['reason']})")
+            else:
+                click.echo(f"{r['input']}: {r['label']} ({max(r['probabilities']):.3f})  "
+                           f"[{r['total_us']:.0f} us: decode {r['decode_us']:.0f}, preprocess "
+                           f"{r['preprocess_us']:.0f}, inference {r['inference_us']:.1f}]")
+    if refused:
+        raise SystemExit(1)  # the same inputs are refused everywhere (HTTP answers 422)
 
 
 # -- eval ---------------------------------------------------------------------
@@ -259,7 +268,7 @@ def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
 
     import numpy as np
 
-    from .backends import create
+    from .engines import create
     from .datasets import DatasetMissing, dataset_of_model, model_inputs
     from .models import load_model
 
@@ -302,8 +311,7 @@ def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
 @user_errors
 def demo(backend):
     """Classify the bundled sample digits and reviews with the bundled models."""
-    from .backends import create
-    from .image import load_image
+    from .engines import create
     from .models import bundled_models, load_model
     from .samples import SAMPLES_DIR
 
@@ -318,8 +326,8 @@ def demo(backend):
                       f"backend {engine.name}, kernel {engine.kernel}")
         if model.input_spec.kind == "image":
             for path in sorted(SAMPLES_DIR.glob("*.png")):
-                pred = engine.predict_image(load_image(path.read_bytes()))
-                console.print(f"  {path.name}: {pred.label} ({max(pred.probabilities):.3f})")
+                pred = engine.predict_image(path.read_bytes())
+                console.print(f"  {path.name}: {pred.label} ({pred.confidence:.3f})")
         elif model.input_spec.kind == "text":
             for path in sorted(SAMPLES_DIR.glob("*.txt")):
                 pred = engine.predict_text(path.read_text(encoding="utf-8"))

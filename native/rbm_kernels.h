@@ -191,6 +191,31 @@ int32_t rbm_text_indices_ascii(const rbm_vocab *v, const char *text, int64_t len
 int rbm_predict_text_ascii(const rbm_model *m, const rbm_kernels *K, const rbm_vocab *v, const char *text,
                            int64_t len, float *out, int32_t kind, int32_t *n_active);
 
+/* -- the digit pipeline (digit.c; defined by edge_rbmlp/digit_reference.py) --------- */
+typedef struct rbm_picture {
+    const uint8_t *data;     /* pixel (y, x), channel c at data[y*row_stride + x*col_stride + c*chan_stride] */
+    int64_t rows, cols;
+    int32_t channels;        /* 1 grey, 3 RGB, 4 RGBA (alpha composited over white) */
+    int64_t row_stride, col_stride, chan_stride;  /* in bytes, >= 0 */
+} rbm_picture;
+
+typedef struct rbm_digit_info {
+    int32_t blank;           /* no digit: the output is all zero */
+    int32_t inverted;        /* a dark digit on a light background */
+    int32_t passthrough;     /* already an MNIST-like frame of the output size */
+    int32_t components;      /* ink components found */
+    int32_t kept;            /* of which joined into the digit */
+    int32_t far;             /* not joined, with >= 25 % of the digit's mass (another digit, a letter's part) */
+    int32_t box[4];          /* the digit's region in picture pixels: x, y, w, h */
+    int32_t peak;            /* the crop's peak contrast (0..255) */
+} rbm_digit_info;
+
+/* 0 when the picture's description is usable (sizes >= 1, channels 1/3/4, strides >= 0). */
+int rbm_digit_check(const rbm_picture *p);
+/* The picture -> out[out_h * out_w] (light digit on black, fitted into box x box, centred
+ * by mass). 0 on success, -1 on invalid arguments, -2 when memory is exhausted. */
+int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint8_t *out, rbm_digit_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from edge_rbmlp.arch import parse
 from edge_rbmlp.bench import run
 from edge_rbmlp.cli import main
-from edge_rbmlp.engine import BackendUnavailable
+from edge_rbmlp.engines.base import BackendUnavailable
 from edge_rbmlp.random_model import random_packed_model
 
 FIELDS = {"backend", "variant", "batch", "p50_us", "p99_us", "throughput_per_s", "peak_rss_bytes", "load_ms",

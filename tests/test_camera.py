@@ -103,7 +103,7 @@ def test_pipeline_keeps_what_a_classifier_needs(frames, digits, piped):
 
 def test_whole_pipeline_accuracy_with_the_bundled_model(frames, digits):
     """The closing number: camera frames -> CameraLoop -> the bundled MNIST model."""
-    from edge_rbmlp.backends import create
+    from edge_rbmlp.engines import create
     from edge_rbmlp.models import load_model
 
     if bundled_or_none("mnist") is None:
@@ -113,7 +113,7 @@ def test_whole_pipeline_accuracy_with_the_bundled_model(frames, digits):
     engine = create(load_model(str(bundled_or_none("mnist"))), "reference")
     results = []
     loop = CameraLoop(FrameCamera(frames), engine, interval=0, max_frames=len(frames),
-                      on_result=lambda frame, pred, q, s: results.append(pred.class_index))
+                      on_result=lambda frame, pred: results.append(pred.class_index))
     loop.run()
     assert loop.frames == len(frames) and loop.errors == 0
     direct = (engine.predict(x.reshape(len(x), -1)).argmax(1) == y).mean()
@@ -130,7 +130,7 @@ def paths(tmp_path_factory):
 
 
 def test_loop_survives_a_failing_and_garbage_camera(paths, frames):
-    from edge_rbmlp.backends import create
+    from edge_rbmlp.engines import create
     from edge_rbmlp.model_file import load_packed_model
 
     engine = create(load_packed_model(paths["mnist"]), "reference")
@@ -196,7 +196,7 @@ def test_publish_to_a_running_service(paths, frames):
 
     with running_server(make_config(paths)) as (url, app):
         publish = _publisher(url, str(paths["mnist"]))
-        publish(frames[0], None, None, None)
+        publish(frames[0], None)
         status, _, body = http("GET", url + "/api/camera")
         cam = json.loads(body)
         assert cam["frames"] == 1 and cam["last"]["model"] == "mnist"

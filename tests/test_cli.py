@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_rbmlp.cli import main
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 from edge_rbmlp.samples import SAMPLES_DIR
 
 

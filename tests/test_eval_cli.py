@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from edge_rbmlp.cli import main
 from edge_rbmlp.datasets import DatasetMissing, load_mnist
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 
 
 def _mnist_available():

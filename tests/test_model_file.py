@@ -10,7 +10,7 @@ from edge_rbmlp.inputs import InputSpec
 from edge_rbmlp.model_file import (CHECKSUM_KEY, METADATA_KEY, ModelFormatError, PackedModel, _checksum,
                                    load_packed_model)
 from edge_rbmlp.random_model import random_packed_model
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 
 VARIANTS = [
     ("B-D128N,D88N,PN", 784, 10, "image", "sign"),

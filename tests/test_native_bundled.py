@@ -7,8 +7,8 @@ import pytest
 
 from edge_rbmlp.models import bundled_models
 from edge_rbmlp.model_file import load_packed_model
-from edge_rbmlp.native_engine import NativeEngine
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.native import NativeEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 
 from native_util import variant_params
 

@@ -9,13 +9,14 @@ import pytest
 
 from edge_rbmlp import _native
 from edge_rbmlp.arch import parse
-from edge_rbmlp.backends import create
+from edge_rbmlp.engines import create
 from edge_rbmlp.bits import pack_bits
-from edge_rbmlp.engine import BackendUnavailable, logits_to_probabilities
+from edge_rbmlp.engines.base import BackendUnavailable, logits_to_probabilities
 from edge_rbmlp.fold import apply_thresholds
-from edge_rbmlp.native_engine import KERNEL_ENV, KernelUnavailable, NativeEngine, available_kernels
+from edge_rbmlp.engines.native import KERNEL_ENV, KernelUnavailable, NativeEngine, available_kernels
 from edge_rbmlp.random_model import random_packed_model
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.text import TextError
+from edge_rbmlp.engines.reference import ReferenceEngine
 
 from native_util import variant_params
 
@@ -126,8 +127,11 @@ def test_text_sparse_and_dense_match_reference(variant, case):
     got, want = eng.predict_text(text), ref.predict_text(text)
     assert got.class_index == want.class_index or abs(want.probabilities[0] - 0.5) < 1e-4
     np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-4, atol=1e-5)
-    empty = eng.predict_text("")
-    np.testing.assert_allclose(empty.probabilities, ref.predict_text("").probabilities, rtol=1e-4, atol=1e-5)
+    # an empty text has no words: the engines agree on it, and predict_text refuses it (everywhere)
+    np.testing.assert_allclose(eng.text_probabilities([""])[0], ref.text_probabilities([""])[0], rtol=1e-4, atol=1e-5)
+    for e in (eng, ref):
+        with pytest.raises(TextError, match="empty"):
+            e.predict_text("  \n ")
 
 
 @pytest.mark.parametrize("variant", variant_params())
@@ -310,12 +314,12 @@ def test_c_tokenizer_matches_python(variant):
     for text in texts:
         assert np.array_equal(eng.text_indices(text), enc.indices(text)), repr(text)
     for text in texts[:80]:
-        got, want = eng.predict_text(text), ref.predict_text(text)
-        np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-4, atol=1e-5)
+        got, want = eng.text_probabilities([text])[0], ref.text_probabilities([text])[0]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # non-ASCII text takes the Python tokenizer, with the same result as the reference
     for text in ["caf\u00e9 w1 w2", "\uff37\uff11 w3", "w4 \u00e9l\u00e8ve w5"]:
         assert np.array_equal(eng.text_indices(text), enc.indices(text))
-        np.testing.assert_allclose(eng.predict_text(text).probabilities, ref.predict_text(text).probabilities,
+        np.testing.assert_allclose(eng.text_probabilities([text])[0], ref.text_probabilities([text])[0],
                                    rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(eng.predict_text(b"w1 w2").probabilities, ref.predict_text("w1 w2").probabilities,
                                rtol=1e-4, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 from edge_rbmlp import _native
 from edge_rbmlp.bits import pack_bits, unpack_signs, words_for
 from edge_rbmlp.fold import apply_thresholds
-from edge_rbmlp.reference import max_pool_1d
+from edge_rbmlp.engines.reference import max_pool_1d
 
 from native_util import variant_params
 

@@ -7,7 +7,7 @@ from edge_rbmlp.arch import parse
 from edge_rbmlp.bits import pack_bits
 from edge_rbmlp.inputs import InputSpecError
 from edge_rbmlp.random_model import random_packed_model
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 from edge_rbmlp.text import TextEncoder
 
 

@@ -14,7 +14,8 @@ from serverkit import bundled_or_none, drawn_seven, make_config, png_bytes, writ
 
 from edge_rbmlp.server import create_app
 
-KEYS = {"model", "label", "class_index", "probabilities", "latency_us", "backend", "kernel"}
+KEYS = {"model", "label", "class_index", "probabilities", "latency_us", "decode_us", "preprocess_us", "inference_us",
+        "total_us", "backend", "kernel"}
 
 
 @pytest.fixture(scope="module")

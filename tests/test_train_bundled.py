@@ -12,7 +12,7 @@ import pytest
 import edge_rbmlp
 from edge_rbmlp import datasets
 from edge_rbmlp.model_file import load_packed_model
-from edge_rbmlp.reference import ReferenceEngine
+from edge_rbmlp.engines.reference import ReferenceEngine
 
 MODELS = Path(edge_rbmlp.__file__).parent / "models"
 TARGETS = {"mnist": (0.965, 64 * 1024), "imdb": (0.87, 160 * 1024)}

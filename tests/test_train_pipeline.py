@@ -99,7 +99,7 @@ def test_folded_thresholds_match_keras_layer_outputs(mnist_small):
     import tensorflow as tf
 
     from edge_rbmlp.fold import apply_thresholds
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
     from train.export import export_packed
 
     packed = export_packed(model, cfg.arch, data.spec, data.labels, "softmax")
@@ -121,7 +121,7 @@ def test_folded_thresholds_match_keras_layer_outputs(mnist_small):
                                             ("B-D64N,D32N,D32N,PN", "int8")])
 def test_other_shortcuts_and_input_modes_export_exactly(notation, mode):
     _need("mnist")
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
     from train.export import export_packed
     from train.pipeline import FitConfig, load_data, predicted_class, train_model
 
@@ -186,7 +186,7 @@ def test_fit_command_imdb_end_to_end(tmp_path):
     from click.testing import CliRunner
 
     from edge_rbmlp.model_file import load_packed_model
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
     from edge_rbmlp.text import TextEncoder
     from train.cli import main
     from train.pipeline import FitConfig, load_data
@@ -242,7 +242,7 @@ def test_int8_mode_thresholds_match_keras_on_real_digits():
     import tensorflow as tf
 
     from edge_rbmlp.fold import apply_thresholds
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
     from train.export import export_packed
     from train.pipeline import FitConfig, load_data, train_model
 

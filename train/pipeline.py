@@ -241,7 +241,7 @@ def recalibrate_batchnorm(model, x: np.ndarray) -> None:
 
 def evaluate_formats(cfg: FitConfig, data: Data, model, out: Path) -> dict:
     """Export every format into ``out`` and measure each on the (full or limited) test split."""
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
 
     from .export import export_packed, run_lce, run_tflite, tflite_ops, to_lce, to_tflite_float, to_tflite_int8
 

@@ -205,7 +205,7 @@ def run_trial(data, row: Row, seed: int, settings: dict, command: str = "") -> d
     import numpy as np
 
     from edge_rbmlp.arch import parse
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.reference import ReferenceEngine
     from edge_rbmlp.size import packed_tensor_bytes, paper_size_kib
 
     from .export import export_packed

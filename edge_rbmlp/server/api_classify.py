@@ -7,16 +7,19 @@ import json
 from flask import Blueprint, jsonify, request
 
 from .errors import ApiError
-from .infer import (IMAGE_TYPES, SNIFFED_TYPES, classify_image, classify_text, decode_image, decode_text, media_type,
+from .infer import (IMAGE_TYPES, SNIFFED_TYPES, classify_image, classify_text, decode_text, media_type,
                     read_body)
 from .state import app_state
 
 bp = Blueprint("classify", __name__)
 
 
-def _answer(served, pred, seconds):
+def _answer(served, pred):
+    t = pred.timing_us
     return jsonify({"model": served.name, "label": pred.label, "class_index": pred.class_index,
-                    "probabilities": pred.probabilities, "latency_us": round(seconds * 1e6, 1),
+                    "probabilities": pred.probabilities, "latency_us": round(t["total_us"], 1),
+                    "decode_us": round(t["decode_us"], 1), "preprocess_us": round(t["preprocess_us"], 1),
+                    "inference_us": round(t["inference_us"], 1), "total_us": round(t["total_us"], 1),
                     "backend": served.engine.name, "kernel": served.engine.kernel})
 
 
@@ -35,12 +38,12 @@ def classify(model):
         if kind == "image":
             if not files:
                 raise ApiError(400, "multipart upload without a file: send the image as a file field (e.g. file=@x.png)")
-            return _answer(served, *classify_image(served, decode_image(files[0].read())))
+            return _answer(served, classify_image(served, files[0].read()))
         if kind == "text":
             if "text" in request.form:
-                return _answer(served, *classify_text(served, decode_text(request.form["text"])))
+                return _answer(served, classify_text(served, decode_text(request.form["text"])))
             if files:
-                return _answer(served, *classify_text(served, decode_text(files[0].read())))
+                return _answer(served, classify_text(served, decode_text(files[0].read())))
             raise ApiError(400, "multipart upload without a 'text' field or a file")
     body = read_body()
     if mtype == "application/json" or mtype.endswith("+json"):
@@ -55,23 +58,23 @@ def classify(model):
             raise ApiError(400, 'JSON body must be an object {"text": "..."}')
         if not isinstance(payload["text"], str):
             raise ApiError(400, f'"text" must be a string, got {type(payload["text"]).__name__}')
-        return _answer(served, *classify_text(served, decode_text(payload["text"])))
+        return _answer(served, classify_text(served, decode_text(payload["text"])))
     if mtype == "text/plain":
         if kind != "text":
             raise ApiError(415, f"model {served.name!r} takes images, not text/plain")
         if not _charset_ok():
             raise ApiError(415, f"text must be UTF-8, not charset={request.mimetype_params.get('charset')}")
-        return _answer(served, *classify_text(served, decode_text(body)))
+        return _answer(served, classify_text(served, decode_text(body)))
     if mtype in IMAGE_TYPES:
         if kind != "image":
             raise ApiError(415, f"model {served.name!r} takes text (text/plain or JSON {{\"text\": ...}}), "
                                 f"not {mtype}")
-        return _answer(served, *classify_image(served, decode_image(body)))
+        return _answer(served, classify_image(served, body))
     if mtype in SNIFFED_TYPES:
         if kind == "image":
-            return _answer(served, *classify_image(served, decode_image(body)))
+            return _answer(served, classify_image(served, body))
         if kind == "text":
-            return _answer(served, *classify_text(served, decode_text(body)))
+            return _answer(served, classify_text(served, decode_text(body)))
     if kind == "image":
         raise ApiError(415, f"unsupported Content-Type {mtype!r} for an image model: send PNG, JPEG, PGM or BMP "
                             f"bytes (or multipart/form-data with a file)")

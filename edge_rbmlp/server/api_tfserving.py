@@ -24,8 +24,7 @@ from flask import Blueprint, jsonify
 
 from ..image import ImageError
 from .errors import ApiError
-from .infer import check_batch, decode_image, decode_text, image_input, predictions, read_body, text_inputs, \
-    timed_probabilities
+from .infer import check_batch, decode_image, decode_text, image_input, infer_batch, read_body, text_inputs
 from .state import ServedModel, app_state
 
 bp = Blueprint("v1", __name__)
@@ -142,5 +141,4 @@ def predict(model, version=None):
         rows = [rows]  # one flat vector given as the columnar input
     check_batch(len(rows))
     q = np.stack([_instance_row(served, inst, i) for i, inst in enumerate(rows)])
-    probs, _ = timed_probabilities(served, q)
-    return jsonify({"predictions": [p.to_dict() for p in predictions(served, probs)]})
+    return jsonify({"predictions": [p.to_dict() for p in infer_batch(served, q)]})

@@ -30,8 +30,7 @@ from flask import Blueprint, Response, jsonify, request
 from .. import __version__
 from ..image import ImageError
 from .errors import ApiError
-from .infer import check_batch, decode_image, decode_text, image_input, predictions, read_body, text_inputs, \
-    timed_probabilities
+from .infer import check_batch, decode_image, decode_text, image_input, infer_batch, read_body, text_inputs
 from .state import ServedModel, app_state
 
 bp = Blueprint("v2", __name__)
@@ -336,8 +335,8 @@ def infer(model, version=None):
         raise ApiError(400, "'id' must be a string")
     wanted = _requested_outputs(payload)
     q = _parse_inputs(served, payload, binary)
-    probs, _ = timed_probabilities(served, q)
-    preds = predictions(served, probs)
+    preds = infer_batch(served, q)
+    probs = np.array([p.probabilities for p in preds], dtype=np.float32)
     batch = len(preds)
     tensors = {
         "probabilities": ("FP32", [batch, probs.shape[1]], probs.astype(np.float32)),

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..engine import Prediction, logits_to_probabilities
+from ..engines.base import Prediction
 
 log = logging.getLogger("edge_rbmlp.camera")
 
@@ -76,30 +76,23 @@ def _png(arr: np.ndarray, max_side: Optional[int] = None) -> bytes:
     return buf.getvalue()
 
 
-def classify_frame(engine, frame) -> tuple:
-    """One frame -> (Prediction, the 28x28 input the model saw, seconds)."""
-    from ..image import preprocess_digit
-
-    spec = engine.model.input_spec
-    t0 = time.perf_counter()
-    q = preprocess_digit(frame, size=(spec.height, spec.width))
-    logits = engine.logits_uint8(q.reshape(1, -1))
-    probs = logits_to_probabilities(logits, engine.model.output_activation)[0]
-    seconds = time.perf_counter() - t0
-    index = int(np.argmax(probs))
-    pred = Prediction(label=engine.model.labels[index], class_index=index, probabilities=[float(p) for p in probs])
-    return pred, q, seconds
+def classify_frame(engine, frame) -> Prediction:
+    """One frame -> Prediction through the engine's image path (``.input`` is the 28x28 the model
+    saw, ``.timing_us`` the split; ``label`` is None when no digit is in view)."""
+    return engine.predict_image(frame)
 
 
-def publish_frame(state, served, frame, prediction=None, q=None, seconds=None) -> dict:
+def publish_frame(state, served, frame, prediction: Optional[Prediction] = None) -> dict:
     """Keep ``frame`` and its prediction as the service's latest camera result."""
-    from .infer import record_latency
+    from .infer import record
 
     if prediction is None:
-        prediction, q, seconds = classify_frame(served.engine, frame)
-    record_latency(served, seconds)
-    result = {"model": served.name, **prediction.to_dict(), "latency_us": round(seconds * 1e6, 1),
-              "time": time.time(), "blank": not bool(np.any(q))}
+        prediction = classify_frame(served.engine, frame)
+    record(served, [prediction])
+    q = prediction.input.reshape(served.model.input_spec.height, served.model.input_spec.width)
+    result = {"model": served.name, **prediction.to_dict(timing=True),
+              "latency_us": round(prediction.timing_us["total_us"], 1),
+              "time": time.time(), "blank": prediction.refused}
     frame_arr = np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else np.asarray(frame)
     frame_png, input_png = _png(frame_arr, FRAME_PREVIEW_SIDE), _png(q)
     cam = state.camera
@@ -143,13 +136,14 @@ class CameraLoop:
         frame = np.asarray(frame)
         if frame.ndim not in (2, 3) or frame.size == 0 or frame.dtype == object:
             raise ValueError(f"the camera returned a frame of shape {frame.shape} and dtype {frame.dtype}")
-        pred, q, seconds = classify_frame(self.engine, frame)
+        pred = classify_frame(self.engine, frame)
         self.frames += 1
         record = {"frame": self.frames, "label": pred.label, "class_index": pred.class_index,
-                  "confidence": round(max(pred.probabilities), 4), "latency_us": round(seconds * 1e6, 1),
-                  "blank": not bool(q.any())}
+                  "confidence": round(pred.confidence, 4), "reason": pred.reason,
+                  **{k: round(v, 1) for k, v in pred.timing_us.items()},
+                  "latency_us": round(pred.timing_us["total_us"], 1), "blank": pred.refused}
         if self.on_result is not None:
-            self.on_result(frame, pred, q, seconds)
+            self.on_result(frame, pred)
         log.info("camera %s", json.dumps(record))
         if self.echo is not None:
             self.echo(record)
@@ -188,9 +182,9 @@ def start_in_service(app, source, model_name: Optional[str], interval: float) ->
     if served is None or served.kind != "image":
         raise CameraUnavailable(f"camera model {model_name!r} is not a served image model")
 
-    def on_result(frame, pred, q, seconds):
+    def on_result(frame, pred):
         with app.app_context():
-            publish_frame(state, served, frame, pred, q, seconds)
+            publish_frame(state, served, frame, pred)
 
     def on_error(exc):
         with state.camera.lock:

@@ -80,7 +80,7 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ca
               help="also send every frame to a running service (e.g. http://127.0.0.1:8080), shown on its page")
 def camera_command(model, interval, count, width, height, backend, publish_url):
     """Classify what the Raspberry Pi camera sees with MODEL, one JSON line per frame."""
-    from ..backends import create
+    from ..engines import create
     from ..models import load_model
     from .camera import CameraLoop, open_camera
 
@@ -113,7 +113,7 @@ def _publisher(url: str, model: str):
     name = Path(model).stem if model.endswith(".rbm") else model
     token = os.environ.get("EDGE_RBMLP_TOKEN")
 
-    def publish(frame, pred, q, seconds):
+    def publish(frame, pred):
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
         try:
             headers = {"Content-Type": "image/png", **({"Authorization": f"Bearer {token}"} if token else {})}

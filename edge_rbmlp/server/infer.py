@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 from flask import request
 
-from ..engine import Prediction, logits_to_probabilities
-from ..image import ImageError, load_image, preprocess_digit
+from ..engines.base import NO_DIGIT, Prediction
+from ..image import ImageError, load_image
 from ..text import TextError, as_text
 from .errors import ApiError
 from .state import ServedModel, app_state
@@ -58,72 +58,52 @@ def decode_image(data: bytes):
 
 
 def image_input(served: ServedModel, image) -> np.ndarray:
-    """Any picture -> the model's uint8 input (digit preprocessing); 422 when there is no digit."""
-    spec = served.model.input_spec
+    """Any picture -> the model's uint8 input ``[1, n]`` (the engine's digit preprocessing); 422 when
+    there is no digit (the reason every other caller gives too)."""
     try:
-        q = preprocess_digit(image, size=(spec.height, spec.width))
+        q = served.engine.preprocess_image(image)
     except ImageError:
         raise
     except (ValueError, OSError) as exc:
         raise ImageError(f"cannot preprocess image: {exc}") from None
     if not q.any():
-        raise ApiError(422, "no digit found: the image is blank or uniform")
+        raise ApiError(422, NO_DIGIT)
     return q.reshape(1, -1)
 
 
-def timed_probabilities(served: ServedModel, q: np.ndarray) -> Tuple[np.ndarray, float]:
-    """``uint8 [batch, n]`` -> (probabilities ``[batch, classes]``, seconds); recorded in the metrics."""
-    t0 = time.perf_counter()
-    logits = served.engine.logits_uint8(np.ascontiguousarray(q, dtype=np.uint8))
-    probs = logits_to_probabilities(logits, served.model.output_activation)
-    seconds = time.perf_counter() - t0
-    record_latency(served, seconds)
-    return probs, seconds
-
-
-def record_latency(served: ServedModel, seconds: float) -> None:
-    state = app_state()
-    state.metrics.observe_inference(served.name, served.engine.name, seconds)
-    served.recent_us.append(seconds * 1e6)
-
-
-def predictions(served: ServedModel, probs: np.ndarray) -> List[Prediction]:
-    out = []
-    for row in probs:
-        index = int(np.argmax(row))
-        out.append(Prediction(label=served.model.labels[index], class_index=index,
-                              probabilities=[float(p) for p in row]))
-    return out
-
-
-def classify_image(served: ServedModel, image) -> Tuple[Prediction, float]:
-    t0 = time.perf_counter()
-    q = image_input(served, image)
-    logits = served.engine.logits_uint8(q)
-    probs = logits_to_probabilities(logits, served.model.output_activation)
-    seconds = time.perf_counter() - t0
-    record_latency(served, seconds)
-    return predictions(served, probs)[0], seconds
-
-
 def text_inputs(served: ServedModel, texts: List[str]) -> np.ndarray:
-    from ..text import TextEncoder
-
-    encoder = getattr(served, "_encoder", None)
-    if encoder is None:
-        encoder = TextEncoder.for_model(served.model)
-        served._encoder = encoder
-    return np.stack([encoder.multi_hot(t) for t in texts]).astype(np.uint8)
+    """Texts -> the model's dense multi-hot input ``[batch, n]`` (the raw-tensor APIs take it so)."""
+    return served.engine.text_encoder.multi_hot_batch(texts)
 
 
-def classify_text(served: ServedModel, text: str) -> Tuple[Prediction, float]:
+def record(served: ServedModel, preds: List[Prediction]) -> List[Prediction]:
+    """Account predictions in the metrics and the recent-latency window (the page's sparkline)."""
+    metrics = app_state().metrics
+    for pred in preds:
+        metrics.observe_prediction(served.name, served.engine.name, pred.timing_us)
+        served.recent_us.append(pred.timing_us.get("total_us", 0.0))
+    return preds
+
+
+def infer_batch(served: ServedModel, q: np.ndarray) -> List[Prediction]:
+    """``uint8 [batch, n]`` model inputs -> Predictions (the raw-tensor APIs)."""
+    return record(served, served.engine.predictions(q))
+
+
+def classify_image(served: ServedModel, data: bytes) -> Prediction:
+    """Image bytes -> Prediction, through the engine's one image path; 422 when there is no digit."""
     t0 = time.perf_counter()
-    q = text_inputs(served, [text])
-    logits = served.engine.logits_uint8(q)
-    probs = logits_to_probabilities(logits, served.model.output_activation)
-    seconds = time.perf_counter() - t0
-    record_latency(served, seconds)
-    return predictions(served, probs)[0], seconds
+    image = decode_image(data)
+    decode_us = (time.perf_counter() - t0) * 1e6
+    pred = record(served, served.engine.predict_images([image], decode_us=[decode_us]))[0]
+    if pred.refused:
+        raise ApiError(422, pred.reason)
+    return pred
+
+
+def classify_text(served: ServedModel, text: str) -> Prediction:
+    """Text -> Prediction, through the engine's one text path (the C tokenizer on the native engine)."""
+    return record(served, served.engine.predict_texts([text]))[0]
 
 
 def check_batch(n: int) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 # inference latency buckets (seconds): 5 us .. 1 s
+STAGES = ("decode", "preprocess", "inference", "total")
 LATENCY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 1.0)
 
 
@@ -78,13 +79,24 @@ class Metrics:
         self.errors = Counter("edge_rbmlp_errors", "HTTP requests answered with a 4xx/5xx status",
                               ["route", "model", "status"], registry=self.registry)
         self.inference = Histogram("edge_rbmlp_inference_seconds",
-                                   "Time of one inference call (preprocessing included)",
+                                   "Engine time of one prediction (decoding and preprocessing not included)",
                                    ["model", "backend"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        # where a prediction's time goes (the split every response reports): decode, preprocess,
+        # inference and their total
+        self.stages = Histogram("edge_rbmlp_prediction_stage_seconds",
+                                "Time of each stage of one prediction (decode, preprocess, inference, total)",
+                                ["model", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.state_collector = _StateCollector(state_fn)
         self.registry.register(self.state_collector)
 
     def observe_inference(self, model: str, backend: str, seconds: float) -> None:
         self.inference.labels(model, backend).observe(seconds)
+
+    def observe_prediction(self, model: str, backend: str, timing_us: Dict[str, float]) -> None:
+        """One prediction's time split (``decode_us``, ``preprocess_us``, ``inference_us``, ``total_us``)."""
+        self.inference.labels(model, backend).observe(timing_us.get("inference_us", 0.0) * 1e-6)
+        for stage in STAGES:
+            self.stages.labels(model, stage).observe(timing_us.get(stage + "_us", 0.0) * 1e-6)
 
     def exposition(self) -> Tuple[bytes, str]:
         """The text format; under ``serve --workers N`` (prometheus-client's multiprocess mode,

@@ -28,9 +28,9 @@ def probe():
         from edge_rbmlp import _native
         out["native"] = _native.__file__
         from edge_rbmlp.arch import parse
-        from edge_rbmlp.native_engine import NativeEngine
+        from edge_rbmlp.engines.native import NativeEngine
         from edge_rbmlp.random_model import random_packed_model
-        from edge_rbmlp.reference import ReferenceEngine
+        from edge_rbmlp.engines.reference import ReferenceEngine
     except Exception as exc:
         out["error"] = _err(exc)
         return 4, out
@@ -44,7 +44,7 @@ def probe():
     try:
         out["kernel"] = engine.kernel
         try:
-            from edge_rbmlp.native_engine import available_kernels
+            from edge_rbmlp.engines.native import available_kernels
             out["available"] = available_kernels()
         except Exception:  # informational only
             pass

@@ -39,12 +39,12 @@ def write_seed_corpus(directory) -> int:
 
 
 def _engines(model):
-    from edge_rbmlp.engine import BackendUnavailable
-    from edge_rbmlp.reference import ReferenceEngine
+    from edge_rbmlp.engines.base import BackendUnavailable
+    from edge_rbmlp.engines.reference import ReferenceEngine
 
     engines = [ReferenceEngine(model)]
     try:
-        from edge_rbmlp.native_engine import NativeEngine
+        from edge_rbmlp.engines.native import NativeEngine
 
         engines.append(NativeEngine(model))
     except (ImportError, BackendUnavailable):
@@ -105,7 +105,7 @@ def main(argv) -> None:
 
     with atheris.instrument_imports():
         import edge_rbmlp.model_file  # noqa: F401
-        import edge_rbmlp.reference  # noqa: F401
+        import edge_rbmlp.engines.reference  # noqa: F401
     atheris.Setup(argv, test_one_input)
     atheris.Fuzz()
 

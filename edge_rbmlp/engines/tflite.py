@@ -22,8 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from .engine import BackendUnavailable, Engine
-from .model_file import PackedModel
+from .base import BackendUnavailable, Engine
+from ..model_file import PackedModel
 
 VARIANTS = ("float", "int8")
 
@@ -69,7 +69,7 @@ def lce_runtime():
 def _model_path(model: PackedModel, model_path) -> Optional[Path]:
     if model_path is not None:
         return Path(model_path)
-    from .models import bundled_models
+    from ..models import bundled_models
 
     if model.name and model.name in bundled_models():
         return bundled_models()[model.name]
@@ -82,7 +82,7 @@ def find_sibling(model: PackedModel, variant: str, model_path=None, path=None) -
         if not p.is_file():
             raise BackendUnavailable(f"no TFLite file {p}")
         return p
-    from .models import sibling_path
+    from ..models import sibling_path
 
     base = _model_path(model, model_path)
     if base is None:

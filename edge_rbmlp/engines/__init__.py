@@ -1,4 +1,4 @@
-"""The one place that maps a backend name to an engine.
+"""The inference engines, and the one place that maps a backend name to an engine.
 
 * ``reference``: plain numpy (always there; the definition of correct);
 * ``native``: the compiled XNOR-popcount engine (``edge_rbmlp._native``);
@@ -16,15 +16,15 @@ import importlib
 import sys
 from typing import Callable, Dict
 
-from .engine import BackendUnavailable, Engine
-from .model_file import PackedModel
+from .base import BackendUnavailable, Engine, InputKindError, Prediction
+from ..model_file import PackedModel
 
 # name -> "module:factory"; factories take (model, **options) and return an Engine
 _REGISTRY: Dict[str, str] = {
-    "reference": "edge_rbmlp.reference:ReferenceEngine",
-    "native": "edge_rbmlp.native_engine:NativeEngine",
-    "tflite": "edge_rbmlp.tflite_engine:TFLiteEngine",
-    "lce": "edge_rbmlp.tflite_engine:LCEEngine",
+    "reference": "edge_rbmlp.engines.reference:ReferenceEngine",
+    "native": "edge_rbmlp.engines.native:NativeEngine",
+    "tflite": "edge_rbmlp.engines.tflite:TFLiteEngine",
+    "lce": "edge_rbmlp.engines.tflite:LCEEngine",
 }
 
 BACKENDS = ("auto",) + tuple(_REGISTRY)

@@ -19,13 +19,13 @@ from typing import Optional
 
 import numpy as np
 
-from .bits import pack_bits, unpack_bits, unpack_signs
-from .engine import BackendUnavailable, Engine, Prediction
-from .model_file import PackedModel
-from .text import MAX_TEXT_CHARS, TOKENIZER, TextEncoder, TextError, as_text
+from ..bits import pack_bits, unpack_bits, unpack_signs
+from .base import BackendUnavailable, Engine
+from ..model_file import PackedModel
+from ..text import MAX_TEXT_CHARS, TOKENIZER, TextError, as_text
 
 try:
-    from . import _native
+    from .. import _native
 except ImportError as exc:  # the extension was not built in this install
     _native = None
     _IMPORT_ERROR = exc
@@ -203,33 +203,31 @@ class NativeEngine(Engine):
         if not self._sparse_ok:
             raise ValueError("the sparse (indices) path is built for text models only")
 
-    def predict_text(self, text: str) -> Prediction:
+    def probabilities_uint8(self, q: np.ndarray) -> np.ndarray:
+        q = np.ascontiguousarray(q, dtype=np.uint8)
+        out = np.empty((q.shape[0], self._out_width), dtype=np.float32)
+        return self._native.predict_into(q, out)
+
+    def text_probabilities(self, texts) -> np.ndarray:
         """Tokenize and classify from the active word indices (no 10,000-wide dense vector).
 
-        ASCII text goes to C in one call (tokenizer, vocabulary lookup and inference, GIL
-        released); other text is tokenized by :mod:`edge_rbmlp.text` and runs the same
-        sparse C path."""
+        ASCII text goes to C in one call per text (tokenizer, vocabulary lookup and inference, GIL
+        released); other text is tokenized by :mod:`edge_rbmlp.text` and runs the same sparse C path."""
         if self.model.input_spec.kind != "text" or not self._sparse_ok:
-            return super().predict_text(text)
-        probs = np.empty((1, self._out_width), dtype=np.float32)
-        raw = None
-        if isinstance(text, str) and text.isascii():
-            raw = text.encode("ascii")
-        elif isinstance(text, (bytes, bytearray)) and bytes(text).isascii():
-            raw = bytes(text)
-        if raw is not None and self._c_tokenizer:
-            if len(raw) > MAX_TEXT_CHARS:
-                raise TextError(f"text is {len(raw)} characters, more than the {MAX_TEXT_CHARS} limit")
-            if self._native.predict_text_into(raw, probs) < 0:  # pragma: no cover - ASCII checked above
-                raise RuntimeError("the C tokenizer rejected ASCII text")
-        else:
-            if self._text_encoder is None:
-                self._text_encoder = TextEncoder.for_model(self.model)
-            idx = self._text_encoder.indices(as_text(text))
-            self._native.sparse_predict_into(idx, np.array([0, idx.shape[0]], dtype=np.int64), probs)
-        p = probs[0].tolist()
-        index = max(range(len(p)), key=p.__getitem__)
-        return Prediction(label=self.model.labels[index], class_index=index, probabilities=p)
+            return super().text_probabilities(texts)
+        probs = np.empty((len(texts), self._out_width), dtype=np.float32)
+        for i, text in enumerate(texts):
+            raw = text.encode("ascii") if self._c_tokenizer and text.isascii() else None
+            row = probs[i:i + 1]
+            if raw is not None:
+                if len(raw) > MAX_TEXT_CHARS:
+                    raise TextError(f"text is {len(raw)} characters, more than the {MAX_TEXT_CHARS} limit")
+                if self._native.predict_text_into(raw, row) < 0:  # pragma: no cover - ASCII checked above
+                    raise RuntimeError("the C tokenizer rejected ASCII text")
+            else:
+                idx = self.text_encoder.indices(as_text(text))
+                self._native.sparse_predict_into(idx, np.array([0, idx.shape[0]], dtype=np.int64), row)
+        return probs
 
     def text_indices(self, text) -> np.ndarray:
         """Sorted unique active vocabulary indices of ``text`` (C tokenizer for ASCII text)."""
@@ -237,9 +235,7 @@ class NativeEngine(Engine):
             raw = text.encode("ascii") if isinstance(text, str) and text.isascii() else None
             if raw is not None:
                 return self._native.text_indices(raw)
-        if self._text_encoder is None:
-            self._text_encoder = TextEncoder.for_model(self.model)
-        return self._text_encoder.indices(as_text(text))
+        return self.text_encoder.indices(as_text(text))
 
     def describe(self) -> dict:
         return {"backend": self.name, "kernel": self.kernel, "available_kernels": available_kernels(),

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bits import unpack_signs
-from .engine import Engine
-from .fold import apply_thresholds
-from .model_file import PackedModel
+from ..bits import unpack_signs
+from .base import Engine
+from ..fold import apply_thresholds
+from ..model_file import PackedModel
 
 
 def binary_accumulate(x_pm1: np.ndarray, weight_words: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,245 @@
+"""What every inference backend offers, on top of one method: uint8 inputs -> logits.
+
+A backend implements :meth:`Engine.logits_uint8`. This base class owns the one
+path from what a user has to an answer, shared by the CLI, the Python API, the
+HTTP routes and the camera loop:
+
+* ``predict_image(image)`` / ``predict_images(images)``: PNG/JPEG bytes, a PIL
+  image or an array of any size -> the model's own digit preprocessing -> one
+  batched inference -> :class:`Prediction`;
+* ``predict_text(text)`` / ``predict_texts(texts)``: raw text -> the model's
+  vocabulary -> :class:`Prediction`;
+* ``predictions(q)``: the model's uint8 input as it is (pixels, multi-hot).
+
+Nothing else builds a :class:`Prediction`. Every prediction carries the time
+split (``decode_us``, ``preprocess_us``, ``inference_us``, ``total_us``) so that
+whoever shows a latency shows where it went, and an input that holds nothing to
+classify (a blank picture) is answered with ``label = None`` and a ``reason``
+by every caller alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..model_file import PackedModel
+
+
+class InputKindError(ValueError):
+    """Text given to an image model, or an image to a text model."""
+
+
+class BackendUnavailable(RuntimeError):
+    """A requested backend cannot run here (with the reason and what to install)."""
+
+
+#: reason given for a picture in which preprocessing found no digit
+NO_DIGIT = "no digit found: the image is blank or uniform"
+
+
+@dataclass
+class Prediction:
+    """One answer. ``label``/``class_index`` are ``None`` when the input was refused (``reason``)."""
+
+    label: Optional[str]
+    class_index: Optional[int]
+    probabilities: List[float]
+    reason: Optional[str] = None
+    timing_us: Dict[str, float] = field(default_factory=dict)
+    # the uint8 model input that was classified (the 28x28 digit, the multi-hot row); not serialized
+    input: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities) if self.probabilities and self.label is not None else 0.0
+
+    @property
+    def refused(self) -> bool:
+        return self.label is None
+
+    def to_dict(self, timing: bool = False) -> dict:
+        out = {"label": self.label, "class_index": self.class_index, "probabilities": self.probabilities}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if timing:
+            out.update({k: round(v, 1) for k, v in self.timing_us.items()})
+        return out
+
+
+def logits_to_probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
+    """softmax over classes, or for one sigmoid unit ``[1 - p, p]``."""
+    logits = np.asarray(logits, np.float64)
+    if activation == "sigmoid":
+        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1.0 - p, p], axis=1)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _us(seconds: float) -> float:
+    return seconds * 1e6
+
+
+class Engine:
+    """Base of every backend. Subclasses set ``name`` and implement ``logits_uint8``."""
+
+    name = "base"
+
+    def __init__(self, model: PackedModel):
+        self.model = model
+        self._text_encoder = None
+
+    # -- what a backend implements ----------------------------------------
+    def logits_uint8(self, q: np.ndarray) -> np.ndarray:
+        """``uint8 [batch, n_inputs]`` -> ``float32 [batch, n_outputs]``."""
+        raise NotImplementedError
+
+    def probabilities_uint8(self, q: np.ndarray) -> np.ndarray:
+        """``uint8 [batch, n_inputs]`` -> probabilities ``[batch, classes]`` (backends may do it in C)."""
+        return logits_to_probabilities(self.logits_uint8(q), self.model.output_activation)
+
+    def text_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw texts -> probabilities ``[batch, classes]`` (the native engine tokenizes in C)."""
+        return self.probabilities_uint8(self.text_encoder.multi_hot_batch(texts))
+
+    @property
+    def kernel(self) -> str:
+        """Which kernel variant runs (for backends that have several)."""
+        return self.name
+
+    # -- inputs -------------------------------------------------------------
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            from ..text import TextEncoder
+
+            self._text_encoder = TextEncoder.for_model(self.model)
+        return self._text_encoder
+
+    def _require(self, kind: str) -> None:
+        have = self.model.input_spec.kind
+        if have != kind:
+            what = "images" if kind == "image" else kind
+            raise InputKindError(f"model takes {have} input, not {what}")
+
+    def preprocess_image(self, image) -> np.ndarray:
+        """Any picture (array, PIL image) -> the model's uint8 input ``[n_inputs]``."""
+        from ..image import preprocess_digit
+
+        spec = self.model.input_spec
+        return preprocess_digit(image, size=(spec.height, spec.width)).reshape(-1)
+
+    # -- the one path to a Prediction ------------------------------------------
+    def _answers(self, probs: np.ndarray, inputs, timings: List[Dict[str, float]],
+                 refused: Sequence[Optional[str]] = ()) -> List[Prediction]:
+        """Probabilities ``[batch, classes]`` -> Predictions (``refused[i]``: the reason sample i has no label)."""
+        labels = self.model.labels
+        out = []
+        for i, row in enumerate(np.asarray(probs, dtype=np.float64)):
+            reason = refused[i] if i < len(refused) else None
+            p = [float(v) for v in row]
+            if reason is None:
+                index = max(range(len(p)), key=p.__getitem__)
+                out.append(Prediction(labels[index], index, p, None, timings[i], inputs[i]))
+            else:
+                out.append(Prediction(None, None, p, reason, timings[i], inputs[i]))
+        return out
+
+    def predictions(self, q: np.ndarray) -> List[Prediction]:
+        """The model's own uint8 input ``[batch, n_inputs]`` (or one ``[n_inputs]`` row) -> Predictions."""
+        q = np.ascontiguousarray(q, dtype=np.uint8)
+        if q.ndim == 1:
+            q = q[None, :]
+        t0 = time.perf_counter()
+        probs = self.probabilities_uint8(q)
+        inference = _us(time.perf_counter() - t0) / max(1, q.shape[0])
+        timing = {"decode_us": 0.0, "preprocess_us": 0.0, "inference_us": inference, "total_us": inference}
+        return self._answers(probs, list(q), [dict(timing) for _ in range(q.shape[0])])
+
+    def predict_images(self, images: Sequence, decode_us: Optional[Sequence[float]] = None) -> List[Prediction]:
+        """Pictures (encoded bytes, PIL images or arrays; any size, colour or grey) -> Predictions.
+
+        Every picture is preprocessed, then all go through the engine in one batch. A picture in which
+        no digit is found is answered with ``label=None`` and ``reason``; undecodable bytes raise
+        :class:`edge_rbmlp.image.ImageError`.
+        """
+        self._require("image")
+        from ..image import load_image
+
+        images = list(images)
+        decode = list(decode_us) if decode_us is not None else [0.0] * len(images)
+        rows, prep = [], []
+        for i, image in enumerate(images):
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                t0 = time.perf_counter()
+                image = load_image(bytes(image))
+                decode[i] += _us(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            rows.append(self.preprocess_image(image))
+            prep.append(_us(time.perf_counter() - t0))
+        if not rows:
+            return []
+        q = np.stack(rows)
+        refused = [None if row.any() else NO_DIGIT for row in rows]
+        t0 = time.perf_counter()
+        probs = self.probabilities_uint8(q)
+        inference = _us(time.perf_counter() - t0) / len(rows)
+        timings = [{"decode_us": decode[i], "preprocess_us": prep[i], "inference_us": inference,
+                    "total_us": decode[i] + prep[i] + inference} for i in range(len(rows))]
+        return self._answers(probs, rows, timings, refused)
+
+    def predict_image(self, image) -> Prediction:
+        """One picture (bytes, PIL image or array) -> :class:`Prediction` (see :meth:`predict_images`)."""
+        return self.predict_images([image])[0]
+
+    def predict_texts(self, texts: Sequence) -> List[Prediction]:
+        """Raw texts (str or UTF-8 bytes) -> Predictions, with the model's own vocabulary."""
+        self._require("text")
+        from ..text import as_text
+
+        texts = [t if isinstance(t, str) else as_text(t) for t in texts]
+        for t in texts:
+            if not t.strip():
+                from ..text import TextError
+
+                raise TextError("text is empty")
+        if not texts:
+            return []
+        t0 = time.perf_counter()
+        probs = self.text_probabilities(texts)
+        total = _us(time.perf_counter() - t0) / len(texts)
+        # tokenizing and inference are one C call on the native engine: reported as inference
+        timing = {"decode_us": 0.0, "preprocess_us": 0.0, "inference_us": total, "total_us": total}
+        return self._answers(probs, [None] * len(texts), [dict(timing) for _ in texts])
+
+    def predict_text(self, text) -> Prediction:
+        """Tokenize with the model's own vocabulary and classify."""
+        return self.predict_texts([text])[0]
+
+    # -- arrays ---------------------------------------------------------------
+    def logits(self, x) -> np.ndarray:
+        q = self.model.input_spec.as_uint8_batch(x)
+        return self.logits_uint8(q)
+
+    def predict(self, x) -> np.ndarray:
+        """Class probabilities for one sample (``[classes]``) or a batch (``[batch, classes]``).
+
+        ``uint8`` arrays are the model's input as it is (pixels, multi-hot);
+        other numeric arrays are real values, quantized by the input spec.
+        """
+        single = np.ndim(x) == 1 or (self.model.input_spec.kind == "image" and np.ndim(x) == 2
+                                     and np.shape(x) == (self.model.input_spec.height, self.model.input_spec.width))
+        probs = logits_to_probabilities(self.logits(x), self.model.output_activation)
+        return probs[0] if single else probs
+
+    def predict_class(self, x) -> np.ndarray:
+        probs = logits_to_probabilities(self.logits(x), self.model.output_activation)
+        return probs.argmax(axis=1)
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "kernel": self.kernel}
