@@ -60,10 +60,12 @@ ood-fonts:
 load-client:
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
 
-# load (concurrency 1/8/64, both models), a 100k-inference soak with the RSS sampled, and the 1 -> 2
-# worker speed-up, all on loopback; writes benchmarks/results/load.json, fails on any error or leak
+# load (concurrency 1/8/64, both models), a 100k-inference soak with the RSS sampled, the 1 -> 2
+# worker speed-up, and the service against the reference services (benchmarks/reference_services/:
+# the smallest Flask app, Flask + ai-edge-litert int8) side by side, all on loopback; writes
+# benchmarks/results/load.json, fails on any error or leak
 soak: $(TEST_VENV)/.installed load-client
-	$(TEST_VENV)/bin/python benchmarks/load_test.py --requests 5000 --soak 100000 --out benchmarks/results/load.json
+	$(TEST_VENV)/bin/python benchmarks/load_test.py --requests 5000 --soak 100000 --compare --out benchmarks/results/load.json
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info

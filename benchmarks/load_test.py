@@ -60,6 +60,7 @@ class Service:
         self.stderr_file = tempfile.TemporaryFile(mode="w+")
 
     def __enter__(self) -> "Service":
+        t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True,
                                      env=self.env, cwd=ROOT)
         line = self.proc.stdout.readline()
@@ -69,6 +70,8 @@ class Service:
             self.__exit__(None, None, None)
             raise RuntimeError(f"the service did not start: {line!r}\n{self.stderr()}")
         self.url = match.group(1).replace("localhost", "127.0.0.1")
+        # ready: from the start of the process to the first answered GET /healthz
+        self.ready_s = round(wait_until_answers(self.url, "/healthz") - t0, 3)
         return self
 
     def stderr(self) -> str:
@@ -100,6 +103,73 @@ class Service:
             self.stop()
             self.proc.stdout.close()
         self._final_stderr = self.stderr()
+        self.stderr_file.close()
+
+
+def wait_until_answers(url: str, path: str, timeout: float = 60.0) -> float:
+    """perf_counter() at the first 200 answer to GET ``path``."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    deadline = time.perf_counter() + timeout
+    while True:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return time.perf_counter()
+        except OSError:
+            if time.perf_counter() > deadline:
+                raise
+        finally:
+            conn.close()
+        time.sleep(0.005)
+
+
+class Reference:
+    """A reference service (benchmarks/reference_services/NAME.py) in a subprocess on a free
+    loopback port: what our service is compared with in the same run."""
+
+    def __init__(self, name: str, extra_args=()):
+        self.name = name
+        self.args = [sys.executable, str(ROOT / "benchmarks" / "reference_services" / f"{name}.py"), "--port", "0",
+                     *extra_args]
+        self.proc: Optional[subprocess.Popen] = None
+        self.url = ""
+        self.stderr_file = tempfile.TemporaryFile(mode="w+")
+
+    def __enter__(self) -> "Reference":
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True, cwd=ROOT)
+        line = self.proc.stdout.readline()
+        match = re.search(r"(http://[^/\s]+)/", line)
+        if not match:
+            self.proc.wait(10)
+            self.stderr_file.seek(0)
+            err = self.stderr_file.read()[-2000:]
+            self.__exit__()
+            raise RuntimeError(f"reference service {self.name} did not start: {line!r} {err}")
+        self.url = match.group(1)
+        self.ready_s = round(wait_until_answers(self.url, "/healthz") - t0, 3)
+        return self
+
+    def pids(self) -> List[int]:
+        return process_tree(self.proc.pid)
+
+    def rss_bytes(self) -> int:
+        return sum(rss_of(pid) for pid in self.pids())
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None:
+            self.proc.stdout.close()
         self.stderr_file.close()
 
 
@@ -285,6 +355,111 @@ def run_engine_threads(kinds: Dict[str, str], batch: int = 64, seconds: float = 
     return rows
 
 
+def reference_problem(name: str) -> Optional[str]:
+    """Why a reference service cannot run here (None when it can)."""
+    if name == "flask_litert":
+        try:
+            import ai_edge_litert  # noqa: F401
+        except ImportError:
+            return "ai-edge-litert is not installed (pip install 'ai-edge-litert>=1.4', the [tflite] extra)"
+        if not (ROOT / "edge_rbmlp" / "models" / "mnist_int8.tflite").exists():
+            return "no edge_rbmlp/models/mnist_int8.tflite"
+    return None
+
+
+def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=print) -> dict:
+    """Our service against the reference services, side by side in one run (issue 10): every
+    service is up at once and each (service, model, concurrency) cell is measured in turn
+    ``repeats`` times with wrk; the median counts. Services:
+
+    * ``ours``: ``edge-rbmlp serve`` as ``make run`` starts it (1 worker, 1 thread, the default
+      HTTP server: granian where installed), both bundled models;
+    * ``ours_waitress``: the same on waitress (the server before granian);
+    * ``ours_2_workers``: ``--workers 2`` (default HTTP server);
+    * ``flask_minimal``: the smallest Flask app on waitress returning a constant JSON;
+    * ``flask_litert``: Flask + ai-edge-litert int8, written the way a Pi tutorial would.
+
+    Ratios: ours / flask_minimal per model and concurrency, 2 workers / 1 worker at c=8, ours /
+    flask_litert (digits). RSS and ready time (process start to the first answered /healthz) of each.
+    """
+    from contextlib import ExitStack
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("the comparison needs wrk (make load-client, or apt-get install wrk)")
+    from edge_rbmlp.samples import SAMPLES_DIR
+
+    bodies = {"mnist": (sorted(SAMPLES_DIR.glob("*.png"))[0], "image/png"),
+              "imdb": (sorted(SAMPLES_DIR.glob("*.txt"))[0], "text/plain; charset=utf-8")}
+    skipped = {}
+    cells: Dict[tuple, List[dict]] = {}
+    info: Dict[str, dict] = {}
+    with ExitStack() as stack:
+        services = {
+            "ours": (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1)), ("mnist", "imdb")),
+            "ours_waitress": (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1,
+                                                          extra_args=["--http-server", "waitress"])),
+                              ("mnist", "imdb")),
+            "ours_2_workers": (stack.enter_context(Service(models=("mnist", "imdb"), workers=2, threads=1)),
+                               ("mnist", "imdb")),
+        }
+        for name, models in (("flask_minimal", ("mnist", "imdb")), ("flask_litert", ("mnist",))):
+            problem = reference_problem(name)
+            if problem:
+                skipped[name] = problem
+                progress(f"  {name}: skipped: {problem}")
+                continue
+            services[name] = (stack.enter_context(Reference(name)), models)
+        for name, (svc, models) in services.items():
+            for model in models:  # warm-up (and a check that the service answers this route)
+                wrk_rps(f"{svc.url}/classify/{model}", *bodies[model], 2, 1)
+        for _ in range(repeats):
+            for c in levels:
+                for model in ("mnist", "imdb"):
+                    for name, (svc, models) in services.items():
+                        if model not in models:
+                            continue
+                        pids = svc.pids()
+                        cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+                        r = wrk_rps(f"{svc.url}/classify/{model}", *bodies[model], c, seconds)
+                        r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
+                        cells.setdefault((name, model, c), []).append(r)
+        for name, (svc, _) in services.items():
+            info[name] = {"rss_bytes": svc.rss_bytes(), "ready_s": svc.ready_s, "processes": len(svc.pids())}
+            if isinstance(svc, Service):
+                match = re.search(r"HTTP server: (\w+)", svc.stderr())
+                info[name]["http_server"] = match.group(1) if match else None
+    rows = []
+    for (name, model, c), rs in cells.items():
+        ordered = sorted(rs, key=lambda r: r["requests_per_s"])
+        med = dict(ordered[len(ordered) // 2])
+        med.update(service=name, model=model, concurrency=c, all_requests_per_s=[r["requests_per_s"] for r in rs],
+                   non_2xx=sum(r["non_2xx"] for r in rs), socket_errors=sum(r["socket_errors"] for r in rs))
+        rows.append(med)
+        progress(f"  {name:15s} {model:6s} c={c}: {med['requests_per_s']:>8.0f} req/s (median of "
+                 f"{med['all_requests_per_s']}), p50 {med['p50_us']} us, {med['non_2xx'] + med['socket_errors']} errors")
+    rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in rows}
+
+    def ratio(a, b):
+        return round(rps[a] / rps[b], 2) if a in rps and b in rps and rps[b] else None
+
+    ratios = {}
+    for model in ("mnist", "imdb"):
+        for c in levels:
+            ratios[f"ours_vs_flask_minimal_{model}_c{c}"] = ratio(("ours", model, c), ("flask_minimal", model, c))
+            ratios[f"ours_vs_ours_waitress_{model}_c{c}"] = ratio(("ours", model, c), ("ours_waitress", model, c))
+        top = max(levels)
+        ratios[f"two_workers_vs_one_{model}_c{top}"] = ratio(("ours_2_workers", model, top), ("ours", model, top))
+    for c in levels:
+        ratios[f"ours_vs_flask_litert_mnist_c{c}"] = ratio(("ours", "mnist", c), ("flask_litert", "mnist", c))
+        ratios[f"ours_2_workers_vs_flask_litert_mnist_c{c}"] = ratio(("ours_2_workers", "mnist", c),
+                                                                     ("flask_litert", "mnist", c))
+    for k, v in ratios.items():
+        progress(f"  {k}: {v}")
+    return {"client": "wrk (C, 1 thread)", "seconds_per_run": seconds, "repeats": repeats, "levels": list(levels),
+            "samples": {k: str(v[0].name) for k, v in bodies.items()}, "rows": rows, "ratios": ratios,
+            "services": info, "skipped": skipped}
+
+
 def parse_configs(text: str) -> List[tuple]:
     """``"1x1,1x2,2x2"`` -> [(workers, threads), ...]."""
     out = []
@@ -354,8 +529,29 @@ def main(argv=None) -> int:
     ap.add_argument("--scaling-seconds", type=float, default=6.0)
     ap.add_argument("--engine-threads", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure the native engine from 1 and 2 threads (GIL released)")
+    ap.add_argument("--compare", action=argparse.BooleanOptionalAction, default=False,
+                    help="also compare the service with the reference services (benchmarks/reference_services/)")
+    ap.add_argument("--compare-seconds", type=float, default=4.0)
+    ap.add_argument("--compare-repeats", type=int, default=3)
+    ap.add_argument("--compare-only", action="store_true", help="only the comparison (no load, soak, scaling)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.compare_only:
+        print("compare: our service against the reference services (wrk, same run)")
+        report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                              "python": platform.python_version(), "load_average": os.getloadavg()},
+                  "compare": run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats)}
+        problems = [f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
+                    f"{r['socket_errors']} socket errors" for r in report["compare"]["rows"]
+                    if r["non_2xx"] or r["socket_errors"]]
+        report["problems"] = problems
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+            print(f"wrote {args.out}")
+        for p in problems:
+            print(f"PROBLEM: {p}", file=sys.stderr)
+        return 1 if problems else 0
 
     models = [m for m in args.models.split(",") if m]
     levels = [int(x) for x in args.levels.split(",") if x]
@@ -389,6 +585,13 @@ def main(argv=None) -> int:
                 if r["non_2xx"] or r["socket_errors"]:
                     problems.append(f"scaling {row['model']} {name}: {r['non_2xx']} non-2xx, "
                                     f"{r['socket_errors']} socket errors")
+    if args.compare:
+        print("compare: our service against the reference services (wrk, same run)")
+        report["compare"] = run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats)
+        for r in report["compare"]["rows"]:
+            if r["non_2xx"] or r["socket_errors"]:
+                problems.append(f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
+                                f"{r['socket_errors']} socket errors")
     if args.engine_threads:
         print("engine: one native engine called from 1 and from 2 threads")
         report["engine_threads"] = run_engine_threads(kinds)
@@ -407,6 +610,8 @@ def main(argv=None) -> int:
         summary["scaling_client"] = report["scaling"]["client"]
     if "engine_threads" in report:
         summary["engine_speedup_1_to_2_threads"] = {r["model"]: r["speedup"] for r in report["engine_threads"]}
+    if "compare" in report:
+        summary["compare_ratios"] = report["compare"]["ratios"]
     report["summary"] = summary
     print(json.dumps(summary, indent=2))
     if args.out:

@@ -1,5 +1,5 @@
 """Helpers of the device-app tests (test_server*, test_web*, test_camera*, test_systemd*):
-small models on disk, an app, and a real waitress server on a loopback port."""
+small models on disk, an app, and a real HTTP server (granian or waitress) on a loopback port."""
 
 from __future__ import annotations
 
@@ -58,29 +58,21 @@ def drawn_seven(size: int = 120) -> np.ndarray:
 
 
 @contextmanager
-def running_server(config: ServerConfig, app=None):
-    """A real waitress server for ``config`` on 127.0.0.1 and a free port; yields (url, app)."""
+def running_server(config: ServerConfig, app=None, http_server: str = None):
+    """A real HTTP server (``config.http_server``, or ``http_server``: granian or waitress) for
+    ``config`` on 127.0.0.1 and a free port; yields (url, app)."""
     from edge_rbmlp.server.serve import build_server
 
     config = replace(config, host="127.0.0.1", port=0)
-    from waitress import wasyncore
-
-    app, server = build_server(config, app)
-    stop = threading.Event()
-
-    def loop():  # waitress's own run(), in slices, so that it can be stopped from the test's thread
-        while not stop.is_set():
-            wasyncore.loop(timeout=0.05, map=server._map, count=1)
-
-    thread = threading.Thread(target=loop, daemon=True)
+    app, server = build_server(config, app, http_server=http_server)
+    thread = threading.Thread(target=server.run, daemon=True)  # stopped from the test's thread
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}", app
+        yield f"http://127.0.0.1:{server.port}", app
     finally:
-        stop.set()
-        thread.join(timeout=10)
+        server.stop()
+        thread.join(timeout=30)
         server.close()
-        server.task_dispatcher.shutdown(timeout=5)
 
 
 def http(method: str, url: str, body: bytes = None, headers: dict = None, timeout: float = 30):

@@ -7,11 +7,13 @@ Everything an app needs lives on the app (``app.extensions["edge_rbmlp"]``,
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from pathlib import Path
 from typing import Optional
 
 from flask import Flask, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 
 from .config import ServerConfig
 from .errors import ApiError, register_error_handlers
@@ -23,6 +25,101 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 OPEN_ENDPOINTS = {"ops.healthz", "v2.live", "v2.ready", "index", "web_asset"}
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", CSP),
+                    ("Referrer-Policy", "no-referrer"))
+# the ``method`` label of the request counter: anything else counts as "other" (bounded cardinality)
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with the encoder built once instead of per response (same output: compact,
+    keys in insertion order, non-ASCII kept)."""
+
+    sort_keys = False
+    ensure_ascii = False
+    compact = True
+
+    def __init__(self, app):
+        super().__init__(app)
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
+
+    def dumps(self, obj, **kwargs) -> str:
+        return super().dumps(obj, **kwargs) if kwargs else self._encode(obj)
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self._encode(obj) + "\n", mimetype=self.mimetype)
+
+
+class CappedInput:
+    """``wsgi.input`` of a body without Content-Length (chunked): reading past ``limit`` bytes
+    raises 413 (werkzeug does not limit a stream the server marks ``wsgi.input_terminated``)."""
+
+    __slots__ = ("stream", "left", "limit")
+
+    def __init__(self, stream, limit: int):
+        self.stream, self.left, self.limit = stream, limit, limit
+
+    def _take(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        # exactly at the limit: one more byte tells a body that fits from one that is cut off
+        if self.left < 0 or (self.left == 0 and data and self.stream.read(1)):
+            from werkzeug.exceptions import RequestEntityTooLarge
+
+            self.left = -1
+            raise RequestEntityTooLarge()
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # read it all, but never hold more than the limit (+ one chunk)
+            parts = []
+            while True:
+                data = self._take(self.stream.read(min(65536, self.left + 1)))
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        return self._take(self.stream.read(min(size, self.left + 1)))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._take(self.stream.readline(size) if size is not None and size >= 0 else self.stream.readline())
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+def front(wsgi_app, limit: int):
+    """What every request meets before Flask: a body declared larger than ``limit`` is refused
+    (413, connection closed) before a byte of it is read, whatever the HTTP server; every answer
+    gets the security headers (in the WSGI header list: cheaper than werkzeug's Headers)."""
+    too_large = json.dumps({"error": f"request body is larger than the {limit} byte limit"}).encode()
+    too_large_headers = [("Content-Type", "application/json"), ("Content-Length", str(len(too_large))),
+                         ("Connection", "close"), *SECURITY_HEADERS]
+    names = [(name.lower(), name, value) for name, value in SECURITY_HEADERS]
+
+    def app(environ, start_response):
+        length = environ.get("CONTENT_LENGTH")
+        if length and len(length) >= len(str(limit)) and length.isdigit() and int(length) > limit:
+            start_response("413 Request Entity Too Large", list(too_large_headers))
+            return [too_large]
+        if not length and "wsgi.input" in environ:
+            environ["wsgi.input"] = CappedInput(environ["wsgi.input"], limit)
+
+        def start(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            for lower, name, value in names:
+                if lower not in present:
+                    headers.append((name, value))
+            if status[:3] == "413":  # while reading a chunked body: the rest of it is not read
+                headers.append(("Connection", "close"))
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start)
+
+    return app
 
 log = logging.getLogger("edge_rbmlp.server")
 
@@ -37,8 +134,7 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.limits.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = config.limits.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json = FastJSONProvider(app)
     app.config["EDGE_RBMLP"] = config
     models = served if served is not None else load_served_models(config)
     state = AppState(config=config, models=models, metrics=None)
@@ -69,9 +165,8 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
 
     register_error_handlers(app)
 
-    @app.before_request
     def _authorize():
-        if not config.token or request.endpoint in OPEN_ENDPOINTS:
+        if request.endpoint in OPEN_ENDPOINTS:
             return None
         given = ""
         auth = request.headers.get("Authorization", "")
@@ -84,16 +179,29 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
                            {"WWW-Authenticate": 'Bearer realm="edge-rbmlp"'})
         return None
 
+    if config.token:  # no token: nothing to check, no hook to call
+        app.before_request(_authorize)
+
+    counters = {}  # (rule, model label, method label) -> the labelled counter (a bounded set)
+
     @app.after_request
     def _account(resp):
-        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        model = label_model(request.view_args, state.models)
-        state.metrics.requests.labels(rule, model, request.method).inc()
+        req = request._get_current_object()
+        url_rule, view_args = req.url_rule, req.view_args
+        model = view_args.get("model") if view_args else None
+        if model is not None and model not in state.models:
+            model = "unknown"
+        method = req.method if req.method in KNOWN_METHODS else "other"
+        rule = url_rule.rule if url_rule is not None else "unmatched"
+        key = (rule, model, method)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = state.metrics.requests.labels(rule, label_model(view_args, state.models),
+                                                                     method)
+        counter.inc()
         if resp.status_code >= 400:
-            state.metrics.errors.labels(rule, model, str(resp.status_code)).inc()
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Content-Security-Policy", CSP)
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+            state.metrics.errors.labels(rule, label_model(view_args, state.models), str(resp.status_code)).inc()
         return resp
 
+    app.wsgi_app = front(app.wsgi_app, config.limits.max_body_bytes)
     return app

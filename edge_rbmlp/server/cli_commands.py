@@ -42,14 +42,16 @@ def _run(fn):
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="request threads per worker process  [default: 1; add --workers for throughput]")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="worker processes sharing the port (one per core for throughput)  [default: 1]")
+@click.option("--http-server", type=click.Choice(["auto", "granian", "waitress"]), default=None,
+              help="HTTP server under the app  [default: auto = granian when installed, else waitress]")
 @click.option("--camera", "camera", is_flag=True, default=None, help="run the Pi camera inside the service")
 @click.option("--camera-model", default=None, help="image model for the camera  [default: the first one]")
 @click.option("--interval", type=click.FloatRange(0, 3600), default=None, help="seconds between camera frames")
 @click.option("--max-body-bytes", type=int, default=None, help="request size limit  [default: 4 MiB]")
 @click.option("--insecure-public", is_flag=True, default=None,
               help="allow a non-loopback --host without an API token (EDGE_RBMLP_TOKEN or [server] token)")
-def serve_command(models, host, port, config_path, backend, threads, workers, camera, camera_model, interval,
-                  max_body_bytes, insecure_public):
+def serve_command(models, host, port, config_path, backend, threads, workers, http_server, camera, camera_model,
+                  interval, max_body_bytes, insecure_public):
     """Serve MODELs (default: every bundled model) over HTTP: the web page at /, POST /classify/MODEL,
     the Open Inference Protocol under /v2, TF Serving's /v1, /metrics and /openapi.json."""
     from .config import load_config
@@ -57,7 +59,8 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ca
 
     def go():
         overrides = {"models": list(models) or None, "host": host, "port": port, "backend": backend,
-                     "threads": threads, "workers": workers, "insecure_public": insecure_public,
+                     "threads": threads, "workers": workers, "http_server": http_server,
+                     "insecure_public": insecure_public,
                      "camera": {"enabled": camera, "model": camera_model, "interval": interval},
                      "limits": {"max_body_bytes": max_body_bytes}}
         config = load_config(config_path, overrides)

@@ -9,6 +9,7 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     threads = 1                   # request threads per worker process (the GIL runs one at a time)
     workers = 1                   # processes behind the port (SO_REUSEPORT); the cores of a Pi 4/5: 4
     backend = "auto"
+    http_server = "auto"          # auto = granian (Rust HTTP/1) when installed, else waitress
     token = ""                    # API token; EDGE_RBMLP_TOKEN in the environment overrides it
     insecure_public = false       # allow a non-loopback bind without a token
 
@@ -49,6 +50,9 @@ TOKEN_ENV = "EDGE_RBMLP_TOKEN"
 DEFAULT_CONFIG_PATH = Path("/etc/edge-rbmlp/config.toml")
 
 
+HTTP_SERVERS = ("auto", "granian", "waitress")
+
+
 class ConfigError(ValueError):
     """A config file or option is invalid; the message names the key."""
 
@@ -86,6 +90,9 @@ class ServerConfig:
     threads: int = 1
     workers: int = 1
     backend: str = "auto"
+    # the HTTP server under the Flask app: "granian" (Rust, hyper; the default where its wheel is
+    # installed), "waitress" (pure Python, the fallback) or "auto" (granian if usable, else waitress)
+    http_server: str = "auto"
     token: Optional[str] = field(default=None, repr=False)  # never printed
     insecure_public: bool = False
     limits: Limits = field(default_factory=Limits)
@@ -145,6 +152,9 @@ def _check(section: str, cls, values: dict):
         elif key == "models":
             if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
                 raise ConfigError(f"{where} must be a list of model names or paths")
+        elif key == "http_server":
+            if value not in HTTP_SERVERS:
+                raise ConfigError(f"{where} must be one of {', '.join(HTTP_SERVERS)}, got {value!r}")
         elif key in ("host", "backend", "token", "model"):
             if not isinstance(value, str):
                 raise ConfigError(f"{where} must be a string, got {value!r}")

@@ -88,15 +88,23 @@ class Metrics:
                                 ["model", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.state_collector = _StateCollector(state_fn)
         self.registry.register(self.state_collector)
+        self._children: Dict[tuple, tuple] = {}  # (model, backend) -> labelled histograms (bounded: served models)
 
     def observe_inference(self, model: str, backend: str, seconds: float) -> None:
         self.inference.labels(model, backend).observe(seconds)
 
     def observe_prediction(self, model: str, backend: str, timing_us: Dict[str, float]) -> None:
         """One prediction's time split (``decode_us``, ``preprocess_us``, ``inference_us``, ``total_us``)."""
-        self.inference.labels(model, backend).observe(timing_us.get("inference_us", 0.0) * 1e-6)
-        for stage in STAGES:
-            self.stages.labels(model, stage).observe(timing_us.get(stage + "_us", 0.0) * 1e-6)
+        children = self._children.get((model, backend))
+        if children is None:  # the labelled series of a (model, backend) are looked up once
+            children = self._children[(model, backend)] = (
+                self.inference.labels(model, backend),
+                tuple((stage + "_us", self.stages.labels(model, stage)) for stage in STAGES))
+        inference, stages = children
+        get = timing_us.get
+        inference.observe(get("inference_us", 0.0) * 1e-6)
+        for key, child in stages:
+            child.observe(get(key, 0.0) * 1e-6)
 
     def exposition(self) -> Tuple[bytes, str]:
         """The text format; under ``serve --workers N`` (prometheus-client's multiprocess mode,

@@ -1,5 +1,23 @@
-"""Run the service with waitress (a production WSGI server that runs on a Pi):
-the implementation of ``edge-rbmlp serve``."""
+"""Run the service: the implementation of ``edge-rbmlp serve``.
+
+Two HTTP servers can run the Flask app (``[server] http_server`` / ``--http-server``):
+
+* **granian** (the default where it is installed: Rust, hyper's HTTP/1, wheels for x86_64,
+  aarch64 and armv7l). Sockets, HTTP parsing, keep-alive and timeouts are handled in Rust
+  threads that do not hold the GIL; the Python threads only run the app. It runs here
+  *embedded*: we bind the listening sockets ourselves (or the ``--workers`` supervisor does,
+  with ``SO_REUSEPORT``) and start one of granian's WSGI workers per socket inside this
+  process, so the supervisor, systemd notify/watchdog, SIGHUP reload and PDEATHSIG are ours
+  whichever server runs. Limits: ``max_connections`` is granian's backpressure (connections
+  beyond it wait in the kernel's backlog), ``idle_timeout_s`` its header read timeout (a
+  connection that has not sent a complete request head within it is closed, whether idle or
+  sending one header line at a time), a body over ``max_body_bytes`` is refused from its
+  Content-Length before it is read (:func:`~.app.create_app`'s front) and while reading.
+  Requests hyper itself refuses as malformed get its own empty ``400``/``431`` with the
+  connection closed (granian has no hook for a JSON body there).
+* **waitress** (pure Python, the fallback where granian is missing, e.g. Python 3.9):
+  protocol errors are JSON too.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +25,18 @@ import logging
 import signal
 import socket
 import sys
-from typing import Callable
+import threading
+from typing import Callable, List, Optional
 
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .notify import Watchdog, http_health_check, sd_notify, watchdog_interval
 
 log = logging.getLogger("edge_rbmlp.server")
+
+# the granian releases whose embedding API (granian._granian.WSGIWorker on a SocketHolder) this
+# module speaks; pyproject.toml pins the same range
+GRANIAN_VERSIONS = ((2, 8), (2, 9))
+STOP_TIMEOUT_S = 10.0  # how long a stopping granian server waits for requests in flight
 
 
 def public_url(host: str, port: int) -> str:
@@ -25,6 +49,44 @@ def public_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+# -- which server ----------------------------------------------------------------------------------------------------
+def granian_problem() -> Optional[str]:
+    """None when granian can serve here, else why not (a sentence naming what to install)."""
+    try:
+        import granian
+        from granian._granian import SocketHolder, WSGIWorker  # noqa: F401
+    except ImportError as exc:
+        return f"granian is not installed ({exc}): pip install 'granian>=2.8,<2.9'"
+    try:
+        version = tuple(int(x) for x in granian.__version__.split(".")[:2])
+    except ValueError:
+        return f"cannot read granian's version {granian.__version__!r}"
+    low, high = GRANIAN_VERSIONS
+    if not low <= version < high:
+        return (f"granian {granian.__version__} is not a version this service embeds "
+                f"(>={low[0]}.{low[1]},<{high[0]}.{high[1]}): pip install 'granian>=2.8,<2.9'")
+    return None
+
+
+def resolve_http_server(requested: str) -> str:
+    """``auto`` -> ``granian`` when usable, else ``waitress``; an explicit ``granian`` that cannot
+    run is a ConfigError saying why."""
+    if requested == "waitress":
+        return "waitress"
+    problem = granian_problem()
+    if requested == "granian":
+        if problem:
+            raise ConfigError(f"--http-server granian: {problem}")
+        return "granian"
+    if requested != "auto":
+        raise ConfigError(f"unknown HTTP server {requested!r}: auto, granian or waitress")
+    if problem:
+        log.info("serving with waitress: %s", problem)
+        return "waitress"
+    return "granian"
+
+
+# -- waitress --------------------------------------------------------------------------------------------------------
 def _json_channel_class(limit: int):
     """waitress answers protocol errors (body too large, malformed HTTP) itself, in plain text;
     this channel makes them the same JSON ``{"error": ...}`` as the app's."""
@@ -54,36 +116,214 @@ def _json_channel_class(limit: int):
     return JsonErrorChannel
 
 
-def build_server(config: ServerConfig, app=None, sockets=None):
-    """The waitress server for ``config`` (socket bound, not yet serving); ``sockets`` are
-    listening sockets to serve on instead of binding ``config.host:config.port`` (workers)."""
-    from waitress.server import create_server
+class WaitressServer:
+    """waitress on ``config.host:config.port`` or on given listening sockets."""
 
+    name = "waitress"
+
+    def __init__(self, app, config: ServerConfig, sockets=None, extra_sockets=()):
+        from waitress.server import create_server
+
+        sockets = list(sockets or []) + list(extra_sockets)
+        where = {"sockets": sockets} if sockets else {"host": config.host, "port": config.port}
+        self.inner = create_server(app, threads=config.threads, max_request_body_size=config.limits.max_body_bytes,
+                                   ident="edge-rbmlp", channel_timeout=config.limits.idle_timeout_s,
+                                   connection_limit=config.limits.max_connections, asyncore_use_poll=True,
+                                   # idle channels are only looked at every cleanup_interval (waitress: 30 s)
+                                   cleanup_interval=max(1, min(30, config.limits.idle_timeout_s // 2)),
+                                   clear_untrusted_proxy_headers=True, **where)
+        channel = _json_channel_class(config.limits.max_body_bytes)
+        inner = self.inner
+        listeners = [inner] if hasattr(inner, "channel_class") else [
+            s for s in getattr(inner, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]
+        for listener in listeners:
+            listener.channel_class = channel
+        self._stop = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (``--port 0`` picks a free one); a host name that resolves to
+        several addresses (``localhost`` -> 127.0.0.1 and ::1) gives waitress several listeners."""
+        if hasattr(self.inner, "effective_port"):
+            return int(self.inner.effective_port)
+        return int(self.inner.effective_listen[0][1])
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (from a signal handler or another thread)."""
+        from waitress import wasyncore
+
+        while not self._stop.is_set():
+            wasyncore.loop(timeout=0.2, map=self.inner._map, use_poll=True, count=1)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.inner.close()
+        self.inner.task_dispatcher.shutdown(timeout=5)
+
+
+# -- granian ---------------------------------------------------------------------------------------------------------
+def bind_sockets(host: str, port: int, backlog: int = 1024) -> List[socket.socket]:
+    """Listening sockets on every address ``host`` resolves to (``localhost``: 127.0.0.1 and ::1),
+    all on the same port (``0``: a free one)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    seen, out = set(), []
+    try:
+        for family, type_, proto, _, addr in infos:
+            if (family, addr[0]) in seen:
+                continue
+            seen.add((family, addr[0]))
+            sock = socket.socket(family, type_, proto)
+            out.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((addr[0], port) + tuple(addr[2:]))
+            port = sock.getsockname()[1]
+            sock.listen(backlog)
+    except BaseException:
+        for sock in out:
+            sock.close()
+        raise
+    return out
+
+
+def _granian_app(app, config: ServerConfig):
+    """The WSGI call as granian's worker makes it: ``(protocol, environ)``. The body is joined
+    and handed over in one piece (``response_bytes``): granian's streamed response path costs a
+    thread hop per chunk, and every answer of this service is small."""
+    base = {"SCRIPT_NAME": "", "SERVER_SOFTWARE": "edge-rbmlp", "wsgi.errors": sys.stderr,
+            "wsgi.input_terminated": True, "wsgi.multiprocess": config.workers > 1,
+            "wsgi.multithread": config.threads > 1, "wsgi.run_once": False, "wsgi.version": (1, 0)}
+
+    def call(proto, environ):
+        environ.update(base)
+        started = []
+
+        def start_response(status, headers, exc_info=None):
+            started[:] = (status, headers)
+
+        result = app(environ, start_response)
+        try:
+            body = result[0] if type(result) is list and len(result) == 1 else b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        proto.response_bytes(int(status[:3]), headers, body)
+
+    return call
+
+
+class GranianServer:
+    """granian's WSGI workers embedded in this process, one per listening socket (see the module
+    docstring). ``sockets``: the public listening sockets (bound here from ``config`` when None);
+    ``extra_sockets``: more, served alike (the supervisor's private health-probe port)."""
+
+    name = "granian"
+
+    def __init__(self, app, config: ServerConfig, sockets=None, extra_sockets=()):
+        problem = granian_problem()
+        if problem:
+            raise ConfigError(problem)
+        self.config = config
+        self.own_sockets = sockets is None
+        self.sockets = list(sockets) if sockets is not None else bind_sockets(config.host, config.port)
+        self.extra_sockets = list(extra_sockets)
+        for sock in self.sockets + self.extra_sockets:
+            # accepted connections inherit it: without it a response written in two segments
+            # waits for the client's delayed ACK (40 ms)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.callback = _granian_app(app, config)
+        self._signals: list = []
+        self._stopped = threading.Event()
+        self._stop_requested = threading.Event()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self.sockets[0].getsockname()[1]
+
+    def _start_one(self, index: int, sock: socket.socket, py_threads: int) -> None:
+        import asyncio
+
+        from granian._futures import _new_cbscheduler
+        from granian._granian import SocketHolder, WorkerSignal, WSGIWorker
+        from granian.http import HTTP1Settings
+
+        limits = self.config.limits
+        import os
+
+        # granian's listener takes ownership of the descriptor it is given (closes it when it
+        # stops): give it a duplicate, the socket stays ours (the supervisor's, under --workers)
+        holder = SocketHolder(os.dup(sock.fileno()), False, 1024)
+        h1 = HTTP1Settings(header_read_timeout=limits.idle_timeout_s * 1000, keep_alive=True,
+                           max_buffer_size=8192 + 4096 * 100, pipeline_flush=False)
+        worker = WSGIWorker(index + 1, (None, holder), None, threads=1, blocking_threads=1, py_threads=py_threads,
+                            py_threads_idle_timeout=30, backpressure=limits.max_connections, http_mode="1",
+                            http1_opts=h1)
+        sig = WorkerSignal()
+        sig.add_cb(self._one_stopped)
+        loop = asyncio.new_event_loop()  # granian's scheduler wants one; WSGI never runs it
+        scheduler = _new_cbscheduler(loop, self.callback, impl_asyncio=False)
+        with self._lock:
+            self._pending += 1
+            self._signals.append((sig, worker, holder, loop, scheduler))
+        worker.serve_mtr(scheduler, loop, sig)
+
+    def _one_stopped(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending <= 0:
+                self._stopped.set()
+
+    def run(self) -> None:
+        """Serve until :meth:`stop`; then wait (up to STOP_TIMEOUT_S) for requests in flight."""
+        import logging as _logging
+
+        # granian's Rust side logs through Python logging; one line per worker start is enough
+        _logging.getLogger("_granian").setLevel(_logging.WARNING)
+        for i, sock in enumerate(self.sockets):
+            self._start_one(i, sock, self.config.threads)
+        for sock in self.extra_sockets:
+            self._start_one(len(self._signals), sock, 1)
+        while not self._stop_requested.wait(0.5):
+            pass
+        for sig, *_ in self._signals:
+            sig.set()
+        if not self._stopped.wait(STOP_TIMEOUT_S):
+            log.warning("granian: requests still in flight after %.0f s; stopping anyway", STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        """Safe from a signal handler and from another thread."""
+        self._stop_requested.set()
+
+    def close(self) -> None:
+        self.stop()
+        if self.own_sockets:
+            for sock in self.sockets:
+                sock.close()
+
+
+# -- the service -----------------------------------------------------------------------------------------------------
+def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(), http_server: Optional[str] = None):
+    """(app, server) for ``config``: the server's sockets bound, not yet serving. ``sockets`` are
+    listening sockets to serve on instead of binding ``config.host:config.port`` (workers);
+    ``http_server`` overrides ``config.http_server``."""
     from .app import create_app
 
     config.check_exposure()
+    kind = resolve_http_server(http_server or config.http_server)
     app = app or create_app(config)
-    where = {"sockets": sockets} if sockets else {"host": config.host, "port": config.port}
-    server = create_server(app, threads=config.threads, max_request_body_size=config.limits.max_body_bytes,
-                           ident="edge-rbmlp", channel_timeout=config.limits.idle_timeout_s,
-                           connection_limit=config.limits.max_connections, asyncore_use_poll=True,
-                           # idle channels are only looked at every cleanup_interval (waitress: 30 s)
-                           cleanup_interval=max(1, min(30, config.limits.idle_timeout_s // 2)),
-                           clear_untrusted_proxy_headers=True, **where)
-    channel = _json_channel_class(config.limits.max_body_bytes)
-    listeners = [server] if hasattr(server, "channel_class") else [
-        s for s in getattr(server, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]
-    for listener in listeners:
-        listener.channel_class = channel
-    return app, server
+    cls = GranianServer if kind == "granian" else WaitressServer
+    return app, cls(app, config, sockets=sockets, extra_sockets=extra_sockets)
 
 
 def bound_port(server) -> int:
-    """The port actually bound (``--port 0`` picks a free one); a host name that resolves to
-    several addresses (``localhost`` -> 127.0.0.1 and ::1) gives waitress several listeners."""
-    if hasattr(server, "effective_port"):
-        return int(server.effective_port)
-    return int(server.effective_listen[0][1])
+    return server.port
 
 
 def install_reload_handler(state) -> None:
@@ -106,14 +346,12 @@ def install_reload_handler(state) -> None:
 
 def run_until_stopped(app, server) -> None:
     """Serve until SIGTERM/SIGINT, reloading models on SIGHUP."""
-    def _stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: server.stop())
     install_reload_handler(app.extensions["edge_rbmlp"])
     try:
         server.run()
-    except (SystemExit, KeyboardInterrupt):
+    except KeyboardInterrupt:
         pass
     finally:
         server.close()
@@ -129,13 +367,13 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
         return serve_workers(config, echo)
     app, server = build_server(config)
     state = app.extensions["edge_rbmlp"]
-    port = bound_port(server)
+    port = server.port
     camera_loop = None
     if config.camera.enabled:
         from .camera import open_camera, start_in_service
 
         try:
-            source = camera_source or open_camera(config.camera.width, config.camera.height)
+            source = camera_source or open_camera(config.camera.width, config.camera.height, config.camera.source)
             camera_loop = start_in_service(app, source, config.camera.model, config.camera.interval)
         except BaseException:
             server.close()  # do not keep the port while reporting why the camera cannot start
@@ -146,8 +384,9 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
          f"API at {public_url(config.host, port)}openapi.json")
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
+    log.info("HTTP server: %s", server.name)
     watchdog = None
-    sd_notify(f"READY=1\nSTATUS=serving {names} on port {port}")
+    sd_notify(f"READY=1\nSTATUS=serving {names} on port {port} ({server.name})")
     interval = watchdog_interval()
     if interval:
         watchdog = Watchdog(interval, http_health_check(config.host, port)).start()

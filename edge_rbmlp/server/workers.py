@@ -8,7 +8,8 @@ How: the supervisor (this process, the one systemd watches) binds one listening
 socket per worker with ``SO_REUSEPORT`` on the same address and port, and the
 kernel spreads new connections over them. Each worker is a fresh interpreter
 (``multiprocessing`` *spawn*: nothing is inherited but its socket and the
-config) that loads the models and runs waitress on its socket. The supervisor
+config) that loads the models and runs the HTTP server (granian or waitress, see serve.py) on its
+socket. The supervisor
 keeps every socket open, so connections queued on a worker that crashes wait for
 its replacement instead of being refused.
 
@@ -108,9 +109,10 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int, ready,
+def _worker_main(config: ServerConfig, sockets: List[socket.socket], probe_socket: socket.socket, index: int, ready,
                  supervisor_pid: int) -> None:
-    """One worker process: load the models, serve on ``sockets`` until SIGTERM."""
+    """One worker process: load the models, serve on ``sockets`` (and the supervisor's private
+    health probes on ``probe_socket``) until SIGTERM."""
     from .serve import build_server, run_until_stopped
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(name)s %(levelname)s %(message)s")
@@ -118,7 +120,7 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int,
     os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     try:
-        app, server = build_server(config, sockets=sockets)
+        app, server = build_server(config, sockets=sockets, extra_sockets=[probe_socket])
     except Exception as exc:  # a missing or corrupt model, ...: one line for the supervisor to report
         ready.send({"error": str(exc) or type(exc).__name__})
         ready.close()
@@ -126,7 +128,7 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], index: int,
     state = app.extensions["edge_rbmlp"]
     state.worker = index
     backends = sorted({f"{m.engine.name}/{m.engine.kernel}" for m in state.models.values()})
-    ready.send({"pid": os.getpid(), "models": state.model_names(), "backends": backends})
+    ready.send({"pid": os.getpid(), "models": state.model_names(), "backends": backends, "http_server": server.name})
     ready.close()
     run_until_stopped(app, server)
 
@@ -186,7 +188,7 @@ class Supervisor:
     def _spawn(self, index: int) -> multiprocessing.Process:
         parent_end, child_end = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_worker_main, name=f"edge-rbmlp-worker-{index}",
-                                args=(self.config, self.socket_groups[index] + [self.probe_sockets[index]], index,
+                                args=(self.config, self.socket_groups[index], self.probe_sockets[index], index,
                                       child_end, os.getpid()), daemon=False)
         proc.start()
         child_end.close()
@@ -336,6 +338,7 @@ def serve_workers(config: ServerConfig, echo: Callable[[str], None] = print) -> 
         backends = ", ".join(supervisor.served.get("backends", []))
         echo(f"edge-rbmlp: serving {names} ({backends}) with {config.workers} workers on {url} - open it in a "
              f"browser; API at {url}openapi.json")
+        log.info("HTTP server: %s", supervisor.served.get("http_server"))
         if hasattr(sys.stdout, "flush"):
             sys.stdout.flush()
         sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {names} on port {supervisor.port} "
