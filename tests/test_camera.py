@@ -153,7 +153,7 @@ def test_loop_survives_a_failing_and_garbage_camera(paths, frames):
 
     records, errors = [], []
     loop = CameraLoop(Flaky(), engine, interval=0, max_frames=3, echo=records.append, on_error=errors.append)
-    loop.stop_event.wait = lambda timeout=None: False  # no back-off sleeps in the test
+    loop._sleep = lambda seconds: None  # no back-off sleeps in the test
     loop.run()
     assert loop.frames == 3 and loop.errors == 4
     assert "disconnected" in str(errors[0])
@@ -278,7 +278,7 @@ def test_a_broken_camera_is_reported_and_the_service_keeps_serving(paths, frames
             return frames[0]
 
     loop = start_in_service(app, Broken(), "mnist", interval=0.01)
-    loop.stop_event.wait = lambda timeout=None: loop.stop_event.is_set()  # no back-off sleeps in the test
+    loop._sleep = lambda seconds: None  # no back-off sleeps in the test
     try:
         client = app.test_client()
         import time

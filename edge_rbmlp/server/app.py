@@ -149,9 +149,9 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
 
     app.url_map.converters["name"] = NameConverter
 
-    from . import api_classify, api_ops, api_tfserving, api_v2
+    from . import api_classify, api_ops, api_readers, api_tfserving, api_v2
 
-    for bp in (api_classify.bp, api_v2.bp, api_tfserving.bp, api_ops.bp):
+    for bp in (api_classify.bp, api_v2.bp, api_tfserving.bp, api_ops.bp, api_readers.bp):
         app.register_blueprint(bp)
 
     @app.get("/")

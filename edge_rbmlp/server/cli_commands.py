@@ -44,14 +44,16 @@ def _run(fn):
               help="worker processes sharing the port (one per core for throughput)  [default: 1]")
 @click.option("--http-server", type=click.Choice(["auto", "granian", "waitress"]), default=None,
               help="HTTP server under the app  [default: auto = granian when installed, else waitress]")
-@click.option("--camera", "camera", is_flag=True, default=None, help="run the Pi camera inside the service")
+@click.option("--camera", "camera", is_flag=True, default=None, help="run the camera inside the service")
+@click.option("--camera-source", default=None, metavar="SOURCE",
+              help="picamera2, v4l2:/dev/videoN, dir:FOLDER or file:VIDEO  [default: picamera2]")
 @click.option("--camera-model", default=None, help="image model for the camera  [default: the first one]")
 @click.option("--interval", type=click.FloatRange(0, 3600), default=None, help="seconds between camera frames")
 @click.option("--max-body-bytes", type=int, default=None, help="request size limit  [default: 4 MiB]")
 @click.option("--insecure-public", is_flag=True, default=None,
               help="allow a non-loopback --host without an API token (EDGE_RBMLP_TOKEN or [server] token)")
-def serve_command(models, host, port, config_path, backend, threads, workers, http_server, camera, camera_model,
-                  interval, max_body_bytes, insecure_public):
+def serve_command(models, host, port, config_path, backend, threads, workers, http_server, camera, camera_source,
+                  camera_model, interval, max_body_bytes, insecure_public):
     """Serve MODELs (default: every bundled model) over HTTP: the web page at /, POST /classify/MODEL,
     the Open Inference Protocol under /v2, TF Serving's /v1, /metrics and /openapi.json."""
     from .config import load_config
@@ -61,7 +63,8 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ht
         overrides = {"models": list(models) or None, "host": host, "port": port, "backend": backend,
                      "threads": threads, "workers": workers, "http_server": http_server,
                      "insecure_public": insecure_public,
-                     "camera": {"enabled": camera, "model": camera_model, "interval": interval},
+                     "camera": {"enabled": camera, "model": camera_model, "interval": interval,
+                                "source": camera_source},
                      "limits": {"max_body_bytes": max_body_bytes}}
         config = load_config(config_path, overrides)
         return serve(config, echo=lambda line: click.echo(line))
@@ -79,10 +82,12 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ht
 @click.option("--width", type=click.IntRange(16, 8192), default=640, show_default=True)
 @click.option("--height", type=click.IntRange(16, 8192), default=480, show_default=True)
 @click.option("--backend", default="auto", show_default=True)
+@click.option("--camera-source", "source", default="picamera2", show_default=True, metavar="SOURCE",
+              help="picamera2, v4l2:/dev/videoN, dir:FOLDER (image files in name order, looped) or file:VIDEO")
 @click.option("--publish", "publish_url", default=None,
               help="also send every frame to a running service (e.g. http://127.0.0.1:8080), shown on its page")
-def camera_command(model, interval, count, width, height, backend, publish_url):
-    """Classify what the Raspberry Pi camera sees with MODEL, one JSON line per frame."""
+def camera_command(model, interval, count, width, height, backend, source, publish_url):
+    """Classify what the camera sees with MODEL, one JSON line per frame."""
     from ..engines import create
     from ..models import load_model
     from .camera import CameraLoop, open_camera
@@ -92,15 +97,15 @@ def camera_command(model, interval, count, width, height, backend, publish_url):
         if engine.model.input_spec.kind != "image":
             raise click.ClickException(f"model {model!r} takes {engine.model.input_spec.kind}, not images")
         publisher = _publisher(publish_url, model) if publish_url else None
-        source = open_camera(width, height)
-        loop = CameraLoop(source, engine, interval=interval, max_frames=count,
+        camera = open_camera(width, height, source)
+        loop = CameraLoop(camera, engine, interval=interval, max_frames=count,
                           on_result=publisher, echo=lambda rec: click.echo(json.dumps(rec)))
         try:
             loop.run()
         except KeyboardInterrupt:
             pass
         finally:
-            source.close()
+            camera.close()
 
     _run(go)
 

@@ -28,6 +28,28 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     interval = 1.0
     width = 640
     height = 480
+    source = "picamera2"          # or "v4l2:/dev/video0", "dir:FOLDER", "file:VIDEO"
+
+    [[readers]]                   # a number read from digit regions of every frame (needs the camera)
+    name = "water"
+    model = "mnist"
+    rois = [[10, 20, 40, 60], [50, 20, 40, 60]]   # [x, y, w, h] in frame pixels, one per digit, left to right
+    min_confidence = 0.6
+    vote = 3                      # publish a value only when most of the last 3 frames read it
+    monotonic = false             # true: a counter never goes down
+    max_rate_per_hour = 100       # optional: refuse a change faster than this since the value last changed
+
+    [mqtt]                        # publish the readings, with Home Assistant discovery
+    host = "192.168.1.10"
+    port = 1883
+    username = "edge"
+    password = ""                 # better: EDGE_RBMLP_MQTT_PASSWORD in the environment (it overrides)
+    tls = false
+    ca_file = ""
+    topic_prefix = "edge-rbmlp/<hostname>"
+    discovery_prefix = "homeassistant"
+    qos = 1
+    client_id = "edge-rbmlp-<hostname>"
 
 Unknown sections or keys are errors (a typo must not be silently ignored).
 """
@@ -39,7 +61,7 @@ import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +69,7 @@ else:  # pragma: no cover - exercised on Python 3.9/3.10 only
     import tomli as tomllib
 
 TOKEN_ENV = "EDGE_RBMLP_TOKEN"
+MQTT_PASSWORD_ENV = "EDGE_RBMLP_MQTT_PASSWORD"
 DEFAULT_CONFIG_PATH = Path("/etc/edge-rbmlp/config.toml")
 
 
@@ -77,6 +100,38 @@ class CameraConfig:
     interval: float = 1.0
     width: int = 640
     height: int = 480
+    source: str = "picamera2"  # v4l2:/dev/videoN, dir:FOLDER, file:VIDEO (edge_rbmlp.camera_sources)
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """``[[readers]]``: a number read from one digit region (``[x, y, w, h]``) per digit, left to right."""
+
+    name: str
+    rois: Tuple[Tuple[int, int, int, int], ...]
+    model: str = "mnist"
+    min_confidence: float = 0.6
+    vote: int = 3  # a value is published once it is the majority of the last `vote` frames
+    monotonic: bool = False
+    max_rate_per_hour: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """``[mqtt]``: where the readings go (paho-mqtt, imported only when this section exists)."""
+
+    host: str
+    port: int = 1883
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)  # never printed; EDGE_RBMLP_MQTT_PASSWORD
+    tls: bool = False
+    ca_file: Optional[str] = None
+    topic_prefix: Optional[str] = None  # default edge-rbmlp/<hostname>
+    discovery_prefix: str = "homeassistant"
+    qos: int = 1
+    client_id: Optional[str] = None  # default edge-rbmlp-<hostname>
+    keepalive: int = 30  # seconds; the broker sends the last will when this many pass without a word
+    republish_s: float = 60.0  # an unchanged reading is published again after this long
 
 
 @dataclass(frozen=True)
@@ -97,6 +152,8 @@ class ServerConfig:
     insecure_public: bool = False
     limits: Limits = field(default_factory=Limits)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    readers: Tuple[ReaderConfig, ...] = ()
+    mqtt: Optional[MqttConfig] = None
 
     @property
     def is_loopback(self) -> bool:
@@ -133,8 +190,8 @@ def _check(section: str, cls, values: dict):
     out = {}
     for key, value in values.items():
         where = f"[{section}] {key}" if section else key
-        if key not in known or key in ("limits", "camera"):
-            raise ConfigError(f"unknown config key {where}; known: {', '.join(k for k in known if k not in ('limits', 'camera'))}")
+        if key not in known or key in _NESTED:
+            raise ConfigError(f"unknown config key {where}; known: {', '.join(k for k in known if k not in _NESTED)}")
         default = known[key].default
         if key in _INT_RANGES:
             if not isinstance(value, int) or isinstance(value, bool):
@@ -155,27 +212,159 @@ def _check(section: str, cls, values: dict):
         elif key == "http_server":
             if value not in HTTP_SERVERS:
                 raise ConfigError(f"{where} must be one of {', '.join(HTTP_SERVERS)}, got {value!r}")
-        elif key in ("host", "backend", "token", "model"):
+        elif key in ("host", "backend", "token", "model", "source"):
             if not isinstance(value, str):
                 raise ConfigError(f"{where} must be a string, got {value!r}")
             if key == "token" and value == "":
                 value = None
+            if key == "source":
+                from ..camera_sources import parse_source
+
+                try:
+                    parse_source(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
         out[key] = value
     return out
 
 
+_NESTED = ("limits", "camera", "readers", "mqtt")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _number(where: str, value, lo: float, hi: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{where} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
+
+
+def _int(where: str, value, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{where} must be an integer between {lo} and {hi}, got {value!r}")
+    return value
+
+
+def _keys(where: str, cls, values: dict, required=()) -> None:
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown config key {where} {key}; known: {', '.join(known)}")
+    for key in required:
+        if key not in values:
+            raise ConfigError(f"{where} needs {key}")
+
+
+def _readers(data) -> Tuple[ReaderConfig, ...]:
+    """``[[readers]]`` tables -> ReaderConfigs (every key checked; names unique and topic-safe)."""
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ConfigError("readers must be [[readers]] tables")
+    out, names = [], set()
+    for n, table in enumerate(data, 1):
+        where = f"[[readers]] #{n}"
+        _keys(where, ReaderConfig, table, required=("name", "rois"))
+        name = table["name"]
+        if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS or len(name) > 64:
+            raise ConfigError(f"{where} name must be 1-64 letters, digits, '_' or '-' (it is part of MQTT "
+                              f"topics), got {name!r}")
+        if name in names:
+            raise ConfigError(f"two readers are both named {name!r}")
+        names.add(name)
+        where = f"[[readers]] {name}:"
+        rois = table["rois"]
+        if not isinstance(rois, list) or not 1 <= len(rois) <= 32:
+            raise ConfigError(f"{where} rois must be a list of 1 to 32 [x, y, w, h] boxes, got {rois!r}")
+        boxes = []
+        for i, roi in enumerate(rois, 1):
+            if (not isinstance(roi, list) or len(roi) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in roi)
+                    or roi[0] < 0 or roi[1] < 0 or roi[2] < 8 or roi[3] < 8 or max(roi) > 16384):
+                raise ConfigError(f"{where} roi {i} must be [x, y, w, h] in frame pixels (integers, x and y "
+                                  f">= 0, w and h >= 8), got {roi!r}")
+            boxes.append(tuple(roi))
+        kw = {"name": name, "rois": tuple(boxes)}
+        if "model" in table:
+            if not isinstance(table["model"], str) or not table["model"]:
+                raise ConfigError(f"{where} model must be a model name, got {table['model']!r}")
+            kw["model"] = table["model"]
+        if "min_confidence" in table:
+            kw["min_confidence"] = _number(f"{where} min_confidence", table["min_confidence"], 0.0, 1.0)
+        if "vote" in table:
+            kw["vote"] = _int(f"{where} vote", table["vote"], 1, 100)
+        if "monotonic" in table:
+            if not isinstance(table["monotonic"], bool):
+                raise ConfigError(f"{where} monotonic must be true or false, got {table['monotonic']!r}")
+            kw["monotonic"] = table["monotonic"]
+        if "max_rate_per_hour" in table:
+            rate = _number(f"{where} max_rate_per_hour", table["max_rate_per_hour"], 0.0, 1e12)
+            if rate <= 0:
+                raise ConfigError(f"{where} max_rate_per_hour must be above 0 (leave it out for no limit)")
+            kw["max_rate_per_hour"] = rate
+        out.append(ReaderConfig(**kw))
+    return tuple(out)
+
+
+def _mqtt(table) -> MqttConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("[mqtt] must be a table")
+    _keys("[mqtt]", MqttConfig, table, required=("host",))
+    kw = {}
+    for key, value in table.items():
+        where = f"[mqtt] {key}"
+        if key == "port":
+            kw[key] = _int(where, value, 1, 65535)
+        elif key == "qos":
+            kw[key] = _int(where, value, 0, 2)
+        elif key == "keepalive":
+            kw[key] = _int(where, value, 5, 3600)
+        elif key == "republish_s":
+            kw[key] = _number(where, value, 1.0, 86400.0)
+        elif key == "tls":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where} must be true or false, got {value!r}")
+            kw[key] = value
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where} must be a string, got {'a ' + type(value).__name__ if key == 'password' else repr(value)}")
+            if key == "host" and not value:
+                raise ConfigError("[mqtt] host must name the broker")
+            if key in ("topic_prefix", "discovery_prefix") and value and (
+                    any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/")):
+                raise ConfigError(f"{where} must be an MQTT topic without wildcards or a leading/trailing '/', "
+                                  f"got {value!r}")
+            if key == "discovery_prefix" and not value:
+                raise ConfigError("[mqtt] discovery_prefix must not be empty")
+            kw[key] = value or None  # "" = the default (no username, no CA file, the hostname's prefix)
+    config = MqttConfig(**kw)
+    if config.ca_file and not config.tls:
+        raise ConfigError("[mqtt] ca_file is set but tls = false")
+    return config
+
+
+def check_camera_sections(config: ServerConfig) -> None:
+    """``[[readers]]`` need the camera, ``[mqtt]`` needs readers to publish: say so instead of idling."""
+    if config.readers and not config.camera.enabled:
+        raise ConfigError("[[readers]] read from the camera: set [camera] enabled = true (or serve --camera)")
+    if config.mqtt is not None and not config.readers:
+        raise ConfigError("[mqtt] publishes the readings of [[readers]]: configure at least one reader")
+
+
 def from_dict(data: dict, base: Optional[ServerConfig] = None) -> ServerConfig:
     base = base or ServerConfig()
-    unknown = set(data) - {"server", "limits", "camera"}
+    unknown = set(data) - {"server", "limits", "camera", "readers", "mqtt"}
     if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: server, limits, camera")
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: server, limits, camera, readers, mqtt")
     for name in ("server", "limits", "camera"):
         if name in data and not isinstance(data[name], dict):
             raise ConfigError(f"[{name}] must be a table")
     server = _check("server", ServerConfig, data.get("server", {}))
     limits = replace(base.limits, **_check("limits", Limits, data.get("limits", {})))
     camera = replace(base.camera, **_check("camera", CameraConfig, data.get("camera", {})))
-    return replace(base, limits=limits, camera=camera, **server)
+    extra = {}
+    if "readers" in data:
+        extra["readers"] = _readers(data["readers"])
+    if "mqtt" in data:
+        extra["mqtt"] = _mqtt(data["mqtt"])
+    return replace(base, limits=limits, camera=camera, **extra, **server)
 
 
 def load_config(path=None, overrides: Optional[dict] = None, environ=None) -> ServerConfig:
@@ -202,4 +391,8 @@ def load_config(path=None, overrides: Optional[dict] = None, environ=None) -> Se
     token = environ.get(TOKEN_ENV)
     if token:
         config = replace(config, token=token)
+    mqtt_password = environ.get(MQTT_PASSWORD_ENV)
+    if mqtt_password and config.mqtt is not None:
+        config = replace(config, mqtt=replace(config.mqtt, password=mqtt_password))
+    check_camera_sections(config)
     return config

@@ -113,6 +113,14 @@ def openapi_spec(state) -> dict:
             "200": {"description": "PNG", "content": {"image/png": binary}}, **_errors(401, 404)}}},
         "/api/camera/input.png": {"get": {"summary": "What the model saw of the latest frame (28x28)", "responses": {
             "200": {"description": "PNG", "content": {"image/png": binary}}, **_errors(401, 404)}}},
+        "/api/readers": {"get": {"summary": "The latest reading of every [[readers]] entry (value, digits, "
+                                            "confidence, valid/reason), the frame size and the MQTT status",
+                                 "responses": {"200": ok_json("readers"), **_errors(401)}}},
+        "/api/readers/frame.png": {"get": {
+            "summary": "The latest reader frame, full size, with the ROI boxes drawn (boxes=0: without)",
+            "parameters": [{"name": "boxes", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}],
+            "responses": {"200": {"description": "PNG", "content": {"image/png": binary}}, **_errors(400, 401, 404)}}},
         "/api/camera/publish/{model}": {"post": {
             "summary": "Publish a camera frame (from `edge-rbmlp camera --publish`); kept in memory only",
             "parameters": [model_param],
