@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models ood-fonts clean test-asan test-arm test-armv7 browser systemd-tools soak load-client
+.PHONY: run test venv test-venv data models ood-fonts mqtt-broker clean test-asan test-arm test-armv7 browser systemd-tools soak load-client
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -34,7 +34,7 @@ run: $(VENV)/.installed
 data: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m train data fetch
 
-test: $(TEST_VENV)/.installed data browser systemd-tools ood-fonts
+test: $(TEST_VENV)/.installed data browser systemd-tools ood-fonts mqtt-broker
 	$(TEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian packages the device-app tests use: headless Chromium for the web page (driven by
@@ -46,6 +46,10 @@ browser:
 
 systemd-tools:
 	@command -v systemd-analyze >/dev/null || $(APT_INSTALL) systemd
+
+# a real MQTT broker (and mosquitto_sub) for tests/test_mqtt.py, which starts its own on a free loopback port
+mqtt-broker:
+	@dpkg -s mosquitto mosquitto-clients >/dev/null 2>&1 || $(APT_INSTALL) mosquitto mosquitto-clients
 
 # fonts for the out-of-distribution digit sets of `python -m train ood-eval` (train/ood.py: printed and
 # handwriting-like faces beside matplotlib's own); installed only when missing
