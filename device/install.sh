@@ -4,7 +4,8 @@
 #
 #   sudo device/install.sh [--camera] [--dry-run] [--prefix DIR] [--config-dir DIR] [--source DIR]
 #
-#   --camera      also grant the service the camera devices (systemd drop-in) and enable [camera]
+#   --camera      also grant the service the camera devices and the video group (systemd drop-in; V4L2
+#                 webcams through python3-av), install the [mqtt] client (paho-mqtt) and enable [camera]
 #   --dry-run     print every step it would take, change nothing (no root needed)
 #   --prefix      where the venv goes                      (default /opt/edge-rbmlp)
 #   --config-dir  where config.toml and env go             (default /etc/edge-rbmlp)
@@ -33,6 +34,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+
+if [ "$CAMERA" = 1 ]; then
+  APT_PACKAGES+=(python3-av)  # v4l2:/dev/videoN and file:VIDEO camera sources (PyAV, Debian's FFmpeg)
+  PIP_TARGET="$SOURCE[mqtt]"  # paho-mqtt for [mqtt]: the readings to Home Assistant
+else
+  PIP_TARGET="$SOURCE"
+fi
 
 say() { echo "==> $*"; }
 run() {
@@ -73,7 +81,7 @@ else
 fi
 
 say "3/6 edge-rbmlp from $SOURCE (builds the native engine)"
-run "$PREFIX/venv/bin/pip" install --disable-pip-version-check --upgrade "$SOURCE"
+run "$PREFIX/venv/bin/pip" install --disable-pip-version-check --upgrade "$PIP_TARGET"
 
 say "4/6 config in $CONF_DIR"
 run install -d -m 0755 "$CONF_DIR"
@@ -87,16 +95,27 @@ else
   say "    $CONF_DIR/config.toml exists: kept as it is"
 fi
 if [ ! -f "$CONF_DIR/env" ]; then
-  # the API token lives here, readable by root only (systemd reads it before dropping privileges)
+  # the API token and the MQTT password live here, readable by root only (systemd reads it before
+  # dropping privileges)
   run install -m 0600 /dev/null "$CONF_DIR/env"
   if [ "$DRY" = 0 ]; then
     echo "# EDGE_RBMLP_TOKEN=<a long random string>   (required to listen beyond loopback)" > "$CONF_DIR/env"
+  fi
+fi
+if [ "$DRY" = 1 ] || ! grep -q EDGE_RBMLP_MQTT_PASSWORD "$CONF_DIR/env"; then
+  say "    $CONF_DIR/env: EDGE_RBMLP_MQTT_PASSWORD= is the [mqtt] password (kept out of config.toml)"
+  if [ "$DRY" = 0 ]; then
+    echo "# EDGE_RBMLP_MQTT_PASSWORD=<the broker password of [mqtt] username>" >> "$CONF_DIR/env"
   fi
 fi
 
 say "5/6 systemd unit"
 run install -m 0644 "$SOURCE/systemd/edge-rbmlp.service" "$UNIT_DIR/edge-rbmlp.service"
 if [ "$CAMERA" = 1 ]; then
+  # the drop-in gives the (dynamic) service user the video group and the V4L2/media devices
+  if ! getent group video >/dev/null; then
+    run groupadd --system video
+  fi
   run install -d -m 0755 "$UNIT_DIR/edge-rbmlp.service.d"
   run install -m 0644 "$SOURCE/systemd/edge-rbmlp.service.d/camera.conf" "$UNIT_DIR/edge-rbmlp.service.d/camera.conf"
 elif [ -f "$UNIT_DIR/edge-rbmlp.service.d/camera.conf" ]; then

@@ -296,3 +296,53 @@ def test_a_broken_camera_is_reported_and_the_service_keeps_serving(paths, frames
     finally:
         loop.stop()
         loop.thread.join(timeout=10)
+
+
+# -- device/install.sh --camera: V4L2 (python3-av, the video group) and MQTT (paho-mqtt, the password in env) --
+def _install(tmp_path, *args):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    stubs = {"apt-get": f'echo "apt-get $*" >> {log}', "dpkg-query": "exit 1", "systemctl": "exit 0",
+             "getent": f'echo "getent $*" >> {log}; exit 2', "groupadd": f'echo "groupadd $*" >> {log}',
+             "python3": f'mkdir -p "$4/bin"; printf "#!/bin/sh\\necho pip \\"\\$*\\" >> {log}\\n" > "$4/bin/pip"; '
+                        f'chmod +x "$4/bin/pip"'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "units").mkdir(exist_ok=True)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", str(root / "device" / "install.sh"), *args, "--prefix", str(tmp_path / "opt"),
+                          "--config-dir", str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout, log.read_text() if log.exists() else ""
+
+
+def test_install_camera_adds_v4l2_the_video_group_and_mqtt(tmp_path):
+    import os
+    from pathlib import Path
+
+    if os.geteuid() != 0:
+        pytest.skip("install.sh refuses to run for real without root")
+    out, calls = _install(tmp_path, "--camera")
+    assert "python3-av" in calls and "python3-picamera2" in calls  # apt
+    assert f"{Path(__file__).resolve().parent.parent}[mqtt]" in calls  # pip install SOURCE[mqtt] (paho-mqtt)
+    assert "getent group video" in calls and "groupadd --system video" in calls  # a system without the group
+    env = (tmp_path / "etc" / "env").read_text()
+    assert "# EDGE_RBMLP_MQTT_PASSWORD=" in env and "# EDGE_RBMLP_TOKEN=" in env
+    assert oct((tmp_path / "etc" / "env").stat().st_mode & 0o777) == "0o600"
+    dropin = (tmp_path / "units" / "edge-rbmlp.service.d" / "camera.conf").read_text()
+    assert "SupplementaryGroups=video" in dropin and "DeviceAllow=char-video4linux rw" in dropin
+    # again: the password line is not added twice; without --camera no PyAV, no paho, no group
+    _install(tmp_path, "--camera")
+    assert (tmp_path / "etc" / "env").read_text().count("EDGE_RBMLP_MQTT_PASSWORD") == 1
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _, calls = _install(plain)
+    assert "python3-av" not in calls and "[mqtt]" not in calls and "groupadd" not in calls
