@@ -45,6 +45,8 @@ class Runner:
     big: Optional[Callable[[], object]]   # one batch-N call
     child_args: List[str] = field(default_factory=list)
     note: str = ""
+    accuracy: Optional[float] = None      # end-to-end rows: share of the inputs answered correctly
+    splits: Optional[list] = None         # end-to-end rows: the timing_us of each prediction made
 
 
 def _rss_bytes() -> int:
@@ -88,27 +90,19 @@ def bench_inputs(model, n: int, seed: int = 0):
 
 
 def _make_engine(backend: str, variant: str, model, model_path: Path, kernel: Optional[str] = None):
+    """The engine of one row, through the one backend registry (:func:`edge_rbmlp.engines.create`)."""
+    from .engines import create
     from .models import sibling_path
 
+    options: dict = {}
     if backend == "native":
-        from .engines.native import NativeEngine
-
-        return NativeEngine(model, kernel=kernel)
-    if backend == "reference":
-        from .engines.reference import ReferenceEngine
-
-        return ReferenceEngine(model)
-    if backend == "tflite":
-        from .engines.tflite import TFLiteEngine
-
-        if variant == "F-float":
-            return TFLiteEngine(model, "float", path=sibling_path(model_path, "F-float"))
-        return TFLiteEngine(model, variant, model_path=model_path)
-    if backend == "lce":
-        from .engines.tflite import LCEEngine
-
-        return LCEEngine(model, model_path=model_path)
-    raise ValueError(backend)
+        options = {"kernel": kernel}
+    elif backend == "tflite":
+        options = ({"variant": "float", "path": sibling_path(model_path, "F-float")} if variant == "F-float"
+                   else {"variant": variant, "model_path": model_path})
+    elif backend == "lce":
+        options = {"model_path": model_path}
+    return create(model, backend, **options)
 
 
 def _runners(backend: str, model, model_path: Path, q1: np.ndarray, qb: np.ndarray, kernel=None) -> List[Runner]:
@@ -214,7 +208,8 @@ def child_main(argv: List[str]) -> int:
 
 
 def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30, calls: int = 200,
-        kernel: Optional[str] = None, measure_memory: bool = True, progress=None, strict: bool = True) -> dict:
+        kernel: Optional[str] = None, measure_memory: bool = True, progress=None, strict: bool = True,
+        e2e: bool = True) -> dict:
     """Measure ``backends`` on one model. ``strict``: a backend that cannot run is an error
     (BackendUnavailable); otherwise it is skipped with its reason on stderr and in ``skipped``."""
     from .models import resolve_model_path
@@ -238,10 +233,12 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
             print(f"edge-rbmlp bench: skipping backend {b!r}: {exc}", file=sys.stderr)
     if not runners:
         raise BackendUnavailable("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    text_runner = None
+    extra: List[Runner] = []
     if model.input_spec.kind == "text" and "native" in backends:
-        text_runner = _text_runner(model, model_path, kernel)
-    everyone = runners + ([text_runner] if text_runner else [])
+        extra.append(_text_runner(model, model_path, kernel))
+    if e2e and model.input_spec.kind == "image":
+        extra.extend(_e2e_runners(model, model_path, kernel, backends))
+    everyone = runners + extra
     lat: Dict[int, List[float]] = {i: [] for i in range(len(everyone))}
     big: Dict[int, List[float]] = {i: [] for i in range(len(runners))}
     # warm-up
@@ -281,6 +278,11 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
                 "rss_added_bytes": mem.get("rss_added_bytes"), "threads": 1}
         if "error" in mem:
             base["memory_error"] = mem["error"]
+        if r.accuracy is not None:
+            base["accuracy"] = r.accuracy
+        if r.splits:
+            for key in ("decode_us", "preprocess_us", "inference_us", "total_us"):
+                base[key] = float(np.median([t[key] for t in r.splits]))
         if r.note:
             base["file"] = r.note
         rows.append(dict(base, batch=1, p50_us=float(np.percentile(s, 50)), p99_us=float(np.percentile(s, 99)),
@@ -292,6 +294,120 @@ def run(model_arg: str, backends: List[str], batch: int = 256, rounds: int = 30,
                              calls=int(len(b))))
     return {"model": str(model_path), "arch": model.arch.notation(), "inputs": source,
             "machine": _machine(), "rows": rows, "skipped": skipped}
+
+
+def camera_frame(digit: np.ndarray, rng, size=(480, 640), height: int = 120) -> np.ndarray:
+    """A camera-like grey frame of an MNIST digit: dark ink on unevenly lit paper, the digit about
+    ``height`` pixels high off the centre, blurred by resampling, with sensor noise."""
+    from PIL import Image
+
+    H, W = size
+    ink = np.asarray(Image.fromarray(digit).resize((height, height), Image.BILINEAR), np.float32) / 255.0
+    paper = np.linspace(150, 215, W, dtype=np.float32)[None, :] * np.linspace(0.9, 1.05, H, dtype=np.float32)[:, None]
+    frame = paper.copy()
+    y, x = H // 2 - height // 2 + int(rng.integers(-40, 40)), W // 2 - height // 2 + int(rng.integers(-80, 80))
+    patch = frame[y:y + height, x:x + height]
+    frame[y:y + height, x:x + height] = patch * (1 - ink) + 35.0 * ink
+    frame += rng.normal(0, 5, frame.shape).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def e2e_inputs(model, n: int = 64) -> dict:
+    """What a user hands the image path, made of real test digits when the data cache has them:
+    the 28x28 digits as PNG bytes, 640x480 camera frames (arrays) and the same frames as JPEG bytes."""
+    import io
+
+    from PIL import Image
+
+    spec = model.input_spec
+    try:
+        from .datasets import model_inputs
+
+        q, labels = model_inputs(model, "test", limit=n)
+        q, labels, source = q[:n], [model.labels[int(v)] for v in labels[:n]], "test set"
+    except Exception:
+        q, _ = bench_inputs(model, n)
+        labels, source = None, "random"
+    digits = [row.reshape(spec.height, spec.width) for row in q]
+    rng = np.random.default_rng(5)
+
+    def encode(arr, fmt, **kw):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    frames = [camera_frame(d, rng) for d in digits]
+    return {"png": [encode(d, "PNG") for d in digits], "frame": frames,
+            "jpeg": [encode(f, "JPEG", quality=85) for f in frames], "labels": labels, "source": source}
+
+
+def _accuracy(answers: List[Optional[str]], labels) -> Optional[float]:
+    if labels is None:
+        return None
+    return float(np.mean([a == t for a, t in zip(answers, labels)]))
+
+
+def _e2e_runners(model, model_path: Path, kernel, backends: List[str]) -> List[Runner]:
+    """End-to-end rows of an image model: bytes or frame -> Prediction through the engine (the split
+    recorded), a numpy ``astype(float32)`` pass over the frame as the yardstick, and the way a Pi
+    tutorial classifies the same inputs with TFLite int8 (PIL decode, resize to 28x28, normalize,
+    invoke), each with its accuracy on these inputs."""
+    import io
+
+    from PIL import Image
+
+    from . import __version__ as our_version
+    from .engines.base import BackendUnavailable
+
+    data = e2e_inputs(model)
+    labels = data["labels"]
+    file_bytes = model_path.stat().st_size
+    runners: List[Runner] = []
+    if "native" in backends:
+        eng = _make_engine("native", "binary", model, model_path, kernel)
+        for kind, what in (("png", "28x28 PNG bytes"), ("frame", "640x480 grey frame"),
+                           ("jpeg", "640x480 JPEG bytes")):
+            items = data[kind]
+            answers = [p.label for p in eng.predict_images(items)]
+            splits: list = []
+
+            def one(i, items=items, splits=splits):
+                pred = eng.predict_image(items[i])
+                splits.append(pred.timing_us)
+                return pred
+
+            runners.append(Runner("native", f"e2e-{kind}", f"edge-rbmlp native ({eng.kernel}): {what} -> Prediction",
+                                  our_version, file_bytes, one, None, [], accuracy=_accuracy(answers, labels),
+                                  splits=splits))
+        frames = data["frame"]
+        runners.append(Runner("numpy", "astype-frame", "numpy: one astype(float32) pass over the 640x480 frame "
+                              "(the yardstick)", np.__version__, 0, lambda i: frames[i].astype(np.float32), None, []))
+    if "tflite" in backends:
+        try:
+            e = _make_engine("tflite", "int8", model, model_path)
+        except BackendUnavailable as exc:
+            print(f"edge-rbmlp bench: no tutorial rows: {exc}", file=sys.stderr)
+            return runners
+        e._resize(1)
+        spec = model.input_spec
+
+        def tutorial(item):
+            img = Image.open(io.BytesIO(item)) if isinstance(item, bytes) else Image.fromarray(item)
+            img = img.convert("L").resize((spec.width, spec.height))
+            arr = np.asarray(img, dtype=np.uint8)
+            if arr.mean() > 127:  # white paper: invert, as the tutorials do
+                arr = 255 - arr
+            out = e.run_prepared(e.prepare_input(arr.reshape(1, -1)))
+            return model.labels[int(np.argmax(out[0]))] if out.shape[1] > 1 else model.labels[int(out[0, 0] > 0.5)]
+
+        for kind in ("png", "frame"):
+            items = data[kind]
+            answers = [tutorial(item) for item in items]
+            runners.append(Runner("tflite", f"tutorial-{kind}", f"{e.runtime} int8, tutorial path: PIL decode, "
+                                  "resize, normalize, invoke", e.version, e.path.stat().st_size,
+                                  (lambda items: (lambda i: tutorial(items[i])))(items), None, [],
+                                  accuracy=_accuracy(answers, labels)))
+    return runners
 
 
 def _text_runner(model, model_path: Path, kernel) -> Optional[Runner]:
@@ -349,6 +465,9 @@ def format_table(result: dict) -> str:
         ratio = ""
         if nat1 and r["batch"] == 1 and r is not nat1:
             ratio = f"{r['p50_us'] / nat1['p50_us']:.1f}x"
+        if r["variant"].startswith("tutorial-"):  # against our own end-to-end row on the same inputs
+            ours = ref.get(("native", "e2e-" + r["variant"][len("tutorial-"):], 1))
+            ratio = f"{r['p50_us'] / ours['p50_us']:.1f}x e2e" if ours else ""
         if r["batch"] != 1:
             nb = ref.get(("native", "binary", r["batch"]))
             if nb and r is not nb:
@@ -358,9 +477,16 @@ def format_table(result: dict) -> str:
         lines.append(f"{r['backend']:10s} {r['variant']:14s} {r['batch']:5d} {r['p50_us']:9.2f} {r['p99_us']:9.2f} "
                      f"{r['throughput_per_s']:11.0f} {ratio:>9s} "
                      f"{'' if r['load_ms'] is None else format(r['load_ms'], '.1f'):>8s} {mb(r['peak_rss_bytes']):>9s} "
-                     f"{kb(r.get('rss_added_bytes')):>8s} {r['file_bytes']:8d}  {r['runtime']} {r['version']}")
+                     f"{kb(r.get('rss_added_bytes')):>8s} {r['file_bytes']:8d}  {r['runtime']} {r['version']}"
+                     + (f"  [decode {r['decode_us']:.0f} + preprocess {r['preprocess_us']:.0f} + inference "
+                        f"{r['inference_us']:.1f} us]" if "decode_us" in r else "")
+                     + (f"  accuracy {r['accuracy']:.3f}" if "accuracy" in r else ""))
     lines.append("vs native: batch 1 = how many times the native p50 latency; batch N = how many times "
-                 "fewer samples/s than native")
+                 "fewer samples/s than native; tutorial rows against native e2e on the same inputs")
+    frame, yard = ref.get(("native", "e2e-frame", 1)), ref.get(("numpy", "astype-frame", 1))
+    if frame and yard:
+        lines.append(f"a 640x480 frame -> Prediction takes {frame['p50_us'] / yard['p50_us']:.1f}x one numpy "
+                     f"astype(float32) pass over it")
     return "\n".join(lines)
 
 

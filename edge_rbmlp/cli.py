@@ -349,9 +349,11 @@ def demo(backend):
               help="batch-1 calls per backend in total")
 @click.option("--kernel", default=None, help="force a native kernel variant (default: the best for this CPU)")
 @click.option("--no-memory", is_flag=True, help="skip the per-backend child processes (load time, RSS)")
+@click.option("--no-e2e", is_flag=True, help="skip the end-to-end rows (PNG bytes, a 640x480 frame, a JPEG -> "
+              "Prediction, with the decode/preprocess/inference split, beside a Pi tutorial's TFLite path)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON (rows: one per backend/variant/batch)")
 @user_errors
-def bench(model, backends, batch, rounds, calls, kernel, no_memory, as_json):
+def bench(model, backends, batch, rounds, calls, kernel, no_memory, no_e2e, as_json):
     """Latency (batch 1), throughput (batch N), load time, RSS and size of MODEL on each backend."""
     from .bench import BACKEND_NAMES, format_table, run
 
@@ -361,7 +363,7 @@ def bench(model, backends, batch, rounds, calls, kernel, no_memory, as_json):
     if unknown or not names:
         raise click.ClickException(f"unknown backend(s) {unknown}; choose from {', '.join(BACKEND_NAMES)}")
     result = run(model, names, batch=batch, rounds=rounds, calls=calls, kernel=kernel,
-                 measure_memory=not no_memory, strict=strict)
+                 measure_memory=not no_memory, strict=strict, e2e=not no_e2e)
     if as_json:
         meta = {"model": result["model"], "arch": result["arch"], "inputs": result["inputs"],
                 "cpu": result["machine"].get("cpu"), "machine": result["machine"].get("machine")}

@@ -13,12 +13,14 @@ aspect ratio and centred by centre of mass in a 28x28 frame. A photo or a drawin
    of each ``f x f`` block of ``G`` (partial blocks at the edges: the mean of what is
    there). Everything up to the crop (step 6) runs on ``A`` (at most 96 a side), so a
    large frame costs one pass.
-2. **Polarity.** ``b`` = the median of ``A``'s border; ``low``/``high`` = the 0.5 % /
-   99.5 % points of ``A`` smoothed by a 3x3 box (when both sides are >= 8). The ink is the
-   extreme farther from the border's level: if ``b - low > high - b`` the picture is
-   dark on light, and ``A`` (and later ``G``) is inverted (``255 - v``). Medians and
-   percentiles are order statistics read from a 256-bin histogram:
-   ``pct(p) = sorted[floor((n - 1) * p)]``, ``median = sorted[(n - 1) // 2]``.
+2. **Polarity.** ``b`` = the median of ``A``'s border. The paper's level is modelled as ``b``
+   tilted by a linear gradient (the differences of the right and left column medians and of
+   the bottom and top row medians, in 1/256 steps), so that light falling across the page
+   does not look like ink; of ``A`` minus that plane, smoothed by ``[1 2 1]``, the larger
+   extreme is the ink: if its most negative value is deeper than its most positive value is
+   high, the picture is dark on light, and ``A`` (and later ``G``) is inverted
+   (``255 - v``). Medians are order statistics read from a 256-bin histogram,
+   ``median = sorted[(n - 1) // 2]``.
 3. **Pass-through.** A picture already of the output size whose (polarity-corrected)
    border median is below 26 is returned as it is: the MNIST test set is classified
    exactly as the model saw it.
@@ -110,23 +112,11 @@ def median(values: np.ndarray) -> int:
     return order_stat(values, (values.size - 1) // 2)
 
 
-def percentile_index(n: int, per_mille: int) -> int:
-    return (n - 1) * per_mille // 1000
-
-
 def border(a: np.ndarray) -> np.ndarray:
     h, w = a.shape
     if h <= 2 or w <= 2:
         return a.ravel()
     return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
-
-
-def box3_mean(a: np.ndarray) -> np.ndarray:
-    """3x3 mean with edge replication, rounded."""
-    p = np.pad(a, 1, mode="edge")
-    h, w = a.shape
-    s = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
-    return (s + 4) // 9
 
 
 def smooth121(a: np.ndarray) -> np.ndarray:
@@ -176,6 +166,26 @@ def box_blur(a: np.ndarray, r: int) -> np.ndarray:
             s = c[hi, :] - c[lo, :]
             out = (s + cnt[:, None] // 2) // cnt[:, None]
     return out
+
+
+def side_medians(a: np.ndarray) -> Tuple[int, int, int, int]:
+    """Medians of the top row, bottom row, left column and right column."""
+    return median(a[0]), median(a[-1]), median(a[:, 0]), median(a[:, -1])
+
+
+def is_dark_on_light(a: np.ndarray) -> bool:
+    """Is the ink darker than the paper? The border's level, tilted by the left/right and top/bottom
+    differences of its side medians (a linear gradient of the light), is subtracted; of what is left
+    (smoothed), the larger extreme is the ink: below the border's level (dark ink) or above it."""
+    h, w = a.shape
+    top, bottom, left, right = side_medians(a)
+    b = median(border(a))
+    xs, ys = np.arange(w, dtype=np.int64), np.arange(h, dtype=np.int64)
+    tx = (right - left) * (2 * xs - (w - 1)) * 128 // (w - 1) if w > 1 else np.zeros(w, np.int64)
+    ty = (bottom - top) * (2 * ys - (h - 1)) * 128 // (h - 1) if h > 1 else np.zeros(h, np.int64)
+    r = a * 256 - (b * 256 + tx[None, :] + ty[:, None])
+    r = smooth121(r)
+    return int(-r.min()) > int(r.max())
 
 
 def opening_size(bh: int, bw: int) -> int:
@@ -322,11 +332,7 @@ def preprocess(g: np.ndarray, size: Tuple[int, int] = (28, 28), box: int = 20) -
     h, w = a.shape
     # 2. polarity
     b = median(border(a))
-    smooth = box3_mean(a) if min(h, w) >= 8 else a
-    n = smooth.size
-    srt = np.sort(smooth.ravel())
-    low, high = int(srt[percentile_index(n, 5)]), int(srt[percentile_index(n, 995)])
-    invert = (b - low) > (high - b)
+    invert = is_dark_on_light(a)
     info.inverted = bool(invert)
     if invert:
         a = 255 - a

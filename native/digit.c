@@ -207,16 +207,41 @@ static void filter3(const int32_t *a, int h, int w, int k0, int k1, int32_t bias
     }
 }
 
-/* 3x3 mean (edge replicated, rounded). */
-static void box3_mean(const int32_t *a, int h, int w, int32_t *out, int32_t *tmp)
-{
-    filter3(a, h, w, 1, 1, 4, 9, out, tmp);
-}
-
 /* 3x3 [1 2 1] x [1 2 1] / 16 (edge replicated, rounded). */
 static void smooth121(const int32_t *a, int h, int w, int32_t *out, int32_t *tmp)
 {
     filter3(a, h, w, 1, 2, 8, 16, out, tmp);
+}
+
+/* Median of n values a[i * stride] in [0, 255]. */
+static int strided_median(const int32_t *a, int64_t n, int64_t stride)
+{
+    uint32_t hist[256] = {0};
+    for (int64_t i = 0; i < n; i++)
+        hist[a[i * stride]]++;
+    return hist_rank(hist, (n - 1) / 2);
+}
+
+/* The border's level tilted by the side medians' differences, subtracted; the larger extreme of
+ * the smoothed rest is the ink (see the reference's is_dark_on_light). r, rs, tmp: h * w. */
+static int is_dark_on_light(const int32_t *a, int h, int w, int b, int32_t *r, int32_t *rs, int32_t *tmp)
+{
+    const int top = strided_median(a, w, 1), bottom = strided_median(a + (int64_t)(h - 1) * w, w, 1);
+    const int left = strided_median(a, h, w), right = strided_median(a + w - 1, h, w);
+    for (int y = 0; y < h; y++) {
+        const int64_t ty = h > 1 ? floor_div((int64_t)(bottom - top) * (2 * y - (h - 1)) * 128, h - 1) : 0;
+        for (int x = 0; x < w; x++) {
+            const int64_t tx = w > 1 ? floor_div((int64_t)(right - left) * (2 * x - (w - 1)) * 128, w - 1) : 0;
+            r[(int64_t)y * w + x] = (int32_t)((int64_t)a[(int64_t)y * w + x] * 256 - ((int64_t)b * 256 + tx + ty));
+        }
+    }
+    smooth121(r, h, w, rs, tmp);
+    int32_t lo = rs[0], hi = rs[0];
+    for (int64_t i = 1; i < (int64_t)h * w; i++) {
+        if (rs[i] < lo) lo = rs[i];
+        if (rs[i] > hi) hi = rs[i];
+    }
+    return -lo > hi;
 }
 
 /* min (mode 0) or max (mode 1) over a k x k window clipped at the edges; tmp: h * w. */
@@ -432,14 +457,7 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     block_mean_picture(p, 0, H, 0, W, f, a, acc, line);
     /* 2. polarity */
     int b = border_median(a, h, w);
-    const int32_t *sm = a;
-    if (h >= 8 && w >= 8) {
-        box3_mean(a, h, w, t1, tmp);
-        sm = t1;
-    }
-    const int low = image_rank(sm, hw, (hw - 1) * 5 / 1000);
-    const int high = image_rank(sm, hw, (hw - 1) * 995 / 1000);
-    const int invert = (b - low) > (high - b);
+    const int invert = is_dark_on_light(a, h, w, b, t1, t2, tmp);
     info->inverted = invert;
     if (invert) {
         for (int64_t i = 0; i < hw; i++)

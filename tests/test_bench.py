@@ -23,7 +23,8 @@ def model_path(tmp_path):
 
 
 def test_run_native_and_reference(model_path):
-    result = run(str(model_path), ["native", "reference"], batch=16, rounds=2, calls=10, measure_memory=True)
+    result = run(str(model_path), ["native", "reference"], batch=16, rounds=2, calls=10, measure_memory=True,
+                 e2e=False)
     rows = result["rows"]
     assert {(r["backend"], r["batch"]) for r in rows} == {("native", 1), ("native", 16), ("reference", 1),
                                                             ("reference", 16)}
@@ -46,7 +47,7 @@ def test_cli_json(model_path):
     res = CliRunner().invoke(main, ["bench", str(model_path), "--backends", "native", "--batch", "8", "--rounds",
                                     "2", "--calls", "10", "--no-memory", "--json"])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output[res.output.index("["):])
+    rows = [r for r in json.loads(res.output[res.output.index("["):]) if r["variant"] == "binary"]
     assert [r["batch"] for r in rows] == [1, 8]
     assert FIELDS <= set(rows[0])
     res = CliRunner().invoke(main, ["bench", str(model_path), "--backends", "native,gpu"])
@@ -63,3 +64,24 @@ def test_sibling_paths_name_every_comparison_file(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [sibling_path(model, v).name for v in ("float", "int8", "lce", "F-float")] == [
         "m.tflite", "m_int8.tflite", "m_lce.tflite", "m_F.tflite"]
+
+
+def test_end_to_end_rows_report_the_split_and_the_accuracy():
+    """PNG bytes, a 640x480 frame and a JPEG -> Prediction on the bundled model, beside the numpy
+    yardstick and a Pi tutorial's TFLite int8 path on the same inputs."""
+    result = run("mnist", ["native", "tflite"], batch=4, rounds=1, calls=4, measure_memory=False)
+    rows = {r["variant"]: r for r in result["rows"] if r["batch"] == 1}
+    for kind in ("png", "frame", "jpeg"):
+        r = rows[f"e2e-{kind}"]
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["preprocess_us"] > 0 and r["inference_us"] > 0 and r["total_us"] >= r["preprocess_us"]
+    assert rows["e2e-frame"]["decode_us"] == 0 and rows["e2e-png"]["decode_us"] > 0
+    assert "astype-frame" in rows
+    assert {"tutorial-png", "tutorial-frame"} <= set(rows)
+    # the camera frames are real test digits: our pipeline reads them, a plain resize does not
+    assert rows["e2e-frame"]["accuracy"] > rows["tutorial-frame"]["accuracy"]
+
+
+def test_no_e2e_leaves_only_the_engine_rows(model_path):
+    result = run(str(model_path), ["native"], batch=4, rounds=1, calls=2, measure_memory=False, e2e=False)
+    assert {r["variant"] for r in result["rows"]} == {"binary"}

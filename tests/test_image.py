@@ -121,3 +121,15 @@ def test_any_grey_array_gives_a_valid_input(arr):
 def test_any_colour_float_array_gives_a_valid_input(arr):
     out = preprocess_digit(arr)
     assert out.shape == (28, 28) and out.dtype == np.uint8
+
+
+def test_large_jpeg_is_decoded_reduced():
+    img = Image.new("L", (4000, 3000), 230)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    decoded = load_image(buf.getvalue())
+    assert decoded.size == (2000, 1500)
+    small = Image.new("L", (640, 480), 230)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG")
+    assert load_image(buf.getvalue()).size == (640, 480)

@@ -334,3 +334,25 @@ def test_wide_model_with_heap_scratch(variant):
     q = inputs(np.random.default_rng(3), 100, "vector", 6)
     assert_same_outputs(eng.logits_uint8(q), ReferenceEngine(model).logits_uint8(q))
     assert_same_outputs(eng.logits_uint8(q[:1]), ReferenceEngine(model).logits_uint8(q[:1]))
+
+
+def test_every_prediction_carries_its_time_split():
+    import io
+
+    from PIL import Image
+
+    from edge_rbmlp.models import load_model
+
+    eng = NativeEngine(load_model("mnist"))
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    buf = io.BytesIO()
+    Image.fromarray(digit).save(buf, format="PNG")
+    for item, decoded in ((buf.getvalue(), True), (digit, False)):
+        t = eng.predict_image(item).timing_us
+        assert set(t) == {"decode_us", "preprocess_us", "inference_us", "total_us"}
+        assert (t["decode_us"] > 0) == decoded and t["preprocess_us"] > 0 and t["inference_us"] > 0
+        assert t["total_us"] == pytest.approx(t["decode_us"] + t["preprocess_us"] + t["inference_us"])
+    blank = eng.predict_image(np.full((40, 40), 255, np.uint8))
+    assert blank.label is None and blank.class_index is None and "no digit" in blank.reason
+    assert blank.input is not None and not blank.input.any()
