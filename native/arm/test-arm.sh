@@ -28,7 +28,8 @@
 #                                    $ARM_EXCLUDE_TESTS (default tests/test_native_bundled.py: full test sets);
 #                                    tests parametrized over `variant` run only the forced one
 #                                    (the plugin deselects the others; ARM_ALL_VARIANTS=1 keeps them)
-#   core, once on $ARM_CORE_CPUS:   $ARM_CORE_TESTS   (default: the pure-Python engine tests below;
+#   core, once on $ARM_CORE_CPUS:   $ARM_CORE_TESTS   (default: the pure-Python engine tests and the
+#                                    digit pipeline in C, which runs no kernel variant;
 #                                    on the first CPU only, they run no kernel: "$ARM_CPUS" for all)
 #   both with -m "not slow and not train" and EDGE_RBMLP_DATA pointing at an empty directory:
 #   nothing that needs TensorFlow or the data sets runs (those tests skip or are deselected).
@@ -71,7 +72,7 @@ REQUIRE_NATIVE=${ARM_REQUIRE_NATIVE:-1}
 ARM_NATIVE_TESTS=${ARM_NATIVE_TESTS:-tests/test_native*.py}
 ARM_EXCLUDE_TESTS=${ARM_EXCLUDE_TESTS-tests/test_native_bundled.py}  # full MNIST/IMDB test sets: not under emulation
 ONLY_FORCED=$([ "${ARM_ALL_VARIANTS:-0}" = 1 ] && echo 0 || echo 1)
-ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py}
+ARM_CORE_TESTS=${ARM_CORE_TESTS:-tests/test_bits.py tests/test_arch.py tests/test_fold.py tests/test_model_file.py tests/test_reference.py tests/test_native_digit.py}
 MARKERS="not slow and not train"
 CORE_CPUS=${ARM_CORE_CPUS:-${CPUS[0]}}  # pure Python + numpy: one core is enough by default
 SYS_PKGS=(python3.11 libpython3.11-dev libstdc++6 "${EXTRA_SYS_PKGS[@]}")
@@ -309,8 +310,9 @@ cp "$TREE/pyproject.toml" "$RUN/"          # pytest's config (markers, addopts);
 mkdir -p "$WORK/arm"; cp "$HERE/arm_probe.py" "$HERE/qemu_pytest_plugin.py" "$WORK/arm/"  # no __pycache__ in the checkout
 cd "$RUN"
 expand() { local f out=(); for f in $1; do [ -f "$f" ] && [[ " $ARM_EXCLUDE_TESTS " != *" $f "* ]] && out+=("$f"); done; echo "${out[*]}"; }
-NATIVE_FILES=$(expand "$ARM_NATIVE_TESTS")
 CORE_FILES=$(expand "$ARM_CORE_TESTS")
+# a file in both lists (test_native_digit.py: C code that runs no kernel variant) runs once, as core
+NATIVE_FILES=$(for f in $(expand "$ARM_NATIVE_TESTS"); do [[ " $CORE_FILES " == *" $f "* ]] || echo "$f"; done | tr '\n' ' ')
 say "native tests (per cpu x kernel): ${NATIVE_FILES:-none}"
 say "core tests (on ${CORE_CPUS// /, }):    ${CORE_FILES:-none}"
 if [ "$HAVE_NATIVE" = 1 ] && [ -z "$NATIVE_FILES" ]; then die "native extension built but no native tests match '$ARM_NATIVE_TESTS'"; fi
