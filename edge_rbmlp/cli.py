@@ -14,22 +14,11 @@ from pathlib import Path
 
 import click
 
-from .arch import ArchError, parse
+from .arch import parse
+from .user_errors import user_error_types
 
 # numpy, the engines and the file format are imported by the commands that use them, so that
 # `edge-rbmlp serve --workers N` keeps its supervisor process small (server/workers.py)
-
-
-def user_error_types() -> tuple:
-    """The project's input errors: each becomes a clean ``Error: ...`` line and exit status 1."""
-    from .engines.base import BackendUnavailable, InputKindError
-    from .image import ImageError
-    from .inputs import InputSpecError
-    from .model_file import ModelFormatError
-    from .text import TextError
-
-    return (ArchError, ModelFormatError, ImageError, TextError, InputSpecError, InputKindError,
-            BackendUnavailable, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def __getattr__(name):  # ``USER_ERRORS`` as it was, without importing numpy with the module
@@ -150,34 +139,13 @@ def paper_sizes(as_json):
 
 
 # -- info ---------------------------------------------------------------------
-def model_summary(model, path: Path) -> dict:
-    from .size import paper_size_kib
-
-    n_classes_paper = 1 if model.output_activation == "sigmoid" else model.n_classes
-    return {
-        "name": model.name,
-        "path": str(path),
-        "arch": model.arch.notation(),
-        "options": model.arch.options(),
-        "file_bytes": model.file_bytes,
-        "paper_kib": round(paper_size_kib(model.arch, model.n_inputs, n_classes_paper), 4),
-        "input": model.input_spec.to_dict(),
-        "vocab_words": len(model.vocab) if model.vocab is not None else None,
-        "labels": list(model.labels),
-        "output_activation": model.output_activation,
-        "accuracy": model.accuracy,
-        "provenance": model.provenance,
-        "description": model.description,
-    }
-
-
 @main.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def info(model, as_json):
     """Architecture, sizes, labels, accuracy and provenance of MODEL."""
-    from .models import resolve_model_path
+    from .models import model_summary, resolve_model_path
     from .model_file import load_packed_model
 
     path = resolve_model_path(model)

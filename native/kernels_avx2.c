@@ -660,7 +660,18 @@ FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t 
 }
 
 const rbm_kernels rbm_kernels_avx2 = {
-    "avx2", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
-    sparse_bitcount, sparse_s8sum, f32_mm, u8_pm1_mv,
+    .name = "avx2",
+    .pack_ge_u8 = pack_ge_u8,
+    .bmv = bmv,
+    .threshold_pack = threshold_pack,
+    .u8_bmv = u8_bmv,
+    .s8u8_mv = s8u8_mv,
+    .f32_mv = f32_mv,
+    .f32u8_mv = f32u8_mv,
+    .maxpool_u8 = maxpool_u8,
+    .sparse_bitcount = sparse_bitcount,
+    .sparse_s8sum = sparse_s8sum,
+    .f32_mm = f32_mm,
+    .u8_pm1_mv = u8_pm1_mv,
 };
 #endif /* __x86_64__ */

@@ -413,8 +413,18 @@ void rbm_neon_f32_mm(const float *W, int32_t rows, int32_t n, const float *X, in
 }
 
 const rbm_kernels rbm_kernels_neon = {
-    "neon", rbm_neon_pack_ge_u8, rbm_neon_bmv, rbm_neon_threshold_pack, rbm_neon_u8_bmv, rbm_neon_s8u8_mv,
-    rbm_neon_f32_mv, rbm_neon_f32u8_mv, rbm_neon_maxpool_u8, rbm_neon_sparse_bitcount, rbm_neon_sparse_s8sum,
-    rbm_neon_f32_mm, NULL, /* int8 input layer from the packed bits (no expanded copy) */
+    .name = "neon",
+    .pack_ge_u8 = rbm_neon_pack_ge_u8,
+    .bmv = rbm_neon_bmv,
+    .threshold_pack = rbm_neon_threshold_pack,
+    .u8_bmv = rbm_neon_u8_bmv,
+    .s8u8_mv = rbm_neon_s8u8_mv,
+    .f32_mv = rbm_neon_f32_mv,
+    .f32u8_mv = rbm_neon_f32u8_mv,
+    .maxpool_u8 = rbm_neon_maxpool_u8,
+    .sparse_bitcount = rbm_neon_sparse_bitcount,
+    .sparse_s8sum = rbm_neon_sparse_s8sum,
+    .f32_mm = rbm_neon_f32_mm,
+    .u8_pm1_mv = NULL, /* int8 input layer from the packed bits (no expanded copy) */
 };
 #endif /* __aarch64__ */

@@ -86,8 +86,18 @@ FN void s8u8_mv_dot(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_
 }
 
 const rbm_kernels rbm_kernels_neon_dotprod = {
-    "neon_dotprod", rbm_neon_pack_ge_u8, rbm_neon_bmv, rbm_neon_threshold_pack, u8_bmv_dot, s8u8_mv_dot,
-    rbm_neon_f32_mv, rbm_neon_f32u8_mv, rbm_neon_maxpool_u8, rbm_neon_sparse_bitcount, rbm_neon_sparse_s8sum,
-    rbm_neon_f32_mm, NULL, /* int8 input layer from the packed bits (no expanded copy) */
+    .name = "neon_dotprod",
+    .pack_ge_u8 = rbm_neon_pack_ge_u8,
+    .bmv = rbm_neon_bmv,
+    .threshold_pack = rbm_neon_threshold_pack,
+    .u8_bmv = u8_bmv_dot,
+    .s8u8_mv = s8u8_mv_dot,
+    .f32_mv = rbm_neon_f32_mv,
+    .f32u8_mv = rbm_neon_f32u8_mv,
+    .maxpool_u8 = rbm_neon_maxpool_u8,
+    .sparse_bitcount = rbm_neon_sparse_bitcount,
+    .sparse_s8sum = rbm_neon_sparse_s8sum,
+    .f32_mm = rbm_neon_f32_mm,
+    .u8_pm1_mv = NULL, /* int8 input layer from the packed bits (no expanded copy) */
 };
 #endif /* __aarch64__ */

@@ -158,6 +158,17 @@ static void u8_pm1_mv(const int8_t *Wpm1, int32_t rows, int32_t stride, const ui
 }
 
 const rbm_kernels rbm_kernels_portable = {
-    "portable", pack_ge_u8, bmv, threshold_pack, u8_bmv, s8u8_mv, f32_mv, f32u8_mv, maxpool_u8,
-    sparse_bitcount, sparse_s8sum, f32_mm, u8_pm1_mv,
+    .name = "portable",
+    .pack_ge_u8 = pack_ge_u8,
+    .bmv = bmv,
+    .threshold_pack = threshold_pack,
+    .u8_bmv = u8_bmv,
+    .s8u8_mv = s8u8_mv,
+    .f32_mv = f32_mv,
+    .f32u8_mv = f32u8_mv,
+    .maxpool_u8 = maxpool_u8,
+    .sparse_bitcount = sparse_bitcount,
+    .sparse_s8sum = sparse_s8sum,
+    .f32_mm = f32_mm,
+    .u8_pm1_mv = u8_pm1_mv,
 };

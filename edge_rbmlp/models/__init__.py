@@ -43,3 +43,25 @@ def sibling_path(model_path: Path, variant: str) -> Optional[Path]:
 
 def load_model(name_or_path: str) -> PackedModel:
     return load_packed_model(resolve_model_path(name_or_path))
+
+
+def model_summary(model: PackedModel, path: Path) -> dict:
+    """What ``edge-rbmlp info`` and the service's ``/api/status`` show of a model."""
+    from ..size import paper_size_kib
+
+    n_classes_paper = 1 if model.output_activation == "sigmoid" else model.n_classes
+    return {
+        "name": model.name,
+        "path": str(path),
+        "arch": model.arch.notation(),
+        "options": model.arch.options(),
+        "file_bytes": model.file_bytes,
+        "paper_kib": round(paper_size_kib(model.arch, model.n_inputs, n_classes_paper), 4),
+        "input": model.input_spec.to_dict(),
+        "vocab_words": len(model.vocab) if model.vocab is not None else None,
+        "labels": list(model.labels),
+        "output_activation": model.output_activation,
+        "accuracy": model.accuracy,
+        "provenance": model.provenance,
+        "description": model.description,
+    }

@@ -11,7 +11,7 @@ import click
 
 
 def _user_errors():
-    from ..cli import user_error_types
+    from ..user_errors import user_error_types
     from .camera import CameraUnavailable
     from .config import ConfigError
     from .loadgen import LoadgenError

@@ -95,7 +95,7 @@ def _parse_model(data: bytes, path: Path):
 def load_served_models(config: ServerConfig, engines: Optional[dict] = None) -> Dict[str, ServedModel]:
     """Load every model of the config (all bundled ones when none is named)."""
     from ..engines import create
-    from ..cli import model_summary
+    from ..models import model_summary
     from ..models import bundled_models, resolve_model_path
 
     names = list(config.models) or list(bundled_models())
@@ -121,7 +121,7 @@ def reload_models(state: AppState) -> List[str]:
     """Reload every model whose file changed (SIGHUP). All or nothing: if any file is
     corrupt, nothing is swapped and the old models keep serving (the error is raised)."""
     from ..engines import create
-    from ..cli import model_summary
+    from ..models import model_summary
 
     fresh = dict(state.models)
     changed = []

@@ -14,7 +14,7 @@
 #      ELF header and by `file`), and it must contain edge_rbmlp._native
 #   5. pyproject's [project] dependencies + pytest and hypothesis (versions from the [test] extra)
 #      for aarch64 (pip --target --platform, environment markers evaluated for the Pi)
-#   6. per CPU model (in parallel, ARM_JOBS): native/test_kernels.c (plain C: every variant against
+#   6. per CPU model (in parallel, ARM_JOBS): native/tests/test_kernels.c (plain C: every variant against
 #      the portable kernels); the pure-Python core tests (first CPU only by default); the kernel the
 #      engine picks unforced (must be one the core runs, not portable); for each kernel the core
 #      supports, the native tests with EDGE_RBMLP_KERNEL set, after which (same interpreter)
@@ -397,10 +397,10 @@ probe() { # cpu kernel
     echo "$rc|$(jget "$out" kernel)|$(jget "$out" error)"
 }
 
-# the C kernels alone (native/test_kernels.c: every variant the core runs against the portable C)
+# the C kernels alone (native/tests/test_kernels.c: every variant the core runs against the portable C)
 CKT=""
-if [ -f "$TREE/native/test_kernels.c" ]; then
-    quiet "$WORK/ckernels-build.log" $TRIPLET-gcc -O2 -Wall -I"$TREE/native" "$TREE"/native/*.c -lm -o "$WORK/test_kernels"
+if [ -f "$TREE/native/tests/test_kernels.c" ]; then
+    quiet "$WORK/ckernels-build.log" $TRIPLET-gcc -O2 -Wall -I"$TREE/native" "$TREE"/native/*.c "$TREE"/native/tests/test_kernels.c -lm -o "$WORK/test_kernels"
     CKT=$WORK/test_kernels
 fi
 run_ckernels() { # cpu
@@ -409,7 +409,7 @@ run_ckernels() { # cpu
     verdict=$(grep -E '^(neon|neon_dotprod|portable): ' <<<"$out" | sed -E 's/ shapes checked against portable//; s/skipped \(status -?[0-9]+: .*/skipped/' | paste -sd ' ') || true
     line=$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" all "C" "best=$(sed -n 's/^best: //p' <<<"$out")" "$verdict $(tail -1 <<<"$out")" $((SECONDS - t)))
     add_summary "$line"
-    if [ "$rc" != 0 ] || [ "$(tail -1 <<<"$out")" != OK ]; then echo "$out" >&2; fail "$cpu: native/test_kernels.c failed (exit $rc)"; return 0; fi
+    if [ "$rc" != 0 ] || [ "$(tail -1 <<<"$out")" != OK ]; then echo "$out" >&2; fail "$cpu: native/tests/test_kernels.c failed (exit $rc)"; return 0; fi
     local k
     for k in "${ALL_KERNELS[@]}"; do
         if supports "$cpu" "$k"; then grep -qE "^$k: [0-9]+ shapes checked" <<<"$out" || fail "$cpu: test_kernels did not check $k"
