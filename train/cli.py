@@ -149,9 +149,13 @@ def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size
 @click.option("--baseline-epochs", type=int, default=10, show_default=True, help="Float MLP baseline epochs.")
 @click.option("--baseline-limit-train", type=int, default=None,
               help="Train the baseline on only N samples (tests; cached under its own name).")
+@click.option("--set-cache", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build") / "ood-sets", show_default=True,
+              help="Keep the rendered digit sets here (keyed by the code's hash); --no-set-cache renders anew.")
+@click.option("--no-set-cache", is_flag=True, help="Render every set anew (nothing written).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baseline_epochs, baseline_limit_train,
-                 as_json) -> None:
+                 set_cache, no_set_cache, as_json) -> None:
     """Accuracy of a model on the out-of-distribution sets (fonts, pen strokes, UCI handwriting, synthetic
     photos, distorted MNIST; short IMDB reviews) beside a float baseline trained on the same data."""
     import json
@@ -164,7 +168,7 @@ def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baselin
     try:
         result = ood.ood_eval(model, names or None, limit=limit, baseline=not no_baseline, baseline_dir=baseline_dir,
                               baseline_epochs=baseline_epochs, baseline_limit_train=baseline_limit_train,
-                              backend=backend, echo=echo)
+                              backend=backend, set_cache=None if no_set_cache else set_cache, echo=echo)
     except DatasetMissing as exc:
         raise click.ClickException(str(exc))
     except ValueError as exc:
@@ -220,32 +224,119 @@ def bundle(run_dir, name, dest) -> None:
 @click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
 @click.option("--report-only", is_flag=True, help="Only aggregate the existing trial files into tables and plots.")
 @click.option("--no-plots", is_flag=True, help="Tables only.")
+@click.option("--ray", "ray_address", default=None, metavar="local|auto|HOST:PORT",
+              help="Run the trials as Ray tasks (train/sweep.py): local = an embedded Ray on this machine, "
+                   "auto = the cluster this machine is in (else an embedded one), HOST:PORT = that cluster's head.")
+@click.option("--ray-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all).")
+@click.option("--max-retries", type=int, default=3, show_default=True,
+              help="Ray: retries of a trial lost with its worker or node.")
+@click.option("-v", "--verbose", is_flag=True, help="Ray: also a line when a trial starts (node, attempt).")
 def reproduce(dataset, seeds, seed_from, out, variants, epochs, limit_train, limit_test, threads, input_mode, stop_at,
-              report_only, no_plots) -> None:
+              report_only, no_plots, ray_address, ray_cpus, max_retries, verbose) -> None:
     """The paper's Table IV (mnist) / VII (imdb) / V (cifar10) grid, one JSON file per trial (resumable),
     then Markdown/CSV tables and PNG plots beside the paper's numbers (see train/reproduce.py)."""
     from train import reproduce as rp
 
     names = [v.strip() for item in variants for v in item.split(";") if v.strip()]
     if not report_only:
-        deadline = None
-        if stop_at:
-            import datetime as _dt
-            import time as _time
-
-            hh, mm = (int(x) for x in stop_at.split(":"))
-            now = _dt.datetime.now()
-            deadline = _time.mktime(now.replace(hour=hh, minute=mm, second=0, microsecond=0).timetuple())
+        deadline = _deadline(stop_at)
         try:
-            rp.reproduce(dataset, seeds, out, names, epochs=epochs, limit_train=limit_train, limit_test=limit_test,
-                         threads=threads, command=_command_line(), echo=lambda m: click.echo(m), deadline=deadline,
-                         input_mode=input_mode, first_seed=seed_from)
+            if ray_address:
+                from train import sweep as sw
+
+                rows = rp.select_rows(rp.paper_rows(dataset), names)
+                settings = rp.settings_for(epochs, limit_train, limit_test, input_mode)
+                specs = sw.plan(out, dataset, rows, range(seed_from, seeds), [settings])
+                res = sw.run_sweep(specs, address=ray_address, threads=threads, command=_command_line(),
+                                   echo=click.echo, deadline=deadline, max_retries=max_retries, num_cpus=ray_cpus,
+                                   verbose=verbose)
+            else:
+                rp.reproduce(dataset, seeds, out, names, epochs=epochs, limit_train=limit_train,
+                             limit_test=limit_test, threads=threads, command=_command_line(),
+                             echo=lambda m: click.echo(m), deadline=deadline, input_mode=input_mode,
+                             first_seed=seed_from)
+                res = None
         except rp.CifarMissing as exc:
             raise click.ClickException(str(exc))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--variants")
     rp.summarize(dataset, out, epochs=epochs, limit_train=limit_train, limit_test=limit_test, plots=not no_plots,
                  echo=click.echo, input_mode=input_mode)
+    if not report_only and res is not None and res.failed:
+        raise click.ClickException(f"{len(res.failed)} trial(s) failed: {', '.join(res.failed)}")
+
+
+def _deadline(stop_at):
+    """Epoch seconds of today's local HH:MM (None without one)."""
+    if not stop_at:
+        return None
+    import datetime as _dt
+    import time as _time
+
+    hh, mm = (int(x) for x in stop_at.split(":"))
+    now = _dt.datetime.now()
+    return _time.mktime(now.replace(hour=hh, minute=mm, second=0, microsecond=0).timetuple())
+
+
+def _floats(text, cast=float):
+    return [cast(x) for x in str(text).replace(";", ",").split(",") if x.strip()] if text else [None]
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
+@click.option("--variants", "variants", multiple=True,
+              help='Variants (repeatable, or ";"-separated), any notation, e.g. "B-32,Q;B-D64N,PN". '
+                   "Default: every row of the paper's table for the data set.")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per point of the grid.")
+@click.option("--seed-from", type=int, default=0, show_default=True)
+@click.option("--epochs", default=None, help="Comma-separated epochs to sweep (default: the paper's 10).")
+@click.option("--lr", default=None, help="Comma-separated learning rates (default: the paper's 0.001).")
+@click.option("--batch-size", default=None, help="Comma-separated batch sizes (default: the paper's 32).")
+@click.option("--dropout", default=None, help="Comma-separated dropout rates (default: the paper's 0.05).")
+@click.option("--input-mode", "input_modes", default="sign", show_default=True,
+              help="Comma-separated first-layer input modes: sign, int8.")
+@click.option("--limit-train", type=int, default=None, help="Use only N training samples.")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="CPUs (compute threads) per trial.")
+@click.option("--ray", "ray_address", default="auto", show_default=True, metavar="local|auto|HOST:PORT",
+              help="local = an embedded Ray on this machine, auto = the cluster this machine is in (else an "
+                   "embedded one), HOST:PORT = that cluster's head.")
+@click.option("--ray-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all).")
+@click.option("--max-retries", type=int, default=3, show_default=True,
+              help="Retries of a trial lost with its worker or node.")
+@click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
+@click.option("-v", "--verbose", is_flag=True, help="Also a line when a trial starts (node, attempt).")
+def sweep(dataset, variants, seeds, seed_from, epochs, lr, batch_size, dropout, input_modes, limit_train, limit_test,
+          out, threads, ray_address, ray_cpus, max_retries, stop_at, verbose) -> None:
+    """A grid (variants x epochs x lr x batch size x dropout x input mode x seeds) as Ray tasks, one trial file
+    each under OUT/<dataset>/trials/ (the same files as `reproduce`: a finished trial is never redone)."""
+    from edge_rbmlp.arch import ArchError
+    from train import reproduce as rp
+    from train import sweep as sw
+
+    names = [v.strip() for item in variants for v in item.split(";") if v.strip()]
+    try:
+        rows = [sw.sweep_row(dataset, v) for v in names] if names else rp.paper_rows(dataset)
+    except ArchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--variants")
+    modes = [m.strip() for m in input_modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("sign", "int8")]
+    if bad:
+        raise click.BadParameter(f"unknown input mode(s) {', '.join(bad)} (sign, int8)", param_hint="--input-mode")
+    try:
+        grid = sw.settings_grid(_floats(epochs, int), _floats(lr), _floats(batch_size, int), _floats(dropout),
+                                modes, limit_train, limit_test)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+    specs = sw.plan(out, dataset, rows, range(seed_from, seeds), grid)
+    try:
+        res = sw.run_sweep(specs, address=ray_address, threads=threads, command=_command_line(), echo=click.echo,
+                           deadline=_deadline(stop_at), max_retries=max_retries, num_cpus=ray_cpus, verbose=verbose)
+    except (rp.CifarMissing, sw.SweepError) as exc:
+        raise click.ClickException(str(exc))
+    if res.failed:
+        raise click.ClickException(f"{len(res.failed)} trial(s) failed: {', '.join(res.failed)}")
 
 
 if __name__ == "__main__":

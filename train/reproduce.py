@@ -119,11 +119,18 @@ def paper_rows(dataset: str) -> List[Row]:
 
 # -- settings and file names ----------------------------------------------------------------------
 def settings_for(epochs: Optional[int] = None, limit_train: Optional[int] = None,
-                 limit_test: Optional[int] = None, input_mode: str = "sign") -> dict:
+                 limit_test: Optional[int] = None, input_mode: str = "sign", lr: Optional[float] = None,
+                 batch_size: Optional[int] = None, dropout: Optional[float] = None) -> dict:
     s = dict(PAPER_SETTINGS)
     s["input_mode"] = input_mode
     if epochs is not None:
         s["epochs"] = int(epochs)
+    if lr is not None:
+        s["lr"] = float(lr)
+    if batch_size is not None:
+        s["batch_size"] = int(batch_size)
+    if dropout is not None:
+        s["dropout"] = float(dropout)
     s["limit_train"] = limit_train
     s["limit_test"] = limit_test
     return s
@@ -140,6 +147,10 @@ def settings_tag(settings: dict) -> str:
         parts.append(f"ls{settings['limit_test']}")
     if settings.get("input_mode", "sign") != PAPER_SETTINGS["input_mode"]:
         parts.append(f"in-{settings['input_mode']}")
+    # hyperparameters of a sweep (python -m train sweep); the paper's values add nothing to the name
+    for key, short in (("lr", "lr"), ("batch_size", "bs"), ("dropout", "do")):
+        if settings.get(key, PAPER_SETTINGS[key]) != PAPER_SETTINGS[key]:
+            parts.append(f"{short}{settings[key]:g}")
     return "__" + "_".join(parts) if parts else ""
 
 
@@ -368,6 +379,12 @@ def load_trials(out: Path, dataset: str, settings: dict) -> List[dict]:
         if rec.get("settings") == settings:
             recs.append(rec)
     return recs
+
+
+def paper_trials(dataset: str, trials: List[dict]) -> List[dict]:
+    """Only the trials of the paper's printed rows (a sweep may add other variants to the same folder)."""
+    printed = {r.variant for r in paper_rows(dataset)}
+    return [t for t in trials if t["variant"] in printed]
 
 
 def _mean_std(values: List[float]) -> Tuple[Optional[float], Optional[float]]:
@@ -714,7 +731,7 @@ def summarize(dataset: str, out: Path, epochs: Optional[int] = None, limit_train
     """Aggregate the trial files of ``dataset`` into tables and plots (no training, no TensorFlow)."""
     out = Path(out)
     settings = settings_for(epochs, limit_train, limit_test, input_mode)
-    trials = load_trials(out, dataset, settings)
+    trials = paper_trials(dataset, load_trials(out, dataset, settings))
     tag = settings_tag(settings)
     folder = out / dataset
     folder.mkdir(parents=True, exist_ok=True)
