@@ -90,6 +90,18 @@ def test_photo_and_debian_font_sets():
     assert ood.build_set("photo-fonts", 20).meta["fonts"]
 
 
+def test_set_cache_gives_the_same_set(tmp_path):
+    _need("mnist")
+    from train import ood
+
+    a = ood.cached_set("photo-mnist", 15, tmp_path)
+    files = list(tmp_path.glob("photo-mnist_n15_*.npz"))
+    assert len(files) == 1
+    b = ood.cached_set("photo-mnist", 15, tmp_path)  # read back
+    assert a.fingerprint() == b.fingerprint() == ood.build_set("photo-mnist", 15).fingerprint()
+    assert b.description == a.description and b.seed == a.seed
+
+
 def test_preprocessed_sets_look_like_digits():
     """Through the device preprocessing, rendered digits land where MNIST digits do: mostly centred,
     light on dark (a set rendered upside down or inverted would fail this)."""
@@ -198,7 +210,7 @@ def test_ood_eval_cli_end_to_end(tmp_path):
     from train.cli import main
 
     args = ["ood-eval", "--limit", "12", "--baseline-dir", str(tmp_path), "--baseline-limit-train", "1500",
-            "--baseline-epochs", "1"]
+            "--baseline-epochs", "1", "--set-cache", str(tmp_path / "sets")]
     r = CliRunner().invoke(main, args + ["--model", "mnist", "--sets", "mnist-test,strokes,photo-mnist", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)

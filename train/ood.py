@@ -443,6 +443,37 @@ def build_set(name: str, n: Optional[int] = None) -> EvalSet:
     return build_text_set(name, n) if name.startswith("imdb") else build_digit_set(name, n)
 
 
+def _code_tag() -> str:
+    """A hash of the code that builds the sets (a cached set is used only by the same code)."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in ("ood.py", "augment.py"):
+        h.update((here / f).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached_set(name: str, n: Optional[int] = None, cache_dir: Optional[Path] = None) -> EvalSet:
+    """:func:`build_set`, kept as ``.npz`` under ``cache_dir`` (keyed by the set, its size, the data
+    set's verified files and the hash of this code): rendering the photo sets takes most of an evaluation."""
+    if cache_dir is None or name.startswith("imdb"):
+        return build_set(name, n)
+    path = Path(cache_dir) / f"{name}_n{n or 'full'}_{_code_tag()}_{_data_tag('mnist')}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        k = int(z["count"])
+        meta = json.loads(str(z["meta"]))
+        return EvalSet(name, "image", [z[f"x{i}"] for i in range(k)], z["labels"], meta["description"],
+                       meta["seed"], meta["meta"])
+    es = build_set(name, n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, count=len(es.inputs), labels=es.labels,
+             meta=json.dumps({"description": es.description, "seed": es.seed, "meta": es.meta}),
+             **{f"x{i}": x for i, x in enumerate(es.inputs)})
+    os.replace(tmp, path)
+    return es
+
+
 # -- baselines -------------------------------------------------------------------
 def _data_tag(dataset: str) -> str:
     from edge_rbmlp import datasets
@@ -612,7 +643,7 @@ def evaluate_baseline_on_set(baseline, es: EvalSet) -> dict:
 def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: Optional[int] = None,
              baseline: bool = True, baseline_dir: Path = DEFAULT_BASELINE_DIR, baseline_epochs: int = 10,
              baseline_limit_train: Optional[int] = None, backend: str = "auto",
-             echo: Callable[[str], None] = print) -> dict:
+             set_cache: Optional[Path] = None, echo: Callable[[str], None] = print) -> dict:
     """Evaluate a bundled model name or ``.rbm`` path on every set of its kind, beside the baseline."""
     import edge_rbmlp
 
@@ -632,7 +663,7 @@ def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: 
     rows = []
     for name in names:
         try:
-            es = build_set(name, limit)
+            es = cached_set(name, limit, set_cache)
         except SetUnavailable as exc:
             rows.append({"set": name, "skipped": str(exc)})
             echo(f"{name}: skipped ({exc})")
