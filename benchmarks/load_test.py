@@ -367,7 +367,8 @@ def reference_problem(name: str) -> Optional[str]:
     return None
 
 
-def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=print) -> dict:
+def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=print, use_wrk: Optional[bool] = None,
+                requests: int = 2000) -> dict:
     """Our service against the reference services, side by side in one run (issue 10): every
     service is up at once and each (service, model, concurrency) cell is measured in turn
     ``repeats`` times with wrk; the median counts. Services:
@@ -381,12 +382,25 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
 
     Ratios: ours / flask_minimal per model and concurrency, 2 workers / 1 worker at c=8, ours /
     flask_litert (digits). RSS and ready time (process start to the first answered /healthz) of each.
+    The client is wrk for ``seconds`` per cell (``use_wrk`` None: when installed), else the Python
+    load generator for ``requests`` per cell (bounded; it takes cores from the services, so its
+    ratios understate the faster services).
     """
     from contextlib import ExitStack
 
-    if shutil.which("wrk") is None:
+    if use_wrk is None:
+        use_wrk = shutil.which("wrk") is not None
+    if use_wrk and shutil.which("wrk") is None:
         raise RuntimeError("the comparison needs wrk (make load-client, or apt-get install wrk)")
     from edge_rbmlp.samples import SAMPLES_DIR
+
+    def measure(url: str, model: str, connections: int) -> dict:
+        if use_wrk:
+            return wrk_rps(f"{url}/classify/{model}", *bodies[model], connections, seconds)
+        r = loadgen.run(url, model, "image" if model == "mnist" else "text", requests=requests,
+                        concurrency=connections)
+        return {"requests_per_s": r["requests_per_s"], "non_2xx": r["errors"], "socket_errors": 0,
+                "p50_us": r["p50_us"], "labels": r["labels"]}
 
     bodies = {"mnist": (sorted(SAMPLES_DIR.glob("*.png"))[0], "image/png"),
               "imdb": (sorted(SAMPLES_DIR.glob("*.txt"))[0], "text/plain; charset=utf-8")}
@@ -411,7 +425,10 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
             services[name] = (stack.enter_context(Reference(name)), models)
         for name, (svc, models) in services.items():
             for model in models:  # warm-up (and a check that the service answers this route)
-                wrk_rps(f"{svc.url}/classify/{model}", *bodies[model], 2, 1)
+                warm = loadgen.run(svc.url, model, "image" if model == "mnist" else "text", requests=50,
+                                   concurrency=2)
+                if warm["errors"]:
+                    raise RuntimeError(f"{name} does not answer /classify/{model}: {warm['first_error']}")
         for _ in range(repeats):
             for c in levels:
                 for model in ("mnist", "imdb"):
@@ -420,7 +437,7 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                             continue
                         pids = svc.pids()
                         cpu0, t0 = cpu_seconds(pids), time.perf_counter()
-                        r = wrk_rps(f"{svc.url}/classify/{model}", *bodies[model], c, seconds)
+                        r = measure(svc.url, model, c)
                         r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
                         cells.setdefault((name, model, c), []).append(r)
         for name, (svc, _) in services.items():
@@ -428,6 +445,19 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
             if isinstance(svc, Service):
                 match = re.search(r"HTTP server: (\w+)", svc.stderr())
                 info[name]["http_server"] = match.group(1) if match else None
+    # ready time and idle RSS, one service at a time (not beside the others: cold starts would
+    # compete for the cores), each started ``repeats`` times; the median counts
+    ready = {}
+    for name, extra in (("ours", []), ("ours_waitress", ["--http-server", "waitress"])):
+        starts = []
+        for _ in range(repeats):
+            with Service(models=("mnist", "imdb"), workers=1, threads=1, extra_args=extra) as svc:
+                starts.append({"ready_s": svc.ready_s, "rss_bytes": svc.rss_bytes()})
+        ordered = sorted(starts, key=lambda r: r["ready_s"])
+        ready[name] = {"ready_s": ordered[len(ordered) // 2]["ready_s"], "all_ready_s": [r["ready_s"] for r in starts],
+                       "idle_rss_bytes": sorted(r["rss_bytes"] for r in starts)[len(starts) // 2]}
+        progress(f"  {name}: ready in {ready[name]['ready_s']} s (of {ready[name]['all_ready_s']}), idle RSS "
+                 f"{ready[name]['idle_rss_bytes'] / 2**20:.1f} MiB")
     rows = []
     for (name, model, c), rs in cells.items():
         ordered = sorted(rs, key=lambda r: r["requests_per_s"])
@@ -455,9 +485,10 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                                                                      ("flask_litert", "mnist", c))
     for k, v in ratios.items():
         progress(f"  {k}: {v}")
-    return {"client": "wrk (C, 1 thread)", "seconds_per_run": seconds, "repeats": repeats, "levels": list(levels),
+    return {"client": "wrk (C, 1 thread)" if use_wrk else f"python loadgen ({requests} requests per cell)",
+            "seconds_per_run": seconds if use_wrk else None, "repeats": repeats, "levels": list(levels),
             "samples": {k: str(v[0].name) for k, v in bodies.items()}, "rows": rows, "ratios": ratios,
-            "services": info, "skipped": skipped}
+            "services": info, "ready": ready, "skipped": skipped}
 
 
 def parse_configs(text: str) -> List[tuple]:

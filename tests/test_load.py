@@ -72,3 +72,31 @@ def test_wrong_answers_and_errors_are_problems():
     assert "instead of" in load_test.check_answers(wrong, "image")[0]
     failed = dict(ok, errors=2, first_error="boom")
     assert "2 errors" in load_test.check_answers(failed, "image")[0]
+
+
+def test_bounded_comparison_with_the_reference_services():
+    """Our service (granian or waitress, 1 and 2 workers) beside the reference services (the
+    smallest Flask app, Flask + ai-edge-litert int8), a bounded number of requests each: every
+    service answers every request, the answers are the right labels, and the comparison reports
+    every ratio it promises (the ratios themselves are `make soak`'s business, not a test's)."""
+    report = load_test.run_compare(levels=(1, 8), repeats=1, use_wrk=False, requests=60, progress=lambda line: None)
+    rows = {(r["service"], r["model"], r["concurrency"]): r for r in report["rows"]}
+    expected = {"ours", "ours_waitress", "ours_2_workers", "flask_minimal"}
+    if "flask_litert" in report["skipped"]:
+        print(f"\nflask_litert skipped: {report['skipped']['flask_litert']}")
+    else:
+        expected.add("flask_litert")
+    assert {k[0] for k in rows} == expected
+    for (service, model, c), r in rows.items():
+        assert r["non_2xx"] == 0 and r["requests_per_s"] > 0, (service, model, c, r)
+        if service.startswith("ours"):  # our answers are checked; the minimal app answers a constant
+            assert r["labels"] == {load_test.expected_label("image" if model == "mnist" else "text"): 60}
+    if "flask_litert" in expected:  # the tutorial's preprocessing reads the sample digit right too
+        assert rows[("flask_litert", "mnist", 8)]["labels"] == {load_test.expected_label("image"): 60}
+    ratios = report["ratios"]
+    for key in ("ours_vs_flask_minimal_mnist_c1", "ours_vs_flask_minimal_imdb_c8", "two_workers_vs_one_mnist_c8",
+                "ours_vs_ours_waitress_mnist_c8"):
+        assert ratios[key] is not None and ratios[key] > 0
+    assert report["services"]["ours"]["http_server"] in ("granian", "waitress")
+    assert report["services"]["ours_waitress"]["http_server"] == "waitress"
+    assert report["ready"]["ours"]["ready_s"] > 0 and report["ready"]["ours"]["idle_rss_bytes"] > 0

@@ -447,3 +447,23 @@ def test_http_server_choice(tmp_path, monkeypatch):
         serve_mod.resolve_http_server("granian")
     monkeypatch.setattr(serve_mod, "granian_problem", lambda: None)
     assert serve_mod.resolve_http_server("auto") == "granian"
+
+
+def test_bench_http_against_a_reference_service(paths):
+    """`bench-http URL --against REF`: the same requests to both services, side by side, with the
+    ratio to the first; the reference is the smallest Flask app (benchmarks/reference_services/)."""
+    from edge_rbmlp.cli import main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from load_test import Reference
+
+    with running_server(make_config(paths)) as (url, app), Reference("flask_minimal") as ref:
+        result = CliRunner().invoke(main, ["bench-http", url, "--requests", "20", "--concurrency", "2", "--model",
+                                           "mnist", "--against", ref.url, "--json"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.output)
+        assert [(r["model"], r["url"]) for r in rows] == [("mnist", url), ("mnist", ref.url)]
+        assert all(r["errors"] == 0 and r["ok"] == 20 and len(r["all_requests_per_s"]) == 3 for r in rows)
+        assert rows[0]["vs_first"] == 1.0 and rows[1]["vs_first"] > 0
+        result = CliRunner().invoke(main, ["bench-http", url, "--requests", "5", "--against", ref.url])
+        assert result.exit_code == 0 and "side by side" in result.output and ref.url.split("//")[1] in result.output

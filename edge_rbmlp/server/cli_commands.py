@@ -139,12 +139,14 @@ def _publisher(url: str, model: str):
     return publish
 
 
-def _bench_http(url, models, requests, concurrency, as_json):
+def _bench_http(url, models, requests, concurrency, as_json, against=()):
     import os
 
     from .loadgen import bench_http
 
     token = os.environ.get("EDGE_RBMLP_TOKEN")
+    if against:
+        return _bench_against(url, list(against), models, requests, concurrency, as_json, token)
 
     def go():
         if as_json:
@@ -186,10 +188,36 @@ def _bench_http(url, models, requests, concurrency, as_json):
 @click.option("--requests", type=click.IntRange(1, 10_000_000), default=500, show_default=True)
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench_http_command(url, models, requests, concurrency, as_json):
+@click.option("--against", multiple=True, metavar="URL",
+              help="also run the same requests against this service (repeatable; e.g. a reference service of "
+                   "benchmarks/reference_services/), in turn, 3 rounds: requests/s side by side")
+def bench_http_command(url, models, requests, concurrency, as_json, against):
     """Measure a running service at URL end to end: latency percentiles and requests/s over
     a fixed number of POST /classify requests (stops by itself)."""
-    _bench_http(url, models, requests, concurrency, as_json)
+    _bench_http(url, models, requests, concurrency, as_json, against)
+
+
+def _bench_against(url, against, models, requests, concurrency, as_json, token):
+    from .loadgen import compare
+
+    results = _run(lambda: compare(url, against, list(models) or None, requests, concurrency, token))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"HTTP end to end, side by side (concurrency {concurrency}, median of 3 rounds)")
+        for col in ("model", "service", "errors", "p50 us", "p99 us", "req/s", "vs first"):
+            table.add_column(col, justify="left" if col in ("model", "service") else "right")
+        for r in results:
+            table.add_row(r["model"], r["url"], str(r["errors"]), *(
+                "-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50_us", "p99_us", "requests_per_s")),
+                "-" if r["vs_first"] is None else f"{r['vs_first']:.2f}x")
+        Console().print(table)
+    if any(r["errors"] for r in results):
+        raise SystemExit(1)
+    return results
 
 
 def _add_http_to_bench(bench: click.Command) -> None:

@@ -158,3 +158,33 @@ def bench_http(url: str, models: Optional[List[str]] = None, requests: int = 500
         progress = progress_factory(name, requests) if progress_factory else None
         results.append(run(url, name, kinds[name], requests, concurrency, token, progress=progress))
     return results
+
+
+def compare(url: str, against: List[str], models: Optional[List[str]] = None, requests: int = 500,
+            concurrency: int = 1, token: Optional[str] = None, rounds: int = 3) -> List[dict]:
+    """The service at ``url`` side by side with other services (``against``: e.g. the reference
+    services of benchmarks/reference_services/) on the same ``POST /classify/<model>`` requests:
+    every service in turn, ``rounds`` times; the median round counts. Each row says its
+    requests/s as a ratio of the first service's (``vs_first``). The others only need to answer
+    ``/classify/<model>`` (their kinds are taken from the first service's ``/api/status``)."""
+    available = {m["name"]: m["kind"] for m in served_models(url, token)}
+    chosen = models or [m for m, k in available.items() if k in ("image", "text")]
+    rows = []
+    for name in chosen:
+        if name not in available:
+            raise LoadgenError(f"the service does not serve {name!r} (it serves {', '.join(available)})")
+        runs: Dict[str, List[dict]] = {u: [] for u in [url, *against]}
+        for _ in range(rounds):
+            for target in runs:
+                runs[target].append(run(target, name, available[name], requests, concurrency,
+                                        token if target == url else None))
+        base = None
+        for target, results in runs.items():
+            ordered = sorted(results, key=lambda r: r["requests_per_s"] or 0.0)
+            row = dict(ordered[len(ordered) // 2])
+            row["errors"] = sum(r["errors"] for r in results)
+            row["all_requests_per_s"] = [r["requests_per_s"] for r in results]
+            base = row["requests_per_s"] if base is None else base
+            row["vs_first"] = round(row["requests_per_s"] / base, 2) if base and row["requests_per_s"] else None
+            rows.append(row)
+    return rows
