@@ -467,3 +467,33 @@ def test_bench_http_against_a_reference_service(paths):
         assert rows[0]["vs_first"] == 1.0 and rows[1]["vs_first"] > 0
         result = CliRunner().invoke(main, ["bench-http", url, "--requests", "5", "--against", ref.url])
         assert result.exit_code == 0 and "side by side" in result.output and ref.url.split("//")[1] in result.output
+
+
+@pytest.mark.parametrize("http_server", HTTP_SERVERS)
+def test_max_connections_is_honoured_and_idle_connections_time_out(paths, http_server):
+    """[limits] max_connections open connections at most (granian: its backpressure; waitress: its
+    connection limit): one more waits in the backlog, unanswered, until one of them goes; a
+    connection that sends nothing is closed after idle_timeout_s."""
+    config = make_config(paths, limits={"max_connections": 3, "idle_timeout_s": 2})
+    with running_server(config, http_server=http_server) as (url, app):
+        host, port = url.split("//")[1].split(":")
+        holders = []
+        for _ in range(3):  # each holds a connection with a complete request answered, kept alive
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            holders.append(s)
+        extra = socket.create_connection((host, int(port)), timeout=30)  # the kernel accepts it into the backlog
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            extra.recv(1)  # not served while three connections are open
+        extra.settimeout(30)
+        # the held connections are idle: closed by the server after idle_timeout_s, then the
+        # waiting request is answered
+        for s in holders:
+            assert _read_until_closed(s) == b""
+            s.close()
+        reply = _read_until_closed(extra)
+        extra.close()
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
