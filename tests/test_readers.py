@@ -296,3 +296,91 @@ def test_api_readers_and_the_frame_with_boxes(mnist, tmp_path):
         loop.stop()
         loop.thread.join(timeout=30)
     assert client.get("/api/readers").get_json()["running"] is False
+
+
+# -- the page: readers panel and ROI editor in a real Chromium -------------------------------------------------
+# Playwright runs in a child process: granian's asyncio tasks, left in this process by other tests' servers,
+# break sync_playwright's exit here (RuntimeError "Future object is not initialized").
+PAGE_SCRIPT = r"""
+import json, sys
+from playwright.sync_api import sync_playwright
+url, chromium, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+out = {}
+with sync_playwright() as pw:
+    browser = pw.chromium.launch(executable_path=chromium, headless=True, args=args, timeout=60_000)
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    seen = []
+    page.on("request", lambda req: seen.append([req.method, req.url]))
+    page.goto(url + "/", wait_until="load")
+    page.wait_for_function("() => JSON.parse(document.body.dataset.readers || '{}').water === '0427'", timeout=60_000)
+    out["readers_visible"] = page.locator("#readers-panel").is_visible()
+    out["camera_hidden"] = page.locator("#camera-panel").is_hidden()
+    out["table"] = page.locator("#readers-table tbody").inner_text()
+    page.wait_for_function("() => document.getElementById('readers-frame').naturalWidth > 0", timeout=60_000)
+    out["frame_width"] = page.locator("#readers-frame").evaluate("img => img.naturalWidth")
+    # the editor: boxes dragged on the live frame, in frame pixels whatever the canvas's CSS size
+    page.wait_for_function("() => document.body.dataset.roiFrame === '320'", timeout=60_000)
+    canvas = page.locator("#roi-canvas")
+    canvas.evaluate("c => { c.style.width = '640px'; }")  # shown at twice the frame's size
+    box = canvas.bounding_box()
+    sx = box["width"] / 320
+    for x0, y0, x1, y1 in ((20, 30, 70, 100), (80, 30, 130, 100), (200, 5, 203, 9)):  # the last: too small
+        page.mouse.move(box["x"] + x0 * sx, box["y"] + y0 * sx)
+        page.mouse.down()
+        page.mouse.move(box["x"] + x1 * sx, box["y"] + y1 * sx, steps=5)
+        page.mouse.up()
+    page.fill("#roi-name", "gas")
+    out["toml"] = page.wait_for_function("() => document.body.dataset.roiToml", timeout=30_000).json_value()
+    page.click("#roi-undo")
+    out["after_undo"] = page.locator("#roi-toml").inner_text()
+    page.select_option("#roi-start", "water")  # start from a configured reader's boxes
+    out["from_water"] = page.locator("#roi-toml").inner_text()
+    out["requests"] = seen
+    browser.close()
+print(json.dumps(out))
+"""
+
+
+def test_page_shows_the_readers_and_the_roi_editor_gives_the_toml(mnist, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import tomllib
+
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
+
+    from edge_rbmlp.server import create_app
+    from edge_rbmlp.server.camera import open_camera, start_in_service
+    from edge_rbmlp.server.config import CameraConfig, ServerConfig
+    from serverkit import running_server
+
+    _browser_or_skip()
+    engine, x, y = mnist
+    meterkit.write_frames(tmp_path / "frames", meterkit.still_frames(meterkit.clear_glyphs(x, y, engine, "0427"), 3))
+    rois = tuple(tuple(r) for r in meterkit.rois())
+    config = ServerConfig(models=[str(bundled_or_none("mnist"))],
+                          camera=CameraConfig(enabled=True, source=f"dir:{tmp_path / 'frames'}", interval=0.2),
+                          readers=(ReaderConfig("water", rois, vote=1),))
+    app = create_app(config)
+    loop = start_in_service(app, open_camera(source=config.camera.source), None, 0.2)
+    try:
+        with running_server(config, app) as (url, _):
+            proc = subprocess.run([sys.executable, "-c", PAGE_SCRIPT, url, CHROMIUM, json.dumps(CHROMIUM_ARGS)],
+                                  capture_output=True, text=True, timeout=300)
+    finally:
+        loop.stop()
+        loop.thread.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["readers_visible"] and out["camera_hidden"] and "0427" in out["table"]
+    assert out["frame_width"] == 320  # the full-size frame with its boxes
+    table = tomllib.loads(out["toml"])["readers"][0]
+    assert table["name"] == "gas" and table["model"] == "mnist" and len(table["rois"]) == 2
+    for got, want in zip(table["rois"], ([20, 30, 50, 70], [80, 30, 50, 70])):
+        assert all(abs(g - w) <= 2 for g, w in zip(got, want)), (got, want)
+    assert from_dict({"camera": {"enabled": True}, "readers": [table]}).readers[0].name == "gas"  # pastes as is
+    assert len(tomllib.loads(out["after_undo"])["readers"][0]["rois"]) == 1
+    start = tomllib.loads(out["from_water"])["readers"][0]
+    assert start["name"] == "water" and start["rois"] == [list(r) for r in rois]
+    assert all(u.startswith(url) or u.startswith(("blob:", "data:")) for _, u in out["requests"])  # nothing outside
+    assert not [u for m, u in out["requests"] if m != "GET"]  # the editor writes nothing

@@ -66,6 +66,8 @@ def publish_frame(state, served, frame, prediction: Optional[Prediction] = None)
               "latency_us": round(prediction.timing_us["total_us"], 1),
               "time": time.time(), "blank": prediction.refused}
     frame_arr = np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else np.asarray(frame)
+    # the preview is downscaled: its real size lets the page's ROI editor work in frame pixels
+    result["frame_width"], result["frame_height"] = int(frame_arr.shape[1]), int(frame_arr.shape[0])
     frame_png, input_png = _png(frame_arr, FRAME_PREVIEW_SIDE), _png(q)
     cam = state.camera
     with cam.lock:

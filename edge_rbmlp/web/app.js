@@ -197,6 +197,7 @@ async function refresh() {
     sparkline(s.models.map((m) => ({ name: m.name, values: m.recent_latency_us })));
     $("memory").textContent = `memory: ${s.rss_bytes ? mib(s.rss_bytes) : "?"} resident, peak ${s.peak_rss_bytes ? mib(s.peak_rss_bytes) : "?"} \u00b7 up ${s.uptime_s.toFixed(0)} s`;
     showCamera(s.camera);
+    await refreshReaders(s.camera);
   } catch (err) {
     $("memory").textContent = "cannot reach the service: " + err;
   }
@@ -205,8 +206,10 @@ const fmt = (v) => (v == null ? "\u2013" : v.toFixed(0));
 
 let lastCameraTime = null;
 function showCamera(cam) {
+  state.camera = cam;
   const panel = $("camera-panel");
-  if (!cam || (!cam.running && !cam.has_frame)) { panel.hidden = true; return; }
+  const readersOnly = cam && state.readers && state.readers.readers.length && !cam.has_frame;  // readers replace the digit view
+  if (!cam || (!cam.running && !cam.has_frame) || readersOnly) { panel.hidden = true; return; }
   panel.hidden = false;
   if (cam.last && cam.last.time !== lastCameraTime) {
     lastCameraTime = cam.last.time;
@@ -226,6 +229,133 @@ async function loadImage(img, url) {
   img.src = URL.createObjectURL(await resp.blob());
   if (old.startsWith("blob:")) URL.revokeObjectURL(old);
 }
+
+// -- readers and the ROI editor ----------------------------------------------------------------------------
+let lastReadersFrame = null;
+async function refreshReaders(cam) {
+  const resp = await api("/api/readers");
+  if (!resp.ok) return;
+  const r = await resp.json();
+  state.readers = r;
+  const panel = $("readers-panel");
+  panel.hidden = r.readers.length === 0;
+  if (r.readers.length && !(cam && cam.has_frame)) $("camera-panel").hidden = true;  // readers replace the digit view
+  const values = {};
+  const rows = r.readers.map((rd) => {
+    const last = rd.last || {};
+    values[rd.name] = last.valid ? last.value : null;
+    const tr = document.createElement("tr");
+    const status = last.valid ? "valid" : (last.reason || "no reading yet");
+    const cells = [rd.name, last.value == null ? "\u2013" : last.value,
+                   last.confidence == null ? "\u2013" : last.confidence.toFixed(3),
+                   last.votes == null ? "\u2013" : `${last.votes}/${last.window}`, status];
+    cells.forEach((v, i) => {
+      const td = Object.assign(document.createElement("td"), { textContent: v });
+      if (i === 4) td.className = last.valid ? "valid" : "error";
+      tr.append(td);
+    });
+    return tr;
+  });
+  document.querySelector("#readers-table tbody").replaceChildren(...rows);
+  document.body.dataset.readers = JSON.stringify(values);
+  const mqtt = r.mqtt ? ` \u00b7 MQTT ${r.mqtt.broker}: ${r.mqtt.connected ? "connected" : "not connected"}` +
+    (r.mqtt.last_error ? ` (${r.mqtt.last_error})` : "") + `, ${r.mqtt.published} published` : "";
+  $("readers-note").textContent = `${r.frames} frames, ${r.errors} errors` +
+    (r.last_error ? ` (last: ${r.last_error})` : "") + mqtt;
+  if (r.frame && r.frame.ts !== lastReadersFrame) {
+    lastReadersFrame = r.frame.ts;
+    await loadImage($("readers-frame"), "/api/readers/frame.png?t=" + encodeURIComponent(r.frame.ts));
+  }
+  roi.setup(r, cam);
+}
+
+// The editor works in frame pixels: with readers the full-size frame (/api/readers/frame.png?boxes=0),
+// otherwise the camera's preview, scaled back by the frame size it reports.
+const roi = {
+  boxes: [], frame: null, scale: 1, drag: null, ready: false, starts: "",
+  canvas: $("roi-canvas"),
+  setup(readers, cam) {
+    const hasReaderFrame = readers && readers.frame;
+    const hasCamFrame = cam && cam.has_frame && cam.last && cam.last.frame_width;
+    $("roi-panel").hidden = !(hasReaderFrame || hasCamFrame);
+    const names = (readers ? readers.readers : []).map((rd) => rd.name).join(",");
+    if (names !== this.starts) {
+      this.starts = names;
+      $("roi-start").replaceChildren(Object.assign(document.createElement("option"), { value: "", textContent: "new reader" }),
+        ...readers.readers.map((rd) => Object.assign(document.createElement("option"), { value: rd.name, textContent: rd.name })));
+    }
+    if (!this.ready && (hasReaderFrame || hasCamFrame)) { this.ready = true; this.load(); }
+  },
+  async load() {
+    const readers = state.readers, cam = state.camera;
+    let url, width;
+    if (readers && readers.frame) { url = "/api/readers/frame.png?boxes=0&t=" + Date.now(); width = readers.frame.width; }
+    else if (cam && cam.last) { url = "/api/camera/frame.png?t=" + Date.now(); width = cam.last.frame_width; }
+    else return;
+    const resp = await api(url);
+    if (!resp.ok) return;
+    const bitmap = await createImageBitmap(await resp.blob());
+    this.frame = bitmap;
+    this.scale = width / bitmap.width;  // frame pixels per preview pixel
+    this.canvas.width = bitmap.width; this.canvas.height = bitmap.height;
+    document.body.dataset.roiFrame = `${Math.round(bitmap.width * this.scale)}`;
+    this.draw();
+  },
+  point(ev) {  // pointer -> frame pixels
+    const r = this.canvas.getBoundingClientRect();
+    const x = (ev.clientX - r.left) * this.canvas.width / r.width, y = (ev.clientY - r.top) * this.canvas.height / r.height;
+    return [Math.max(0, x * this.scale), Math.max(0, y * this.scale)];
+  },
+  draw() {
+    const g = this.canvas.getContext("2d");
+    if (this.frame) g.drawImage(this.frame, 0, 0);
+    const all = this.drag ? [...this.boxes, this.drag] : this.boxes;
+    g.lineWidth = 2; g.font = "12px sans-serif";
+    all.forEach((b, i) => {
+      const [x, y, w, h] = b.map((v) => v / this.scale);
+      g.strokeStyle = "#2563eb"; g.strokeRect(x, y, w, h);
+      g.fillStyle = "#2563eb"; g.fillText(String(i + 1), x + 3, y + 13);
+    });
+    this.toml();
+  },
+  toml() {
+    const name = ($("roi-name").value || "meter").replace(/[^A-Za-z0-9_-]/g, "_");
+    const rois = this.boxes.map((b) => `[${b.join(", ")}]`).join(", ");
+    const model = (state.models.find((m) => m.kind === "image") || { name: "mnist" }).name;
+    $("roi-toml").textContent = this.boxes.length ?
+      `[[readers]]\nname = "${name}"\nmodel = "${model}"\nrois = [${rois}]\nmin_confidence = 0.6\nvote = 3\n` :
+      "draw a box around each digit, left to right";
+    document.body.dataset.roiToml = this.boxes.length ? $("roi-toml").textContent : "";
+  },
+};
+roi.canvas.addEventListener("pointerdown", (ev) => {
+  const [x, y] = roi.point(ev);
+  roi.origin = [x, y]; roi.drag = [Math.round(x), Math.round(y), 0, 0];
+  roi.canvas.setPointerCapture(ev.pointerId); ev.preventDefault();
+});
+roi.canvas.addEventListener("pointermove", (ev) => {
+  if (!roi.drag) return;
+  const [x, y] = roi.point(ev), [x0, y0] = roi.origin;
+  roi.drag = [Math.round(Math.min(x, x0)), Math.round(Math.min(y, y0)), Math.round(Math.abs(x - x0)), Math.round(Math.abs(y - y0))];
+  roi.draw(); ev.preventDefault();
+});
+function roiEnd() {
+  if (!roi.drag) return;
+  if (roi.drag[2] >= 8 && roi.drag[3] >= 8) roi.boxes.push(roi.drag);  // the config needs w, h >= 8
+  roi.drag = null; roi.draw();
+}
+roi.canvas.addEventListener("pointerup", roiEnd);
+roi.canvas.addEventListener("pointercancel", roiEnd);
+$("roi-undo").addEventListener("click", () => { roi.boxes.pop(); roi.draw(); });
+$("roi-clear").addEventListener("click", () => { roi.boxes = []; roi.draw(); });
+$("roi-refresh").addEventListener("click", () => roi.load());
+$("roi-name").addEventListener("input", () => roi.toml());
+$("roi-start").addEventListener("change", () => {
+  const rd = (state.readers ? state.readers.readers : []).find((r) => r.name === $("roi-start").value);
+  roi.boxes = rd ? rd.rois.map((b) => [...b]) : [];
+  if (rd) $("roi-name").value = rd.name;
+  roi.draw();
+});
 
 function setupModels(models) {
   const images = models.filter((m) => m.kind === "image"), texts = models.filter((m) => m.kind === "text");
