@@ -67,6 +67,7 @@ CROP_SIDE_PER_BOX = 4  # the crop keeps at least 4x the output box's resolution
 PASSTHROUGH_BORDER = 26
 BLANK_PEAK = 13
 MIN_BACKGROUND_SIDE = 16
+MAX_BOX = 64  # the digit's box (native/digit.c sizes its resize tables for it)
 
 
 @dataclass
@@ -324,6 +325,8 @@ def preprocess(g: np.ndarray, size: Tuple[int, int] = (28, 28), box: int = 20) -
     g = np.asarray(g)
     if g.dtype != np.uint8 or g.ndim != 2 or g.shape[0] < 1 or g.shape[1] < 1:
         raise ValueError(f"expected a uint8 H x W picture, got {g.dtype} {g.shape}")
+    if not (1 <= box <= min(size)) or box > MAX_BOX:
+        raise ValueError(f"box {box} must fit the output {size} and be at most {MAX_BOX}")
     out_h, out_w = size
     H, W = g.shape
     info = DigitInfo()

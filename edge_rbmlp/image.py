@@ -16,6 +16,10 @@ import numpy as np
 MAX_IMAGE_PIXELS = 40_000_000  # decompression bombs are refused before decoding
 MAX_IMAGE_SIDE = 20_000
 DECODE_SIDE = 1024  # large JPEGs are decoded reduced, to a longer side of at least this
+# the documented formats, and only these decoders are reachable (Pillow would otherwise try every
+# plugin it has: JPEG 2000, ICO, TGA, PCX, EPS through Ghostscript, ...)
+MAX_BOX = 64  # the digit's box in the output (native/digit.c's resize tables; MNIST: 20)
+IMAGE_FORMATS = ("PNG", "JPEG", "PPM", "BMP", "GIF", "WEBP", "TIFF")
 
 
 class ImageError(ValueError):
@@ -29,11 +33,12 @@ def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS):
     if not data:
         raise ImageError("empty image")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image is larger than the {max_pixels} pixel limit ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError("not a recognised image format (PNG, JPEG, PGM, BMP, ... expected)") from None
+        raise ImageError("not a recognised image format (PNG, JPEG, PGM/PPM, BMP, GIF, WebP or TIFF "
+                         "expected)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"cannot read image: {exc}") from None
     w, h = img.size
@@ -143,8 +148,8 @@ def preprocess_digit_info(image, size: Tuple[int, int] = (28, 28), box: int = 20
 
     arr = image_array(image)
     size = (int(size[0]), int(size[1]))
-    if not (1 <= box <= min(size)):
-        raise ValueError(f"box {box} must fit the output {size}")
+    if not (1 <= box <= min(size)) or box > MAX_BOX:
+        raise ValueError(f"box {box} must fit the output {size} and be at most {MAX_BOX}")
     use_native = _NATIVE is not None if native is None else native
     if use_native:
         if _NATIVE is None:

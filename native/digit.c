@@ -25,6 +25,9 @@
 #define PASSTHROUGH_BORDER 26
 #define BLANK_PEAK 13
 #define MIN_BACKGROUND_SIDE 16
+#define MAX_BOX 64 /* the resize tables' size; MNIST-like models use 20 */
+#define MAX_CROP (2 * CROP_SIDE_PER_BOX * MAX_BOX + 2)
+#define RESIZE_WT_CAP (4 * MAX_CROP + 4 * MAX_BOX)
 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t floor_div(int64_t a, int64_t b)
@@ -105,18 +108,22 @@ static void block_mean_picture(const rbm_picture *p, int64_t y0, int64_t y1, int
             }
         }
         const uint32_t rows = (uint32_t)(ye - ys);
+        int32_t *o = out + (int64_t)by * ww;
         for (int bx = 0; bx < ww; bx++) {
-            const int64_t xs = (int64_t)bx * f, xe = xs + f < w ? xs + f : w;
+            const int64_t xs = (int64_t)bx * f;
+            const int n = (int)(xs + f < w ? f : w - xs);
             uint32_t sum = 0;
             if (acc16) {
-                for (int64_t x = xs; x < xe; x++)
-                    sum += acc16[x];
+                const uint16_t *a16 = acc16 + xs;
+                for (int k = 0; k < n; k++)
+                    sum += a16[k];
             } else {
-                for (int64_t x = xs; x < xe; x++)
-                    sum += acc[x];
+                const uint32_t *a32 = acc + xs;
+                for (int k = 0; k < n; k++)
+                    sum += a32[k];
             }
-            const uint32_t count = rows * (uint32_t)(xe - xs);
-            out[(int64_t)by * ww + bx] = (int32_t)((sum + count / 2) / count);
+            const uint32_t count = rows * (uint32_t)n;
+            o[bx] = (int32_t)((sum + count / 2) / count);
         }
     }
 }
@@ -245,50 +252,75 @@ static int is_dark_on_light(const int32_t *a, int h, int w, int b, int32_t *r, i
 }
 
 /* min (mode 0) or max (mode 1) over a k x k window clipped at the edges; tmp: h * w. */
+#define WINDOW_PASS(OP)                                                                      \
+    do {                                                                                     \
+        for (int y = 0; y < h; y++) {                                                        \
+            const int32_t *row = a + (int64_t)y * w;                                         \
+            int32_t *t = tmp + (int64_t)y * w;                                               \
+            for (int x = 0; x < w; x++) {                                                    \
+                const int lo = x - r < 0 ? 0 : x - r, hi = x + r > w - 1 ? w - 1 : x + r;     \
+                int32_t v = row[lo];                                                         \
+                for (int xx = lo + 1; xx <= hi; xx++)                                        \
+                    v = OP(v, row[xx]);                                                      \
+                t[x] = v;                                                                    \
+            }                                                                                \
+        }                                                                                    \
+        for (int y = 0; y < h; y++) {                                                        \
+            const int lo = y - r < 0 ? 0 : y - r, hi = y + r > h - 1 ? h - 1 : y + r;         \
+            int32_t *o = a + (int64_t)y * w;                                                 \
+            memcpy(o, tmp + (int64_t)lo * w, sizeof(int32_t) * (size_t)w);                   \
+            for (int yy = lo + 1; yy <= hi; yy++) {                                          \
+                const int32_t *t = tmp + (int64_t)yy * w;                                    \
+                for (int x = 0; x < w; x++)                                                  \
+                    o[x] = OP(o[x], t[x]);                                                   \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+#define MIN2(p, q) ((q) < (p) ? (q) : (p))
+#define MAX2(p, q) ((q) > (p) ? (q) : (p))
 static void window_filter(int32_t *a, int h, int w, int k, int mode, int32_t *tmp)
 {
     const int r = k / 2;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int32_t v = a[(int64_t)y * w + x];
-            for (int xx = imax(0, x - r); xx <= imin(w - 1, x + r); xx++) {
-                int32_t u = a[(int64_t)y * w + xx];
-                v = mode ? (u > v ? u : v) : (u < v ? u : v);
-            }
-            tmp[(int64_t)y * w + x] = v;
-        }
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int32_t v = tmp[(int64_t)y * w + x];
-            for (int yy = imax(0, y - r); yy <= imin(h - 1, y + r); yy++) {
-                int32_t u = tmp[(int64_t)yy * w + x];
-                v = mode ? (u > v ? u : v) : (u < v ? u : v);
-            }
-            a[(int64_t)y * w + x] = v;
-        }
+    if (mode)
+        WINDOW_PASS(MAX2);
+    else
+        WINDOW_PASS(MIN2);
 }
+#undef WINDOW_PASS
 
 /* mean over a (2r+1) window clipped at the edges, rounded, rows then columns; tmp: h * w. */
 static void box_blur(int32_t *a, int h, int w, int r, int32_t *tmp)
 {
-    for (int y = 0; y < h; y++)
+    for (int y = 0; y < h; y++) {
+        const int32_t *row = a + (int64_t)y * w;
+        int32_t *t = tmp + (int64_t)y * w;
+        int32_t s = 0;
+        for (int x = 0; x <= r && x < w; x++)
+            s += row[x];
         for (int x = 0; x < w; x++) {
-            const int lo = imax(0, x - r), hi = imin(w - 1, x + r);
-            int32_t s = 0;
-            for (int xx = lo; xx <= hi; xx++)
-                s += a[(int64_t)y * w + xx];
+            const int lo = x - r < 0 ? 0 : x - r, hi = x + r > w - 1 ? w - 1 : x + r;
             const int cnt = hi - lo + 1;
-            tmp[(int64_t)y * w + x] = (s + cnt / 2) / cnt;
+            t[x] = (s + cnt / 2) / cnt;
+            if (x + r + 1 < w)
+                s += row[x + r + 1];
+            if (x - r >= 0)
+                s -= row[x - r];
         }
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            const int lo = imax(0, y - r), hi = imin(h - 1, y + r);
-            int32_t s = 0;
-            for (int yy = lo; yy <= hi; yy++)
-                s += tmp[(int64_t)yy * w + x];
+    }
+    for (int x = 0; x < w; x++) {
+        int32_t s = 0;
+        for (int y = 0; y <= r && y < h; y++)
+            s += tmp[(int64_t)y * w + x];
+        for (int y = 0; y < h; y++) {
+            const int lo = y - r < 0 ? 0 : y - r, hi = y + r > h - 1 ? h - 1 : y + r;
             const int cnt = hi - lo + 1;
             a[(int64_t)y * w + x] = (s + cnt / 2) / cnt;
+            if (y + r + 1 < h)
+                s += tmp[(int64_t)(y + r + 1) * w + x];
+            if (y - r >= 0)
+                s -= tmp[(int64_t)(y - r) * w + x];
         }
+    }
 }
 
 /* Fixed-point (1/256) coordinate in the background map of a pixel centre given as
@@ -310,17 +342,20 @@ static inline void bilinear_axis(int64_t centre2, int64_t size, int bsize, int *
 static void bilinear_blocks(const int32_t *s, int bh, int bw, int64_t y0, int64_t x0, int count_y, int count_x,
                             int step, int64_t H, int64_t W, int32_t *out, int *xi0, int *xi1, int *xf)
 {
+    int32_t vrow[BACKGROUND_SIDE + 1];
     for (int x = 0; x < count_x; x++)
         bilinear_axis(2 * (x0 + (int64_t)x * step) + step, W, bw, &xi0[x], &xi1[x], &xf[x]);
     for (int y = 0; y < count_y; y++) {
         int y_0, y_1, fy;
         bilinear_axis(2 * (y0 + (int64_t)y * step) + step, H, bh, &y_0, &y_1, &fy);
         const int32_t *r0 = s + (int64_t)y_0 * bw, *r1 = s + (int64_t)y_1 * bw;
+        /* (top (256 - fy) + bottom fy) expanded: the row blend first, exact in integers */
+        for (int x = 0; x < bw; x++)
+            vrow[x] = r0[x] * (256 - fy) + r1[x] * fy;
+        int32_t *o = out + (int64_t)y * count_x;
         for (int x = 0; x < count_x; x++) {
             const int64_t fx = xf[x];
-            const int64_t top = r0[xi0[x]] * (256 - fx) + r0[xi1[x]] * fx;
-            const int64_t bot = r1[xi0[x]] * (256 - fx) + r1[xi1[x]] * fx;
-            out[(int64_t)y * count_x + x] = (int32_t)((top * (256 - fy) + bot * fy + 32768) >> 16);
+            o[x] = (int32_t)(((int64_t)vrow[xi0[x]] * (256 - fx) + (int64_t)vrow[xi1[x]] * fx + 32768) >> 16);
         }
     }
 }
@@ -376,34 +411,69 @@ static int label_components(const uint8_t *mask, const int32_t *m, int h, int w,
     return n;
 }
 
-/* Integer triangle-filter resize of one line: in[n] (stride sin) -> out[m] (stride sout). */
-static void resize_line(const int32_t *in, int64_t sin, int n, int32_t *out, int64_t sout, int m)
+/* Integer triangle-filter weights from n inputs to m outputs: output j takes inputs
+ * first[j] .. first[j] + taps[j] - 1 with weights wt[j * max_taps + t] summing to wsum[j]. */
+typedef struct {
+    int n, m, max_taps;
+    int first[MAX_CROP];
+    int taps[MAX_CROP];
+    int64_t wsum[MAX_CROP];
+} resize_plan;
+
+static int resize_weights(int n, int m, resize_plan *pl, int64_t *wt, int wt_cap)
 {
     const int64_t support = 2 * (int64_t)(m > n ? m : n);
+    pl->n = n;
+    pl->m = m;
+    pl->max_taps = (int)(support / m) + 3;
+    if ((int64_t)pl->max_taps * m > wt_cap)
+        return -1;
     for (int j = 0; j < m; j++) {
         const int64_t c = (2 * (int64_t)j + 1) * n;
-        int64_t s = 0, ws = 0;
         /* weights are non-zero where |(2i+1) m - c| < support */
         int64_t lo = (c - support) / (2 * m) - 1, hi = (c + support) / (2 * m) + 1;
         if (lo < 0) lo = 0;
         if (hi > n - 1) hi = n - 1;
+        int t = 0;
+        int64_t ws = 0;
+        pl->first[j] = -1;
         for (int64_t i = lo; i <= hi; i++) {
             int64_t d = (2 * i + 1) * m - c;
             if (d < 0) d = -d;
             const int64_t wgt = support - d;
             if (wgt > 0) {
-                s += wgt * in[i * sin];
+                if (pl->first[j] < 0)
+                    pl->first[j] = (int)i;
+                wt[(int64_t)j * pl->max_taps + t++] = wgt;
                 ws += wgt;
+            } else if (pl->first[j] >= 0) {
+                break;
             }
         }
-        out[(int64_t)j * sout] = (int32_t)((s + ws / 2) / ws);
+        pl->taps[j] = t;
+        pl->wsum[j] = ws;
+    }
+    return 0;
+}
+
+/* One line through a plan: in[n] (stride sin) -> out[m] (stride sout), rounded. */
+static void resize_line(const resize_plan *pl, const int64_t *wt, const int32_t *in, int64_t sin, int32_t *out,
+                        int64_t sout)
+{
+    for (int j = 0; j < pl->m; j++) {
+        const int32_t *p = in + (int64_t)pl->first[j] * sin;
+        const int64_t *wj = wt + (int64_t)j * pl->max_taps;
+        int64_t s = 0;
+        for (int t = 0; t < pl->taps[j]; t++)
+            s += wj[t] * p[t * sin];
+        out[(int64_t)j * sout] = (int32_t)((s + pl->wsum[j] / 2) / pl->wsum[j]);
     }
 }
 
 int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint8_t *out, rbm_digit_info *info)
 {
     if (rbm_digit_check(p) != 0 || !out || !info || out_h < 1 || out_w < 1 || out_h > 4096 || out_w > 4096 ||
-        box < 1 || box > out_h || box > out_w)
+        box < 1 || box > out_h || box > out_w || box > MAX_BOX)
         return -1;
     memset(info, 0, sizeof(*info));
     info->blank = 1;
@@ -431,6 +501,8 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     RESERVE(sizeof(uint32_t) * line_len);
     RESERVE(sizeof(int32_t) * crop_px * 4);
     RESERVE(sizeof(int) * (line_len + crop_max) * 3);
+    RESERVE(sizeof(resize_plan));
+    RESERVE(sizeof(int64_t) * RESIZE_WT_CAP);
 #undef RESERVE
     uint8_t *mem = (uint8_t *)malloc(bytes);
     if (!mem)
@@ -450,6 +522,8 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     int32_t *crop_bg = crop + crop_px, *rs = crop + 2 * crop_px, *crop_tmp = crop + 3 * crop_px;
     int *xi0 = TAKE(int, sizeof(int) * (line_len + crop_max) * 3);
     int *xi1 = xi0 + (line_len + crop_max), *xf = xi0 + 2 * (line_len + crop_max);
+    resize_plan *plan = TAKE(resize_plan, sizeof(resize_plan));
+    int64_t *wt = TAKE(int64_t, sizeof(int64_t) * RESIZE_WT_CAP);
 #undef TAKE
     int rc = 0;
 
@@ -673,10 +747,20 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     const int nh = imax(1, (2 * th * box + tl) / (2 * tl));
     const int nw = imax(1, (2 * tw * box + tl) / (2 * tl));
     /* 8. resize: columns (into rs, th x nw), then rows (into crop_bg, nh x nw) */
-    for (int y = 0; y < th; y++)
-        resize_line(crop + (int64_t)(ty0 + y) * cw + tx0, 1, tw, rs + (int64_t)y * nw, 1, nw);
-    for (int x = 0; x < nw; x++)
-        resize_line(rs + x, nw, th, crop_bg + x, nw, nh);
+    {
+        if (resize_weights(tw, nw, plan, wt, RESIZE_WT_CAP) != 0) {
+            rc = -1;
+            goto done;
+        }
+        for (int y = 0; y < th; y++)
+            resize_line(plan, wt, crop + (int64_t)(ty0 + y) * cw + tx0, 1, rs + (int64_t)y * nw, 1);
+        if (resize_weights(th, nh, plan, wt, RESIZE_WT_CAP) != 0) {
+            rc = -1;
+            goto done;
+        }
+        for (int x = 0; x < nw; x++)
+            resize_line(plan, wt, rs + x, nw, crop_bg + x, nw);
+    }
     int dmax = 0;
     for (int64_t i = 0; i < (int64_t)nh * nw; i++)
         if (crop_bg[i] > dmax)

@@ -213,7 +213,7 @@ typedef struct rbm_digit_info {
 /* 0 when the picture's description is usable (sizes >= 1, channels 1/3/4, strides >= 0). */
 int rbm_digit_check(const rbm_picture *p);
 /* The picture -> out[out_h * out_w] (light digit on black, fitted into box x box, centred
- * by mass). 0 on success, -1 on invalid arguments, -2 when memory is exhausted. */
+ * by mass; box <= 64). 0 on success, -1 on invalid arguments, -2 when memory is exhausted. */
 int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint8_t *out, rbm_digit_info *info);
 
 #ifdef __cplusplus

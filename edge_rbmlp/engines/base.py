@@ -140,11 +140,10 @@ class Engine:
         """Probabilities ``[batch, classes]`` -> Predictions (``refused[i]``: the reason sample i has no label)."""
         labels = self.model.labels
         out = []
-        for i, row in enumerate(np.asarray(probs, dtype=np.float64)):
-            reason = refused[i] if i < len(refused) else None
-            p = [float(v) for v in row]
+        for i, p in enumerate(probs.tolist()):
+            reason = refused[i] if refused else None
             if reason is None:
-                index = max(range(len(p)), key=p.__getitem__)
+                index = p.index(max(p))
                 out.append(Prediction(labels[index], index, p, None, timings[i], inputs[i]))
             else:
                 out.append(Prediction(None, None, p, reason, timings[i], inputs[i]))
@@ -174,24 +173,25 @@ class Engine:
         images = list(images)
         decode = list(decode_us) if decode_us is not None else [0.0] * len(images)
         rows, prep = [], []
+        clock = time.perf_counter
         for i, image in enumerate(images):
             if isinstance(image, (bytes, bytearray, memoryview)):
-                t0 = time.perf_counter()
+                t0 = clock()
                 image = load_image(bytes(image))
-                decode[i] += _us(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+                decode[i] += (clock() - t0) * 1e6
+            t0 = clock()
             rows.append(self.preprocess_image(image))
-            prep.append(_us(time.perf_counter() - t0))
+            prep.append((clock() - t0) * 1e6)
         if not rows:
             return []
-        q = np.stack(rows)
+        q = rows[0][None, :] if len(rows) == 1 else np.stack(rows)
         refused = [None if row.any() else NO_DIGIT for row in rows]
-        t0 = time.perf_counter()
+        t0 = clock()
         probs = self.probabilities_uint8(q)
-        inference = _us(time.perf_counter() - t0) / len(rows)
+        inference = (clock() - t0) * 1e6 / len(rows)
         timings = [{"decode_us": decode[i], "preprocess_us": prep[i], "inference_us": inference,
                     "total_us": decode[i] + prep[i] + inference} for i in range(len(rows))]
-        return self._answers(probs, rows, timings, refused)
+        return self._answers(probs, rows, timings, refused if any(refused) else ())
 
     def predict_image(self, image) -> Prediction:
         """One picture (bytes, PIL image or array) -> :class:`Prediction` (see :meth:`predict_images`)."""
