@@ -30,11 +30,14 @@ def free_port() -> int:
 class Broker:
     """``mosquitto -c CONF`` on 127.0.0.1:``port``; anonymous, or ``users`` {name: password} only."""
 
-    def __init__(self, directory: Path, port: Optional[int] = None, users: Optional[dict] = None):
+    def __init__(self, directory: Path, port: Optional[int] = None, users: Optional[dict] = None,
+                 tls: Optional[dict] = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.users = users
+        self.tls = tls  # {"cafile", "certfile", "keyfile"}: a second listener, with TLS, on tls_port
+        self.tls_port = free_port() if tls else None
         self.log = self.dir / "mosquitto.log"
         self.proc: Optional[subprocess.Popen] = None
 
@@ -54,6 +57,9 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
+        if self.tls:
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.tls['cafile']}",
+                      f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}"]
         conf = self.dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -166,6 +172,26 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def make_certificates(directory: Path) -> dict:
+    """A private CA and a server certificate for 127.0.0.1 signed by it (openssl); paths by role."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FileNotFoundError("openssl")
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = directory / "san.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
+    for args in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+             "-subj", "/CN=edge-rbmlp test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+             "-extfile", ext]):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=WAIT_S)
+    return {"cafile": str(ca), "certfile": str(cert), "keyfile": str(key)}
 
 
 def wait_until(predicate, timeout: float = WAIT_S, what: str = "condition"):

@@ -224,6 +224,7 @@ def test_broker_absent_at_start(frames_dir, tmp_path, caplog):
         assert app.test_client().get("/api/readers").get_json()["readers"][0]["last"]["value"] == NUMBER
         unreachable = [r for r in caplog.records if "cannot reach the broker" in r.getMessage()]
         assert len(unreachable) == 1, [r.getMessage() for r in caplog.records]
+        assert "Connection refused" in unreachable[0].getMessage()
         broker.start()
         wait_until(publisher.connected.is_set, what="the service connecting once the broker is there")
         sub = Subscriber(port)
@@ -282,6 +283,42 @@ def test_password_from_the_environment(frames_dir, tmp_path, caplog):
             stop(loop)
         broker.stop()
     assert PASSWORD not in caplog.text
+
+
+def test_tls_with_a_private_ca(frames_dir, tmp_path, caplog):
+    """tls = true with ca_file: the service verifies the broker's certificate against the private CA; without
+    the CA (the system's CAs) the handshake fails, is logged once and retried."""
+    import shutil
+
+    from mqttkit import make_certificates
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test certificates)")
+    caplog.set_level(logging.DEBUG, logger="edge_rbmlp")
+    certs = make_certificates(tmp_path / "certs")
+    broker = Broker(tmp_path / "broker", tls=certs).start()
+    sub = loop = None
+    try:
+        sub = Subscriber(broker.port)  # the plain listener, for the test's own eyes
+        app, loop = start(frames_dir, broker.tls_port, tls=True, ca_file=certs["cafile"])
+        assert sub.wait_for(is_state).json()["value"] == NUMBER
+        publisher = app.extensions["edge_rbmlp.readers"].publisher
+        assert publisher.connected.is_set()
+        stop(loop)
+        loop = None
+        app, loop = start(frames_dir, broker.tls_port, tls=True)  # the system CAs do not know our private CA
+        publisher = app.extensions["edge_rbmlp.readers"].publisher
+        wait_until(lambda: publisher.attempts >= 2, what="two failed TLS handshakes")
+        assert not publisher.connected.is_set()
+        failures = [r.getMessage() for r in caplog.records if r.name == "edge_rbmlp.mqtt"
+                    and r.levelno >= logging.WARNING and "cannot reach" in r.getMessage()]
+        assert len(failures) == 1 and "CERTIFICATE_VERIFY_FAILED" in failures[0], failures
+    finally:
+        if sub is not None:
+            sub.close()
+        if loop is not None:
+            stop(loop)
+        broker.stop()
 
 
 def test_without_paho_the_error_names_the_package(monkeypatch):
@@ -367,14 +404,19 @@ client_id = "gasmeter"
 """)
     exe = Path(sys.executable).with_name("edge-rbmlp")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    service = subprocess.Popen([str(exe), "serve", "--config", str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)
-    sub = None
-    output = []
-    threading.Thread(target=lambda: output.extend(service.stdout), daemon=True).start()
+
+    def launch():
+        proc = subprocess.Popen([str(exe), "serve", "--config", str(config)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        output = []
+        threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
+        wait_until(lambda: "serving" in "".join(output) or proc.poll() is not None, WAIT_S * 2, "serve to start")
+        assert proc.poll() is None, "".join(output)
+        return proc
+
+    sub = service = None
     try:
-        wait_until(lambda: "serving" in "".join(output) or service.poll() is not None, WAIT_S * 2, "serve to start")
-        assert service.poll() is None, "".join(output)
+        service = launch()
         first = Subscriber(broker.port)  # the service has connected and read a frame ...
         first.wait_for(lambda m: m.topic == "home/gasmeter/gas/state")
         first.close()
@@ -387,10 +429,20 @@ client_id = "gasmeter"
         assert retained and json.loads(payload)["value"] == NUMBER and json.loads(payload)["valid"] is True
         service.send_signal(signal.SIGKILL)
         service.wait(timeout=WAIT_S)
-        _, _, payload = sub.wait_for(lambda r, t, p: t == "home/gasmeter/status" and p == "offline", after=i)
-        assert payload == "offline"
+        i, _, payload = sub.wait_for(lambda r, t, p: t == "home/gasmeter/status" and p == "offline", after=i)
+        assert payload == "offline"  # the broker's last will for the killed service
+        # started again it is online again, and a clean stop (SIGTERM, as systemctl stop) says offline itself
+        service = launch()
+        i, _, _ = sub.wait_for(lambda r, t, p: t == "home/gasmeter/status" and p == "online", after=i)
+        i, _, payload = sub.wait_for(lambda r, t, p: t == "home/gasmeter/gas/state", after=i)
+        assert json.loads(payload)["value"] == NUMBER
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=WAIT_S) == 0
+        sub.wait_for(lambda r, t, p: t == "home/gasmeter/status" and p == "offline", after=i)
+        log = broker.log_text()  # SIGKILL: the socket just closed (last will); SIGTERM: a clean DISCONNECT
+        assert log.index("Client gasmeter closed its connection.") < log.index("Client gasmeter disconnected.")
     finally:
-        if service.poll() is None:
+        if service is not None and service.poll() is None:
             service.kill()
             service.wait(timeout=WAIT_S)
         if sub is not None:

@@ -135,6 +135,7 @@ class MqttPublisher:
         self._sent: Dict[str, tuple] = {}  # reader -> (topic, value or reason, monotonic time)
         self._latest: Dict[str, object] = {}  # reader -> its latest Reading (re-sent after a reconnect)
         self._once = _OncePerKind()
+        self._connect_error: Optional[BaseException] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._mqtt = _import_paho()
@@ -155,6 +156,18 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # paho's network thread drops the exception of a failed connection attempt before it calls
+        # on_connect_fail: keep it, so that the log says why (refused, unknown host, TLS certificate, ...)
+        reconnect = client.reconnect
+
+        def reconnect_keeping_the_error():
+            try:
+                return reconnect()
+            except Exception as exc:
+                self._connect_error = exc
+                raise
+
+        client.reconnect = reconnect_keeping_the_error
         return client
 
     def start(self) -> "MqttPublisher":
@@ -218,9 +231,11 @@ class MqttPublisher:
 
     def _on_connect_fail(self, client, userdata):
         self.attempts += 1
-        self.last_error = "broker unreachable"
-        self._once.report("unreachable", f"MQTT: cannot reach the broker {self.broker}; retrying with back-off "
-                          f"(up to {RECONNECT_MAX_S} s); the camera and HTTP side keep working")
+        exc = self._connect_error
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "no answer"
+        self.last_error = f"cannot connect: {why}"
+        self._once.report(f"unreachable {type(exc).__name__}", f"MQTT: cannot reach the broker {self.broker} ({why}); "
+                          f"retrying with back-off (up to {RECONNECT_MAX_S} s); the camera and HTTP side keep working")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         was = self.connected.is_set()
