@@ -222,6 +222,19 @@ def test_sweep_survives_a_killed_node_and_runs_every_trial_once(tmp_path):
         assert again.returncode == 0, again.stdout + again.stderr
         assert f"{N_TRIALS} already done, 0 to run" in again.stdout
         assert {p.name: p.read_bytes() for p in sorted((out / "mnist" / "trials").glob("*.json"))} == before
+
+        # `reproduce --ray HOST:PORT` on what is left of the cluster: the paper's rows as Ray tasks, same files
+        rep = subprocess.run([sys.executable, "-m", "train", "reproduce", "--dataset", "mnist", "--variants", "B-128",
+                              "--seeds", "1", "--epochs", "1", "--limit-train", "300", "--limit-test", "200",
+                              "--threads", "1", "--out", str(out), "--no-plots", "--ray", address],
+                             cwd=ROOT, env=dict(os.environ, **cluster.auth), capture_output=True, text=True,
+                             timeout=HANG_GUARD_S)
+        log += ["", "$ python -m train reproduce ... --ray " + address, *rep.stdout.splitlines()]
+        assert rep.returncode == 0, rep.stdout + rep.stderr
+        rec = json.loads((out / "mnist" / "trials" / "B-128__s0__e1_lt300_ls200.json").read_text())
+        assert rec["node"]["head"] and rec["paper_accuracy"] == 0.9024 and rec["ray_attempts"][0]["node_id"]
+        assert "1 planned, 0 already done, 1 ran" in rep.stdout
+        assert "| `B-128` | 0.9024 |" in (out / "mnist" / "table__e1_lt300_ls200.md").read_text()
     finally:
         if driver is not None and driver.poll() is None:
             driver.kill()
@@ -266,3 +279,35 @@ print(sorted(set(tried)))
     n, tried = res.stdout.strip().splitlines()[-2:]
     assert int(n) > 10, res.stdout
     assert tried == "[]", f"the device side asked for {tried}"
+
+
+def test_reproduce_ray_auto_without_a_cluster_starts_an_embedded_one(tmp_path):
+    """`--ray auto` on a machine with no Ray cluster: an embedded local Ray, said so; trial file as without Ray."""
+    from edge_rbmlp import datasets
+
+    if datasets.verified_record("mnist") is None:
+        pytest.skip("mnist is not in the data cache: run `python -m train data fetch` (make test does it)")
+    ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # Ray's own files; no cluster is registered there
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+               RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "results"
+    try:
+        rep = subprocess.run([sys.executable, "-m", "train", "reproduce", "--dataset", "mnist", "--variants",
+                              "F-128;B-128", "--seeds", "1", "--epochs", "1", "--limit-train", "300",
+                              "--limit-test", "200", "--threads", "1", "--ray-cpus", "2", "--out", str(out),
+                              "--no-plots", "--ray", "auto"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=HANG_GUARD_S)
+        print(rep.stdout)
+        assert rep.returncode == 0, rep.stdout + rep.stderr
+        assert "ray: no running Ray cluster on this machine: an embedded local Ray (2 CPUs)" in rep.stdout
+        progress = [ln for ln in rep.stdout.splitlines() if re.match(r"\[\d+/2\] node ", ln)]
+        assert len(progress) == 2 and all("ETA" in ln and "acc " in ln for ln in progress), rep.stdout
+        for name in ("F-128__s0__e1_lt300_ls200.json", "B-128__s0__e1_lt300_ls200.json"):
+            rec = json.loads((out / "mnist" / "trials" / name).read_text())
+            assert rec["node"]["head"] and rec["provenance"]["ray"]["address"] == "auto"
+        md = (out / "mnist" / "table__e1_lt300_ls200.md").read_text()
+        assert "| `F-128` | 0.9749 |" in md and "| `B-128` | 0.9024 |" in md
+    finally:
+        assert not _pids_of(ray_tmp), "embedded Ray left processes behind"
+        shutil.rmtree(ray_tmp, ignore_errors=True)

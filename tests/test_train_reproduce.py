@@ -86,3 +86,53 @@ def test_cifar10_absent_is_refused(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["reproduce", "--dataset", "cifar10", "--seeds", "1", "--out", str(tmp_path)])
     assert res.exit_code != 0
     assert "CIFAR-10 is not in the data cache" in res.output and "cifar-10-batches-py" in res.output
+
+
+def _fake_trial(out, variant, seed, acc, input_mode):
+    """A trial file as `reproduce` writes it, reduced to the fields the aggregation reads."""
+    from train import reproduce as rp
+
+    settings = rp.settings_for(input_mode=input_mode)
+    path = rp.trial_path(out, "mnist", variant, seed, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"variant": variant, "seed": seed, "accuracy": acc, "settings": settings,
+                                "n_test": 10000, "train_seconds": 1.0}))
+
+
+def test_headline_is_the_int8_grid_with_a_verdict_per_row(tmp_path):
+    from train import reproduce as rp
+
+    out = tmp_path / "results"
+    for seed, d in enumerate((-0.001, 0.0, 0.001)):
+        _fake_trial(out, "F-128", seed, 0.9749 + d, "int8")          # paper 0.9749: within
+        _fake_trial(out, "B-D128N,P", seed, 0.9500 + d, "int8")      # paper 0.9340: above, P shortcut note
+        _fake_trial(out, "B-128", seed, 0.8000 + d, "int8")          # paper 0.9024: below, no known cause
+        _fake_trial(out, "B-128", seed, 0.7000 + d, "sign")          # the ablation
+    _fake_trial(out, "B-128,88", 0, 0.9100, "int8")                  # n = 1
+    rows = {r["variant"]: r for r in rp.headline_rows(out, "mnist")}
+    assert rows["F-128"]["verdict"] == "within" and not rows["F-128"]["notes"]
+    assert rows["B-D128N,P"]["verdict"] == "above" and "pool 8" in rows["B-D128N,P"]["notes"][0]
+    assert rows["B-128"]["verdict"] == "below" and rows["B-128"]["flagged"]
+    assert rows["B-128,88"]["verdict"] == "n=1" and rows["B-128,88"]["n_seeds"] == 1
+    assert rows["F-128,88"]["verdict"] == "not run"
+
+    rp.update_readme(out)
+    text = (out / "README.md").read_text()
+    assert "## Headline: Tables IV and VII in the paper's reading" in text
+    assert "### mnist (Table IV): 10 of 54 trials (3 seeds x 18 rows); 3 rows with n = 3, 1 rows with n = 1" in text
+    assert "| 1 | `F-128` | 0.9749 | 0.9749 ± 0.0010 | 3 | +0.0000 | yes |  |" in text
+    assert "| 1 | `B-128` | 0.9024 | 0.8000 ± 0.0010 | 3 | -0.1024 | **no, below** | **unexplained** |" in text
+    assert "| 2 | `B-128,88` | 0.9162 | 0.9100 | 1 | -0.0062 | n = 1: no std |  |" in text
+    # the sign-input grid is the ablation beside it
+    assert "| `B-128` | 0.9024 | 0.8000 ± 0.0010 | 3 | 0.7000 ± 0.0010 | 3 | -0.1000 |" in text
+    assert "rows have" not in text
+
+
+def test_sweep_settings_get_their_own_file_names():
+    from train import reproduce as rp
+
+    assert rp.settings_tag(rp.settings_for()) == ""
+    assert rp.settings_tag(rp.settings_for(input_mode="int8")) == "__in-int8"
+    assert rp.settings_tag(rp.settings_for(lr=0.001, batch_size=32, dropout=0.05)) == ""  # the paper's values
+    assert rp.settings_tag(rp.settings_for(epochs=1, lr=0.005, batch_size=64, dropout=0.1,
+                                           input_mode="int8")) == "__e1_in-int8_lr0.005_bs64_do0.1"
