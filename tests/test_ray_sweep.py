@@ -311,3 +311,26 @@ def test_reproduce_ray_auto_without_a_cluster_starts_an_embedded_one(tmp_path):
     finally:
         assert not _pids_of(ray_tmp), "embedded Ray left processes behind"
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_sweep_plan_covers_the_grid_once_and_skips_finished_trials(tmp_path):
+    """The grid (variants x settings x seeds) as trial files: the paper's rows keep their numbers, every
+    point has its own file, a finished one is not run again (no Ray is started when nothing is left)."""
+    from train import sweep as sw
+
+    rows = [sw.sweep_row("mnist", "B-128"), sw.sweep_row("mnist", "B-32,Q")]
+    assert rows[0].paper_accuracy == 0.9024 and rows[1].paper_accuracy is None and rows[1].layers == 1
+    grid = sw.settings_grid(epochs=[1], lr=[0.001, 0.002], batch_size=[32, 64], limit_train=300, limit_test=200)
+    specs = sw.plan(tmp_path, "mnist", rows, range(2), grid + grid)  # a repeated point is planned once
+    names = [s.path.name for s in specs]
+    assert len(names) == len(set(names)) == 2 * 4 * 2
+    assert names[0] == "B-128__s0__e1_lt300_ls200.json" and "B-32_Q__s1__e1_lt300_ls200_lr0.002_bs64.json" in names
+    assert [s.seed for s in specs[:8]] == [0] * 8  # seed-major
+    for s in specs:
+        s.path.parent.mkdir(parents=True, exist_ok=True)
+        s.path.write_text("{}")
+    lines = []
+    res = sw.run_sweep(specs, address="127.0.0.1:1", echo=lines.append)  # never connects: nothing to run
+    assert res.ran == 0 and res.skipped == 16 and lines == [
+        "sweep: 16 trials planned, 16 already done, 0 to run (1 CPU(s) per trial, up to 3 retries of a trial "
+        "lost with its worker or node)"]
