@@ -339,6 +339,25 @@ def test_without_paho_the_error_names_the_package(monkeypatch):
     assert "pip install 'edge-rbmlp[mqtt]'" in str(err.value) and "paho-mqtt" in str(err.value)
 
 
+def test_serve_without_paho_is_one_error_line(monkeypatch, frames_dir, tmp_path):
+    import builtins
+
+    from click.testing import CliRunner
+
+    from edge_rbmlp.cli import main
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(
+        ImportError("No module named 'paho'")) if name.startswith("paho") else real_import(name, *a, **k))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[server]\nmodels = ["{bundled_or_none("mnist")}"]\nport = 0\n[camera]\nenabled = true\n'
+                   f'source = "dir:{frames_dir}"\n[[readers]]\nname = "w"\nrois = [[0, 0, 20, 20]]\n'
+                   f'[mqtt]\nhost = "127.0.0.1"\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(cfg)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: [mqtt] needs paho-mqtt" in result.output and "edge-rbmlp[mqtt]" in result.output
+
+
 # -- the real `edge-rbmlp serve` --------------------------------------------------------------------------------
 class PlainSubscriber:
     """``mosquitto_sub -v -F '%r %t %p' -t '#'``: one line per message (retain flag, topic, payload)."""

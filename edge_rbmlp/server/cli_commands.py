@@ -15,8 +15,9 @@ def _user_errors():
     from .camera import CameraUnavailable
     from .config import ConfigError
     from .loadgen import LoadgenError
+    from .mqtt import MqttUnavailable
 
-    return user_error_types() + (ConfigError, CameraUnavailable, LoadgenError, ValueError, OSError)
+    return user_error_types() + (ConfigError, CameraUnavailable, MqttUnavailable, LoadgenError, ValueError, OSError)
 
 
 def _run(fn):
