@@ -95,7 +95,7 @@ cdef extern from "rbm_kernels.h" nogil:
         int32_t channels
         int64_t row_stride, col_stride, chan_stride
     ctypedef struct rbm_digit_info:
-        int32_t blank, inverted, passthrough, components, kept, far
+        int32_t blank, inverted, passthrough, components, kept, far, frames
         int32_t box[4]
         int32_t peak
     int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint8_t *out,
@@ -663,7 +663,7 @@ def kernel_u8_pm1_mv(str variant, const int8_t[:, ::1] Wpm1, const uint8_t[::1] 
 def preprocess_digit_into(const uint8_t[:, :, :] picture, uint8_t[:, ::1] out, int box):
     """The digit pipeline (native/digit.c) of a uint8 ``H x W x C`` picture (C = 1, 3 or 4; any
     strides, so a region of a frame needs no copy) into ``out`` (``out_h x out_w``), GIL released.
-    Returns ``(blank, inverted, passthrough, components, kept, far, x, y, w, h, peak)``."""
+    Returns ``(blank, inverted, passthrough, components, kept, far, frames, x, y, w, h, peak)``."""
     cdef rbm_picture p
     cdef rbm_digit_info info
     cdef int rc
@@ -687,5 +687,5 @@ def preprocess_digit_into(const uint8_t[:, :, :] picture, uint8_t[:, ::1] out, i
         raise MemoryError("the digit pipeline could not allocate its work buffers")
     if rc != 0:
         raise ValueError(f"the digit pipeline refused the picture (code {rc})")
-    return (info.blank, info.inverted, info.passthrough, info.components, info.kept, info.far,
+    return (info.blank, info.inverted, info.passthrough, info.components, info.kept, info.far, info.frames,
             info.box[0], info.box[1], info.box[2], info.box[3], info.peak)

@@ -37,7 +37,9 @@ aspect ratio and centred by centre of mass in a 28x28 frame. A photo or a drawin
    8-connected components of the ink, the one with the most mass (sum of ``M``) is the
    digit, joined by any other component with at least 8 % of its mass that lies within
    half the digit's size of the region kept so far (the detached bar of a 5, a broken
-   stroke). No ink, or a kept peak below 13, is a blank picture: the output is all zero.
+   stroke). A frame drawn around the digit (a hollow component, at most 30 % of its box inked,
+   whose box strictly encloses components with at least 20 % of its mass) is left out first.
+   No ink, or a kept peak below 13, is a blank picture: the output is all zero.
    The counts (components, kept, far components of at least 25 % of the digit's mass)
    are returned for the reject decision.
 6. **Crop**, at the resolution of the frame (not of ``A``): the kept region (grown by one
@@ -80,12 +82,13 @@ class DigitInfo:
     components: int = 0
     kept: int = 0
     far: int = 0  # components outside the digit's region with >= 25 % of its mass
+    frames: int = 0  # hollow components drawn around others (a box around the digit), left out
     box: Tuple[int, int, int, int] = (0, 0, 0, 0)  # kept region in frame pixels: x, y, w, h
     peak: int = 0
 
     def as_tuple(self):
         return (int(self.blank), int(self.inverted), int(self.passthrough), self.components, self.kept, self.far,
-                *self.box, self.peak)
+                self.frames, *self.box, self.peak)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -269,11 +272,24 @@ def digit_region(fg: np.ndarray, info: DigitInfo) -> np.ndarray:
     mass = np.zeros(n + 1, np.int64)
     np.add.at(mass, labels.ravel(), m.ravel())
     mass[0] = 0
-    best = int(np.argmax(mass))
+    count = np.bincount(labels.ravel(), minlength=n + 1)
     boxes = {}
     for k in range(1, n + 1):
         ys, xs = np.nonzero(labels == k)
         boxes[k] = (int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max()))
+    # a frame drawn around the digit (a box, a meter's window): a hollow component (at most 30 % of
+    # its bounding box inked) whose box strictly encloses others holding at least 20 % of its mass
+    frames = set()
+    for k in range(1, n + 1):
+        y0, y1, x0, x1 = boxes[k]
+        if count[k] * 100 > 30 * (y1 - y0 + 1) * (x1 - x0 + 1):
+            continue
+        inside = sum(int(mass[j]) for j in range(1, n + 1) if j != k and boxes[j][0] > y0 and boxes[j][1] < y1
+                     and boxes[j][2] > x0 and boxes[j][3] < x1)
+        if inside * 100 >= 20 * mass[k]:
+            frames.add(k)
+    info.frames = len(frames)
+    best = max((k for k in range(1, n + 1) if k not in frames), key=lambda k: (mass[k], -k))
     keep = {best}
     y0, y1, x0, x1 = boxes[best]
     changed = True
@@ -281,7 +297,7 @@ def digit_region(fg: np.ndarray, info: DigitInfo) -> np.ndarray:
         changed = False
         pad2 = max(y1 - y0 + 1, x1 - x0 + 1)  # twice the pad (half the region's size)
         for k in range(1, n + 1):
-            if k in keep or mass[k] * 100 < 8 * mass[best]:
+            if k in keep or k in frames or mass[k] * 100 < 8 * mass[best]:
                 continue
             ky0, ky1, kx0, kx1 = boxes[k]
             if 2 * ky0 >= 2 * y0 - pad2 and 2 * ky1 <= 2 * y1 + pad2 and \
@@ -290,7 +306,7 @@ def digit_region(fg: np.ndarray, info: DigitInfo) -> np.ndarray:
                 y0, y1, x0, x1 = min(y0, ky0), max(y1, ky1), min(x0, kx0), max(x1, kx1)
                 changed = True
     info.kept = len(keep)
-    info.far = sum(1 for k in range(1, n + 1) if k not in keep and mass[k] * 4 >= mass[best])
+    info.far = sum(1 for k in range(1, n + 1) if k not in keep and k not in frames and mass[k] * 4 >= mass[best])
     kept = np.isin(labels, sorted(keep))
     # grown by one pixel (3x3 max), so that the strokes' soft edges are kept
     p = np.pad(kept, 1)

@@ -159,8 +159,8 @@ def preprocess_digit_info(image, size: Tuple[int, int] = (28, 28), box: int = 20
         view = arr if arr.ndim == 3 else arr[:, :, None]
         fields = _NATIVE(view, out, box)
         info = DigitInfo(blank=bool(fields[0]), inverted=bool(fields[1]), passthrough=bool(fields[2]),
-                         components=fields[3], kept=fields[4], far=fields[5], box=tuple(fields[6:10]),
-                         peak=fields[10])
+                         components=fields[3], kept=fields[4], far=fields[5], frames=fields[6],
+                         box=tuple(fields[7:11]), peak=fields[11])
         return out, info
     return preprocess(grey_u8(arr), size, box)
 

@@ -361,8 +361,9 @@ static void bilinear_blocks(const int32_t *s, int bh, int bw, int64_t y0, int64_
 }
 
 typedef struct {
-    int64_t mass;
+    int64_t mass, count;
     int y0, y1, x0, x1;
+    int frame; /* drawn around others: left out of the digit */
 } component;
 
 /* 8-connected components of mask (1 = ink) in raster order of their first pixel:
@@ -380,6 +381,8 @@ static int label_components(const uint8_t *mask, const int32_t *m, int h, int w,
             n++;
             component *c = &comp[n];
             c->mass = 0;
+            c->count = 0;
+            c->frame = 0;
             c->y0 = c->y1 = y0;
             c->x0 = c->x1 = x0;
             labels[i0] = n;
@@ -389,6 +392,7 @@ static int label_components(const uint8_t *mask, const int32_t *m, int h, int w,
                 const int32_t i = stack[--top];
                 const int y = i / w, x = i % w;
                 c->mass += m[i];
+                c->count++;
                 if (y < c->y0) c->y0 = y;
                 if (y > c->y1) c->y1 = y;
                 if (x < c->x0) c->x0 = x;
@@ -612,9 +616,25 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     }
     const int n = label_components(mask, t1, h, w, labels, stack, comp);
     info->components = n;
-    int best = 1;
-    for (int k = 2; k <= n; k++)
-        if (comp[k].mass > comp[best].mass)
+    /* frames drawn around the digit: hollow (<= 30 % of the box inked), enclosing >= 20 % of their mass */
+    int frames = 0;
+    for (int k = 1; k <= n; k++) {
+        const component *c = &comp[k];
+        if (c->count * 100 > 30 * (int64_t)(c->y1 - c->y0 + 1) * (c->x1 - c->x0 + 1))
+            continue;
+        int64_t inside = 0;
+        for (int j = 1; j <= n; j++)
+            if (j != k && comp[j].y0 > c->y0 && comp[j].y1 < c->y1 && comp[j].x0 > c->x0 && comp[j].x1 < c->x1)
+                inside += comp[j].mass;
+        if (inside * 100 >= 20 * c->mass) {
+            comp[k].frame = 1;
+            frames++;
+        }
+    }
+    info->frames = frames;
+    int best = 0;
+    for (int k = 1; k <= n; k++)
+        if (!comp[k].frame && (best == 0 || comp[k].mass > comp[best].mass))
             best = k;
     /* keep: reuse mask as the per-component keep flag table would need n entries; use stack */
     uint8_t *keep = (uint8_t *)stack; /* stack is free now; n + 1 <= h * w * 4 bytes */
@@ -626,7 +646,7 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
         changed = 0;
         const int pad2 = imax(y1 - y0 + 1, x1 - x0 + 1);
         for (int k = 1; k <= n; k++) {
-            if (keep[k] || comp[k].mass * 100 < 8 * comp[best].mass)
+            if (keep[k] || comp[k].frame || comp[k].mass * 100 < 8 * comp[best].mass)
                 continue;
             if (2 * comp[k].y0 >= 2 * y0 - pad2 && 2 * comp[k].y1 <= 2 * y1 + pad2 &&
                 2 * comp[k].x0 >= 2 * x0 - pad2 && 2 * comp[k].x1 <= 2 * x1 + pad2) {
@@ -642,7 +662,7 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     int kept = 0, far = 0;
     for (int k = 1; k <= n; k++) {
         kept += keep[k];
-        if (!keep[k] && comp[k].mass * 4 >= comp[best].mass)
+        if (!keep[k] && !comp[k].frame && comp[k].mass * 4 >= comp[best].mass)
             far++;
     }
     info->kept = kept;

@@ -206,6 +206,7 @@ typedef struct rbm_digit_info {
     int32_t components;      /* ink components found */
     int32_t kept;            /* of which joined into the digit */
     int32_t far;             /* not joined, with >= 25 % of the digit's mass (another digit, a letter's part) */
+    int32_t frames;          /* hollow components drawn around others (a box around the digit), left out */
     int32_t box[4];          /* the digit's region in picture pixels: x, y, w, h */
     int32_t peak;            /* the crop's peak contrast (0..255) */
 } rbm_digit_info;

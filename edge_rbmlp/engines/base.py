@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..model_file import PackedModel
+from ..reject import DEFAULT_MIN_CONFIDENCE, NO_DIGIT, confidence_reason, picture_reason  # noqa: F401
 
 
 class InputKindError(ValueError):
@@ -37,8 +38,6 @@ class BackendUnavailable(RuntimeError):
     """A requested backend cannot run here (with the reason and what to install)."""
 
 
-#: reason given for a picture in which preprocessing found no digit
-NO_DIGIT = "no digit found: the image is blank or uniform"
 
 
 @dataclass
@@ -93,6 +92,8 @@ class Engine:
     def __init__(self, model: PackedModel):
         self.model = model
         self._text_encoder = None
+        # pictures whose best class is less likely than this are answered "unsure" (edge_rbmlp.reject)
+        self.min_confidence = DEFAULT_MIN_CONFIDENCE
 
     # -- what a backend implements ----------------------------------------
     def logits_uint8(self, q: np.ndarray) -> np.ndarray:
@@ -129,10 +130,16 @@ class Engine:
 
     def preprocess_image(self, image) -> np.ndarray:
         """Any picture (array, PIL image) -> the model's uint8 input ``[n_inputs]``."""
-        from ..image import preprocess_digit
+        return self.preprocess_image_info(image)[0]
+
+    def preprocess_image_info(self, image):
+        """Any picture -> (the model's uint8 input ``[n_inputs]``, why it holds no single digit or None)."""
+        from ..image import image_array, preprocess_digit_info
 
         spec = self.model.input_spec
-        return preprocess_digit(image, size=(spec.height, spec.width)).reshape(-1)
+        arr = image_array(image)
+        q, info = preprocess_digit_info(arr, size=(spec.height, spec.width))
+        return q.reshape(-1), picture_reason(info, arr.shape[:2])
 
     # -- the one path to a Prediction ------------------------------------------
     def _answers(self, probs: np.ndarray, inputs, timings: List[Dict[str, float]],
@@ -163,8 +170,9 @@ class Engine:
     def predict_images(self, images: Sequence, decode_us: Optional[Sequence[float]] = None) -> List[Prediction]:
         """Pictures (encoded bytes, PIL images or arrays; any size, colour or grey) -> Predictions.
 
-        Every picture is preprocessed, then all go through the engine in one batch. A picture in which
-        no digit is found is answered with ``label=None`` and ``reason``; undecodable bytes raise
+        Every picture is preprocessed, then all go through the engine in one batch. A picture that
+        holds no single digit, or whose best class is below ``min_confidence``, is answered with
+        ``label=None`` and the ``reason`` (:mod:`edge_rbmlp.reject`); undecodable bytes raise
         :class:`edge_rbmlp.image.ImageError`.
         """
         self._require("image")
@@ -172,7 +180,7 @@ class Engine:
 
         images = list(images)
         decode = list(decode_us) if decode_us is not None else [0.0] * len(images)
-        rows, prep = [], []
+        rows, prep, refused = [], [], []
         clock = time.perf_counter
         for i, image in enumerate(images):
             if isinstance(image, (bytes, bytearray, memoryview)):
@@ -180,15 +188,19 @@ class Engine:
                 image = load_image(bytes(image))
                 decode[i] += (clock() - t0) * 1e6
             t0 = clock()
-            rows.append(self.preprocess_image(image))
+            q_row, reason = self.preprocess_image_info(image)
             prep.append((clock() - t0) * 1e6)
+            rows.append(q_row)
+            refused.append(reason)
         if not rows:
             return []
         q = rows[0][None, :] if len(rows) == 1 else np.stack(rows)
-        refused = [None if row.any() else NO_DIGIT for row in rows]
         t0 = clock()
         probs = self.probabilities_uint8(q)
         inference = (clock() - t0) * 1e6 / len(rows)
+        for i, row in enumerate(probs):
+            if refused[i] is None:
+                refused[i] = confidence_reason(row, self.min_confidence)
         timings = [{"decode_us": decode[i], "preprocess_us": prep[i], "inference_us": inference,
                     "total_us": decode[i] + prep[i] + inference} for i in range(len(rows))]
         return self._answers(probs, rows, timings, refused if any(refused) else ())

@@ -16,19 +16,22 @@ log = logging.getLogger("edge_rbmlp.server")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers=None):
+    """An answer with ``status`` and ``{"error": message, **extra}``."""
+
+    def __init__(self, status: int, message: str, headers=None, extra=None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 
 
-def error_response(status: int, message: str, headers=None):
-    resp = jsonify({"error": message})
+def error_response(status: int, message: str, headers=None, extra=None):
+    resp = jsonify({"error": message, **(extra or {})})
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -44,7 +47,7 @@ _HTTP_MESSAGES = {
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.message, exc.headers)
+        return error_response(exc.status, exc.message, exc.headers, exc.extra)
 
     @app.errorhandler(ImageError)
     @app.errorhandler(TextError)

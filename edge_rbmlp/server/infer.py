@@ -8,7 +8,7 @@ from typing import List
 import numpy as np
 from flask import request
 
-from ..engines.base import NO_DIGIT, Prediction
+from ..engines.base import Prediction
 from ..image import ImageError, load_image
 from ..text import TextError, as_text
 from .errors import ApiError
@@ -59,15 +59,15 @@ def decode_image(data: bytes):
 
 def image_input(served: ServedModel, image) -> np.ndarray:
     """Any picture -> the model's uint8 input ``[1, n]`` (the engine's digit preprocessing); 422 when
-    there is no digit (the reason every other caller gives too)."""
+    it holds no single digit (the reason every other caller gives too)."""
     try:
-        q = served.engine.preprocess_image(image)
+        q, reason = served.engine.preprocess_image_info(image)
     except ImageError:
         raise
     except (ValueError, OSError) as exc:
         raise ImageError(f"cannot preprocess image: {exc}") from None
-    if not q.any():
-        raise ApiError(422, NO_DIGIT)
+    if reason is not None:
+        raise ApiError(422, reason, extra={"label": None, "reason": reason})
     return q.reshape(1, -1)
 
 
@@ -96,8 +96,9 @@ def classify_image(served: ServedModel, data: bytes) -> Prediction:
     image = decode_image(data)
     decode_us = (time.perf_counter() - t0) * 1e6
     pred = record(served, served.engine.predict_images([image], decode_us=[decode_us]))[0]
-    if pred.refused:
-        raise ApiError(422, pred.reason)
+    if pred.refused:  # the same refusal as the CLI's and the Python API's, with what was measured
+        raise ApiError(422, pred.reason, extra={"label": None, "class_index": None, "reason": pred.reason,
+                                                "probabilities": pred.probabilities})
     return pred
 
 

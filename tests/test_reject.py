@@ -1,0 +1,138 @@
+"""The reject answer: pictures with no digit or not one digit are refused with the reason, by the
+Python API, the CLI and HTTP alike; real digits are not. Measured on the bundled model with seeds
+other than the ones the thresholds were chosen on."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+import edge_rbmlp
+from edge_rbmlp import datasets
+from edge_rbmlp.bench import camera_frame
+from edge_rbmlp.cli import main
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return edge_rbmlp.load("mnist")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    if datasets.verified_record("mnist") is None:
+        pytest.skip("mnist is not in the data cache: run `python -m train data fetch` (make test does it)")
+    x, y = datasets.load_mnist("test")
+    return x[5000:], y[5000:]  # the thresholds were chosen on the first test digits
+
+
+def blank_frames(rng, n):
+    out = []
+    for _ in range(n):
+        base = np.full((int(rng.integers(60, 500)), int(rng.integers(60, 700))), rng.integers(40, 250), np.float32)
+        base += np.linspace(-40, 40, base.shape[1])[None, :] * rng.uniform(-1, 1)
+        base += rng.normal(0, rng.uniform(0, 10), base.shape)
+        out.append(np.clip(base, 0, 255).astype(np.uint8))
+    return out
+
+
+def noise_pictures(rng, n):
+    out = []
+    for i in range(n):
+        shape = (int(rng.integers(28, 400)), int(rng.integers(28, 500)))
+        pic = rng.integers(0, 256, shape) if i % 2 else rng.normal(128, rng.uniform(10, 60), shape)
+        out.append(np.clip(pic, 0, 255).astype(np.uint8))
+    return out
+
+
+def test_blank_and_noise_pictures_are_refused(engine):
+    rng = np.random.default_rng(1234)
+    pics = blank_frames(rng, 120) + noise_pictures(rng, 120)
+    preds = engine.predict_images(pics)
+    refused = [p for p in preds if p.label is None]
+    assert len(refused) / len(preds) >= 0.99, [p.reason for p in preds if p.label is not None]
+    assert all(p.reason and p.class_index is None for p in refused)
+
+
+def test_real_digits_are_rarely_refused(engine, digits):
+    x, y = digits
+    preds = engine.predict_images(list(x[:2000]))
+    refused = np.mean([p.label is None for p in preds])
+    assert refused <= 0.015
+    rng = np.random.default_rng(99)
+    frames = [camera_frame(d, rng, height=int(rng.integers(50, 250))) for d in x[2000:2200]]
+    preds = engine.predict_images(frames)
+    assert np.mean([p.label is None for p in preds]) <= 0.03
+    assert np.mean([p.class_index == t for p, t in zip(preds, y[2000:2200])]) >= 0.9
+
+
+def test_two_digits_side_by_side_are_not_one_digit(engine, digits):
+    x, _ = digits
+    rng = np.random.default_rng(7)
+    pics = []
+    for i in range(40):
+        pair = np.concatenate([x[2 * i], np.zeros((28, int(rng.integers(2, 20))), np.uint8), x[2 * i + 1]], axis=1)
+        pair = 255 - np.asarray(Image.fromarray(pair).resize((pair.shape[1] * 3, 84)))
+        frame = np.full((240, 400), 225, np.uint8)
+        frame[70:154, 30:30 + pair.shape[1]] = pair
+        pics.append(frame)
+    preds = engine.predict_images(pics)
+    assert np.mean([p.label is None and p.reason.startswith("not one digit") for p in preds]) >= 0.9
+
+
+def test_a_box_drawn_around_a_digit_is_left_out(engine, digits):
+    x, y = digits
+    pics = []
+    for d in x[3000:3040]:
+        f = np.full((200, 200), 230, np.uint8)
+        f[44:156, 44:156] = 255 - np.asarray(Image.fromarray(d).resize((112, 112)))
+        img = Image.fromarray(f)
+        ImageDraw.Draw(img).rectangle([28, 28, 172, 172], outline=15, width=5)
+        pics.append(np.asarray(img))
+    preds = engine.predict_images(pics)
+    assert np.mean([p.class_index == t for p, t in zip(preds, y[3000:3040])]) >= 0.85
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_the_cli_the_api_and_http_refuse_the_same_picture(tmp_path, engine):
+    from edge_rbmlp.server.app import create_app
+    from edge_rbmlp.server.config import ServerConfig
+
+    blank = np.full((80, 60), 240, np.uint8)
+    path = tmp_path / "blank.png"
+    path.write_bytes(_png(blank))
+    api = engine.predict_image(path.read_bytes())
+    assert api.label is None and api.reason.startswith("no digit")
+    res = CliRunner().invoke(main, ["classify", "mnist", str(path), "--json"])
+    assert res.exit_code == 1
+    cli = json.loads(res.output[res.output.index("["):res.output.rindex("]") + 1])[0]
+    assert cli["label"] is None and cli["reason"] == api.reason
+    res = CliRunner().invoke(main, ["classify", "mnist", str(path)])
+    assert res.exit_code == 1 and "refused" in res.output and api.reason in res.output
+    client = create_app(ServerConfig(models=["mnist"])).test_client()
+    resp = client.post("/classify/mnist", data=path.read_bytes(), headers={"Content-Type": "image/png"})
+    body = resp.get_json()
+    assert resp.status_code == 422 and body["label"] is None and body["reason"] == api.reason
+    assert body["error"] == api.reason
+
+
+def test_empty_text_is_refused_everywhere():
+    from edge_rbmlp.server.app import create_app
+    from edge_rbmlp.server.config import ServerConfig
+    from edge_rbmlp.text import TextError
+
+    with pytest.raises(TextError, match="empty"):
+        edge_rbmlp.load("imdb").predict_text(" \n\t ")
+    res = CliRunner().invoke(main, ["classify", "imdb", "--text", "   "])
+    assert res.exit_code == 1 and "empty" in res.output
+    client = create_app(ServerConfig(models=["imdb"])).test_client()
+    resp = client.post("/classify/imdb", data=b"   ", headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 400 and "empty" in resp.get_json()["error"]
