@@ -107,10 +107,12 @@ def test_camera_loop_over_a_dir_with_a_bad_file(tmp_path):
 
 
 # -- video ---------------------------------------------------------------------------------------------------
-av = pytest.importorskip("av", reason="PyAV is not installed: pip install 'edge-rbmlp[video]' (the test extra has it)")
+@pytest.fixture
+def av():
+    return pytest.importorskip("av", reason="PyAV is not installed: pip install 'edge-rbmlp[video]' (the test extra has it)")
 
 
-def write_video(path, frames, fps=10):
+def write_video(av, path, frames, fps=10):
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
@@ -123,9 +125,9 @@ def write_video(path, frames, fps=10):
 
 
 @pytest.fixture
-def video(tmp_path):
+def video(av, tmp_path):
     path = tmp_path / "meter.mp4"
-    write_video(path, _levels(5))
+    write_video(av, path, _levels(5))
     return path
 
 
@@ -137,7 +139,7 @@ def test_file_source_plays_every_frame_in_order_and_loops(video):
     src.close()
 
 
-def test_file_source_errors(tmp_path):
+def test_file_source_errors(av, tmp_path):
     with pytest.raises(CameraUnavailable, match="no such file"):
         open_source(f"file:{tmp_path / 'missing.mp4'}")
     bad = tmp_path / "bad.mp4"
@@ -146,7 +148,7 @@ def test_file_source_errors(tmp_path):
         open_source(f"file:{bad}")
 
 
-def test_live_source_keeps_the_newest_frame_and_reopens_after_a_failure(video):
+def test_live_source_keeps_the_newest_frame_and_reopens_after_a_failure(av, video):
     """The V4L2 path minus the device: a thread decodes continuously, capture() takes the newest frame;
     when the stream ends (a webcam unplugged) capture() raises and the next one reopens it."""
     opened = []
@@ -167,7 +169,7 @@ def test_live_source_keeps_the_newest_frame_and_reopens_after_a_failure(video):
     src.close()
 
 
-def test_v4l2_without_the_device_says_so(tmp_path):
+def test_v4l2_without_the_device_says_so(av, tmp_path):
     with pytest.raises(CameraUnavailable) as err:
         open_source(f"v4l2:{tmp_path / 'video0'}")
     assert f"v4l2:{tmp_path / 'video0'}" in str(err.value) and "video group" in str(err.value)
