@@ -48,13 +48,14 @@ class Service:
     """``edge-rbmlp serve`` in a subprocess on a free loopback port; stopped on exit."""
 
     def __init__(self, models=("mnist", "imdb"), workers: int = 1, threads: int = 4, backend: str = "auto",
-                 extra_args=()):
+                 extra_args=(), cwd: Optional[Path] = None):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "EDGE_RBMLP_TOKEN"):
             env.pop(name, None)
         self.args = [sys.executable, "-m", "edge_rbmlp.cli", "serve", *models, "--port", "0",
                      "--workers", str(workers), "--threads", str(threads), "--backend", backend, *extra_args]
         self.env = env
+        self.cwd = cwd or ROOT  # another checkout's edge_rbmlp (python -m imports it from the cwd)
         self.proc: Optional[subprocess.Popen] = None
         self.url = ""
         self.stderr_file = tempfile.TemporaryFile(mode="w+")
@@ -62,7 +63,7 @@ class Service:
     def __enter__(self) -> "Service":
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True,
-                                     env=self.env, cwd=ROOT)
+                                     env=self.env, cwd=self.cwd)
         line = self.proc.stdout.readline()
         self.banner = line
         match = re.search(r"(http://[^/\s]+)/", line)
@@ -368,7 +369,7 @@ def reference_problem(name: str) -> Optional[str]:
 
 
 def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=print, use_wrk: Optional[bool] = None,
-                requests: int = 2000) -> dict:
+                requests: int = 2000, before: Optional[Path] = None) -> dict:
     """Our service against the reference services, side by side in one run (issue 10): every
     service is up at once and each (service, model, concurrency) cell is measured in turn
     ``repeats`` times with wrk; the median counts. Services:
@@ -378,7 +379,9 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     * ``ours_waitress``: the same on waitress (the server before granian);
     * ``ours_2_workers``: ``--workers 2`` (default HTTP server);
     * ``flask_minimal``: the smallest Flask app on waitress returning a constant JSON;
-    * ``flask_litert``: Flask + ai-edge-litert int8, written the way a Pi tutorial would.
+    * ``flask_litert``: Flask + ai-edge-litert int8, written the way a Pi tutorial would;
+    * ``ours_before`` (with ``before``, a checkout of an older commit with its extension built):
+      that code's ``edge-rbmlp serve`` as ``make run`` started it then.
 
     Ratios: ours / flask_minimal per model and concurrency, 2 workers / 1 worker at c=8, ours /
     flask_litert (digits). RSS and ready time (process start to the first answered /healthz) of each.
@@ -416,6 +419,9 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
             "ours_2_workers": (stack.enter_context(Service(models=("mnist", "imdb"), workers=2, threads=1)),
                                ("mnist", "imdb")),
         }
+        if before is not None:
+            services["ours_before"] = (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1,
+                                                                   cwd=before)), ("mnist", "imdb"))
         for name, models in (("flask_minimal", ("mnist", "imdb")), ("flask_litert", ("mnist",))):
             problem = reference_problem(name)
             if problem:
@@ -448,10 +454,13 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     # ready time and idle RSS, one service at a time (not beside the others: cold starts would
     # compete for the cores), each started ``repeats`` times; the median counts
     ready = {}
-    for name, extra in (("ours", []), ("ours_waitress", ["--http-server", "waitress"])):
+    kinds = [("ours", [], None), ("ours_waitress", ["--http-server", "waitress"], None)]
+    if before is not None:
+        kinds.append(("ours_before", [], before))
+    for name, extra, cwd in kinds:
         starts = []
         for _ in range(repeats):
-            with Service(models=("mnist", "imdb"), workers=1, threads=1, extra_args=extra) as svc:
+            with Service(models=("mnist", "imdb"), workers=1, threads=1, extra_args=extra, cwd=cwd) as svc:
                 starts.append({"ready_s": svc.ready_s, "rss_bytes": svc.rss_bytes()})
         ordered = sorted(starts, key=lambda r: r["ready_s"])
         ready[name] = {"ready_s": ordered[len(ordered) // 2]["ready_s"], "all_ready_s": [r["ready_s"] for r in starts],
@@ -477,6 +486,9 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
         for c in levels:
             ratios[f"ours_vs_flask_minimal_{model}_c{c}"] = ratio(("ours", model, c), ("flask_minimal", model, c))
             ratios[f"ours_vs_ours_waitress_{model}_c{c}"] = ratio(("ours", model, c), ("ours_waitress", model, c))
+            ratios[f"ours_before_vs_flask_minimal_{model}_c{c}"] = ratio(("ours_before", model, c),
+                                                                         ("flask_minimal", model, c))
+            ratios[f"ours_vs_ours_before_{model}_c{c}"] = ratio(("ours", model, c), ("ours_before", model, c))
         top = max(levels)
         ratios[f"two_workers_vs_one_{model}_c{top}"] = ratio(("ours_2_workers", model, top), ("ours", model, top))
     for c in levels:
@@ -489,6 +501,31 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
             "seconds_per_run": seconds if use_wrk else None, "repeats": repeats, "levels": list(levels),
             "samples": {k: str(v[0].name) for k, v in bodies.items()}, "rows": rows, "ratios": ratios,
             "services": info, "ready": ready, "skipped": skipped}
+
+
+def compare_markdown(compare: dict) -> str:
+    """The comparison as the Markdown table of benchmarks/README.md."""
+    rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in compare["rows"]}
+    names = [n for n in ("ours_before", "ours_waitress", "ours", "ours_2_workers", "flask_minimal", "flask_litert")
+             if any(k[0] == n for k in rps)]
+    label = {"ours_before": "before (waitress, old request path)", "ours_waitress": "ours on waitress",
+             "ours": "**ours** (`make run`: granian, 1 worker)", "ours_2_workers": "ours, `--workers 2`",
+             "flask_minimal": "smallest Flask app (waitress)", "flask_litert": "Flask + ai-edge-litert int8 (waitress)"}
+    cols = [(m, c) for m in ("mnist", "imdb") for c in compare["levels"]]
+    lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " | RSS | ready |",
+             "|---|" + "---|" * len(cols) + "---|---|"]
+    ready = compare.get("ready", {})
+    for n in names:
+        cells = []
+        for m, c in cols:
+            v = rps.get((n, m, c))
+            base = rps.get(("flask_minimal", m, c))
+            cells.append("-" if v is None else f"{v:,.0f}" + (f" ({v / base:.2f}x)" if base and n != "flask_minimal" else ""))
+        info = compare["services"].get(n, {})
+        rss = ready.get(n, {}).get("idle_rss_bytes") or info.get("rss_bytes")
+        ready_s = ready.get(n, {}).get("ready_s") or info.get("ready_s")
+        lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {rss / 2**20:.1f} MiB | {ready_s:.2f} s |")
+    return "\n".join(lines)
 
 
 def parse_configs(text: str) -> List[tuple]:
@@ -565,17 +602,21 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-seconds", type=float, default=4.0)
     ap.add_argument("--compare-repeats", type=int, default=3)
     ap.add_argument("--compare-only", action="store_true", help="only the comparison (no load, soak, scaling)")
+    ap.add_argument("--compare-before", type=Path, default=None, metavar="CHECKOUT",
+                    help="also serve an older checkout (its extension built in place) beside ours: the 'before' column")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.compare_only:
         print("compare: our service against the reference services (wrk, same run)")
         report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                               "python": platform.python_version(), "load_average": os.getloadavg()},
-                  "compare": run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats)}
+                  "compare": run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats,
+                                         before=args.compare_before)}
         problems = [f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
                     f"{r['socket_errors']} socket errors" for r in report["compare"]["rows"]
                     if r["non_2xx"] or r["socket_errors"]]
         report["problems"] = problems
+        print(compare_markdown(report["compare"]))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=1) + "\n")
@@ -618,7 +659,8 @@ def main(argv=None) -> int:
                                     f"{r['socket_errors']} socket errors")
     if args.compare:
         print("compare: our service against the reference services (wrk, same run)")
-        report["compare"] = run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats)
+        report["compare"] = run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats,
+                                        before=args.compare_before)
         for r in report["compare"]["rows"]:
             if r["non_2xx"] or r["socket_errors"]:
                 problems.append(f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "

@@ -41,7 +41,13 @@ class FastJSONProvider(DefaultJSONProvider):
 
     def __init__(self, app):
         super().__init__(app)
-        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self.default).encode
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self._default).encode
+
+    def _default(self, o):
+        """numpy arrays and scalars as lists and numbers (engines answer in numpy); else Flask's."""
+        if type(o).__module__ == "numpy" and hasattr(o, "tolist"):
+            return o.tolist()
+        return self.default(o)
 
     def dumps(self, obj, **kwargs) -> str:
         return super().dumps(obj, **kwargs) if kwargs else self._encode(obj)
