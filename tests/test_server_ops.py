@@ -509,3 +509,26 @@ def test_max_connections_is_honoured_and_idle_connections_time_out(paths, http_s
         reply = _read_until_closed(extra)
         extra.close()
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+
+
+@_granian_skip()
+def test_granian_closes_a_connection_that_trickles_header_lines(paths):
+    """Under granian idle_timeout_s bounds the whole request head (hyper's header read timeout):
+    a client sending one header line at a time, each well within the timeout, is still cut off
+    (under waitress only silence is timed out)."""
+    import time
+
+    config = make_config(paths, limits={"idle_timeout_s": 1})
+    with running_server(config, http_server="granian") as (url, app):
+        host, port = url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            cut_off_after = None
+            for line in range(1, 60):  # 59 lines 0.25 s apart: 15 s, far past the 1 s head deadline
+                time.sleep(0.25)
+                try:
+                    s.sendall(b"X-Slow-%d: y\r\n" % line)
+                except OSError:  # reset: the server has closed it
+                    cut_off_after = line
+                    break
+        assert cut_off_after is not None, "a connection trickling header lines stayed open for 15 s"
