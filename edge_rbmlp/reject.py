@@ -64,3 +64,13 @@ def confidence_reason(probabilities: Sequence[float], min_confidence: float) -> 
     if best < min_confidence:
         return f"unsure: the most likely class has {best:.2f}, below the {min_confidence:.2f} minimum"
     return None
+
+
+#: a text with fewer known words than this is classified, but flagged ``low_confidence``
+MIN_KNOWN_WORDS = 3
+
+
+def text_is_low_confidence(known_words: int, confidence: float, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> bool:
+    """A text's label is flagged (not refused) when the model knows few of its words or is unsure:
+    with bag-of-words input, a text of one or two known words lands near the bias."""
+    return known_words < MIN_KNOWN_WORDS or confidence < min_confidence

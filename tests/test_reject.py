@@ -136,3 +136,19 @@ def test_empty_text_is_refused_everywhere():
     client = create_app(ServerConfig(models=["imdb"])).test_client()
     resp = client.post("/classify/imdb", data=b"   ", headers={"Content-Type": "text/plain"})
     assert resp.status_code == 400 and "empty" in resp.get_json()["error"]
+
+
+def test_a_text_with_few_known_words_is_flagged_not_refused():
+    engine = edge_rbmlp.load("imdb")
+    short = engine.predict_text("Bad.")
+    assert short.label is not None and short.known_words == 1 and short.low_confidence
+    nothing = engine.predict_text("!!! ???")
+    assert nothing.known_words == 0 and nothing.low_confidence
+    long = engine.predict_text("A delightful, clever film with a wonderful cast and a story that moved me.")
+    assert long.known_words >= 8
+    assert long.to_dict()["known_words"] == long.known_words
+    # the reference engine counts the same words as the C tokenizer
+    from edge_rbmlp.engines import create
+    ref = create(engine.model, "reference")
+    for text in ("Bad.", "A delightful, clever film.", "caf\u00e9 au lait, not a film"):
+        assert ref.predict_text(text).known_words == engine.predict_text(text).known_words

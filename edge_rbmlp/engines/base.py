@@ -27,7 +27,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..model_file import PackedModel
-from ..reject import DEFAULT_MIN_CONFIDENCE, NO_DIGIT, confidence_reason, picture_reason  # noqa: F401
+from ..reject import (DEFAULT_MIN_CONFIDENCE, NO_DIGIT, confidence_reason, picture_reason,  # noqa: F401
+                      text_is_low_confidence)
 
 
 class InputKindError(ValueError):
@@ -49,6 +50,10 @@ class Prediction:
     probabilities: List[float]
     reason: Optional[str] = None
     timing_us: Dict[str, float] = field(default_factory=dict)
+    # text: how many of its words the model knows, and whether that (or the class's probability)
+    # is too little to trust the label (edge_rbmlp.reject.text_is_low_confidence)
+    known_words: Optional[int] = None
+    low_confidence: bool = False
     # the uint8 model input that was classified (the 28x28 digit, the multi-hot row); not serialized
     input: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
@@ -64,6 +69,9 @@ class Prediction:
         out = {"label": self.label, "class_index": self.class_index, "probabilities": self.probabilities}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.known_words is not None:
+            out["known_words"] = self.known_words
+            out["low_confidence"] = self.low_confidence
         if timing:
             out.update({k: round(v, 1) for k, v in self.timing_us.items()})
         return out
@@ -104,9 +112,13 @@ class Engine:
         """``uint8 [batch, n_inputs]`` -> probabilities ``[batch, classes]`` (backends may do it in C)."""
         return logits_to_probabilities(self.logits_uint8(q), self.model.output_activation)
 
-    def text_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw texts -> probabilities ``[batch, classes]`` (the native engine tokenizes in C)."""
-        return self.probabilities_uint8(self.text_encoder.multi_hot_batch(texts))
+    def text_probabilities(self, texts: Sequence[str], known: Optional[list] = None) -> np.ndarray:
+        """Raw texts -> probabilities ``[batch, classes]`` (the native engine tokenizes in C);
+        ``known``, when given, receives each text's number of vocabulary words."""
+        q = self.text_encoder.multi_hot_batch(texts)
+        if known is not None:
+            known.extend(int(v) for v in q.sum(axis=1))
+        return self.probabilities_uint8(q)
 
     @property
     def kernel(self) -> str:
@@ -151,9 +163,9 @@ class Engine:
             reason = refused[i] if refused else None
             if reason is None:
                 index = p.index(max(p))
-                out.append(Prediction(labels[index], index, p, None, timings[i], inputs[i]))
+                out.append(Prediction(labels[index], index, p, timing_us=timings[i], input=inputs[i]))
             else:
-                out.append(Prediction(None, None, p, reason, timings[i], inputs[i]))
+                out.append(Prediction(None, None, p, reason=reason, timing_us=timings[i], input=inputs[i]))
         return out
 
     def predictions(self, q: np.ndarray) -> List[Prediction]:
@@ -223,11 +235,16 @@ class Engine:
         if not texts:
             return []
         t0 = time.perf_counter()
-        probs = self.text_probabilities(texts)
+        known: List[int] = []
+        probs = self.text_probabilities(texts, known)
         total = _us(time.perf_counter() - t0) / len(texts)
         # tokenizing and inference are one C call on the native engine: reported as inference
         timing = {"decode_us": 0.0, "preprocess_us": 0.0, "inference_us": total, "total_us": total}
-        return self._answers(probs, [None] * len(texts), [dict(timing) for _ in texts])
+        preds = self._answers(probs, [None] * len(texts), [dict(timing) for _ in texts])
+        for pred, k in zip(preds, known):
+            pred.known_words = k
+            pred.low_confidence = text_is_low_confidence(k, pred.confidence)
+        return preds
 
     def predict_text(self, text) -> Prediction:
         """Tokenize with the model's own vocabulary and classify."""

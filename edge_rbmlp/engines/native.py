@@ -208,13 +208,13 @@ class NativeEngine(Engine):
         out = np.empty((q.shape[0], self._out_width), dtype=np.float32)
         return self._native.predict_into(q, out)
 
-    def text_probabilities(self, texts) -> np.ndarray:
+    def text_probabilities(self, texts, known=None) -> np.ndarray:
         """Tokenize and classify from the active word indices (no 10,000-wide dense vector).
 
         ASCII text goes to C in one call per text (tokenizer, vocabulary lookup and inference, GIL
         released); other text is tokenized by :mod:`edge_rbmlp.text` and runs the same sparse C path."""
         if self.model.input_spec.kind != "text" or not self._sparse_ok:
-            return super().text_probabilities(texts)
+            return super().text_probabilities(texts, known)
         probs = np.empty((len(texts), self._out_width), dtype=np.float32)
         for i, text in enumerate(texts):
             raw = text.encode("ascii") if self._c_tokenizer and text.isascii() else None
@@ -222,11 +222,15 @@ class NativeEngine(Engine):
             if raw is not None:
                 if len(raw) > MAX_TEXT_CHARS:
                     raise TextError(f"text is {len(raw)} characters, more than the {MAX_TEXT_CHARS} limit")
-                if self._native.predict_text_into(raw, row) < 0:  # pragma: no cover - ASCII checked above
+                k = self._native.predict_text_into(raw, row)
+                if k < 0:  # pragma: no cover - ASCII checked above
                     raise RuntimeError("the C tokenizer rejected ASCII text")
             else:
                 idx = self.text_encoder.indices(as_text(text))
                 self._native.sparse_predict_into(idx, np.array([0, idx.shape[0]], dtype=np.int64), row)
+                k = int(idx.shape[0])
+            if known is not None:
+                known.append(int(k))
         return probs
 
     def text_indices(self, text) -> np.ndarray:

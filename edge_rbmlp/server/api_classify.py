@@ -20,7 +20,9 @@ def _answer(served, pred):
                     "probabilities": pred.probabilities, "latency_us": round(t["total_us"], 1),
                     "decode_us": round(t["decode_us"], 1), "preprocess_us": round(t["preprocess_us"], 1),
                     "inference_us": round(t["inference_us"], 1), "total_us": round(t["total_us"], 1),
-                    "backend": served.engine.name, "kernel": served.engine.kernel})
+                    "backend": served.engine.name, "kernel": served.engine.kernel,
+                    **({"known_words": pred.known_words, "low_confidence": pred.low_confidence}
+                       if pred.known_words is not None else {})})
 
 
 def _charset_ok() -> bool:
