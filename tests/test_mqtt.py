@@ -31,6 +31,7 @@ from edge_rbmlp.server import create_app  # noqa: E402
 from edge_rbmlp.server.config import CameraConfig, MqttConfig, ReaderConfig, ServerConfig  # noqa: E402
 
 NUMBER = "0427"
+RECONNECT_WAIT_S = 90  # paho's back-off grows to 30 s between attempts while the broker is away
 PREFIX = "test/meter"
 NODE = "meter-test"
 PASSWORD = "s3cret-Pa55word-never-logged"
@@ -194,7 +195,7 @@ def test_broker_restart_reconnects_and_republishes_discovery(frames_dir, tmp_pat
         assert body["mqtt"]["connected"] is False and body["readers"][0]["last"]["value"] == NUMBER
         assert client.get("/healthz").status_code == 200
         broker.start()
-        wait_until(lambda: publisher.connects == 2, what="the service reconnecting")
+        wait_until(lambda: publisher.connects == 2, RECONNECT_WAIT_S, "the service reconnecting")
         sub = Subscriber(broker.port)  # after the reconnect: what it gets now was retained
         config = sub.wait_for(lambda m: m.topic == discovery())
         assert config.retain  # sent again by the service after it reconnected
@@ -226,7 +227,7 @@ def test_broker_absent_at_start(frames_dir, tmp_path, caplog):
         assert len(unreachable) == 1, [r.getMessage() for r in caplog.records]
         assert "Connection refused" in unreachable[0].getMessage()
         broker.start()
-        wait_until(publisher.connected.is_set, what="the service connecting once the broker is there")
+        wait_until(publisher.connected.is_set, RECONNECT_WAIT_S, "the service connecting once the broker is there")
         sub = Subscriber(port)
         assert sub.wait_for(lambda m: m.topic == discovery()).retain
         assert sub.wait_for(is_state).json()["value"] == NUMBER
@@ -245,7 +246,7 @@ def test_wrong_password_is_one_clear_log_line_and_retried(frames_dir, tmp_path, 
     try:
         app, loop = start(frames_dir, broker.port, username="edge", password=PASSWORD)
         publisher = app.extensions["edge_rbmlp.readers"].publisher
-        wait_until(lambda: publisher.refusals >= 3, what="three refused connection attempts")
+        wait_until(lambda: publisher.refusals >= 3, RECONNECT_WAIT_S, "three refused connection attempts")
         assert not publisher.connected.is_set() and publisher.connects == 0
         errors = [r for r in caplog.records if r.name == "edge_rbmlp.mqtt" and r.levelno >= logging.ERROR]
         assert len(errors) == 1, [r.getMessage() for r in errors]
@@ -308,7 +309,7 @@ def test_tls_with_a_private_ca(frames_dir, tmp_path, caplog):
         loop = None
         app, loop = start(frames_dir, broker.tls_port, tls=True)  # the system CAs do not know our private CA
         publisher = app.extensions["edge_rbmlp.readers"].publisher
-        wait_until(lambda: publisher.attempts >= 2, what="two failed TLS handshakes")
+        wait_until(lambda: publisher.attempts >= 2, RECONNECT_WAIT_S, "two failed TLS handshakes")
         assert not publisher.connected.is_set()
         failures = [r.getMessage() for r in caplog.records if r.name == "edge_rbmlp.mqtt"
                     and r.levelno >= logging.WARNING and "cannot reach" in r.getMessage()]
