@@ -287,6 +287,8 @@ def test_reproduce_ray_auto_without_a_cluster_starts_an_embedded_one(tmp_path):
 
     if datasets.verified_record("mnist") is None:
         pytest.skip("mnist is not in the data cache: run `python -m train data fetch` (make test does it)")
+    if _pids_of("/gcs_server"):
+        pytest.skip("another Ray cluster runs on this machine: `--ray auto` would (rightly) join it")
     ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # Ray's own files; no cluster is registered there
     env = dict(os.environ, RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
                RAY_USAGE_STATS_ENABLED="0")
