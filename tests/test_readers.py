@@ -218,17 +218,19 @@ def test_all_rois_of_a_frame_go_through_the_engine_in_one_batch(mnist):
     assert crop(frame, (310, 0, 20, 20)) is None and crop(frame, (300, 0, 20, 20)).shape == (20, 20, 3)
 
 
-def reading_accuracy(engine, x, y, vote, new_glyphs_every_frame, values=30, hold=6, seed=0):
-    """Per-frame outcome of a 4-digit counter shown ``hold`` frames per value: (correct, stale, misread,
-    invalid) fractions; stale = the previous value (the vote lags a change), misread = any other value."""
+def reading_accuracy(engine, x, y, vote, new_glyphs_every_frame, values=30, hold=6, seed=0, rules=False):
+    """Per-frame outcome of a 4-digit counter shown ``hold`` frames per value, one frame a second: (correct,
+    stale, misread, invalid) fractions; stale = the previous value (the vote lags a change), misread = any
+    other value. ``rules``: monotonic, and max_rate_per_hour at twice the counter's rate."""
     bank = meterkit.DigitBank(x, y, seed=seed)
     frames = meterkit.counter_sequence(bank, np.random.default_rng(seed), 427, values, hold,
                                        new_glyphs_every_frame=new_glyphs_every_frame)
     rois = tuple(tuple(r) for r in meterkit.rois())
-    readers = ReaderSet([ReaderConfig("m", rois, vote=vote, min_confidence=0.6)], lambda m: engine)
+    extra = {"monotonic": True, "max_rate_per_hour": 2 * 3600.0 / hold} if rules else {}
+    readers = ReaderSet([ReaderConfig("m", rois, vote=vote, min_confidence=0.6, **extra)], lambda m: engine)
     counts = dict(correct=0, stale=0, misread=0, invalid=0)
-    for frame, truth in frames:
-        r = readers.read(frame)[0]
+    for i, (frame, truth) in enumerate(frames):
+        r = readers.read(frame, ts=float(i))[0]
         previous = str(int(truth) - 1).zfill(4)
         key = "invalid" if not r.valid else "correct" if r.value == truth else "stale" if r.value == previous \
             else "misread"
@@ -243,10 +245,12 @@ def test_reading_accuracy_with_and_without_voting(mnist, new_glyphs):
     engine, x, y = mnist
     plain = reading_accuracy(engine, x, y, 1, new_glyphs)
     voted = reading_accuracy(engine, x, y, 3, new_glyphs)
+    ruled = reading_accuracy(engine, x, y, 3, new_glyphs, rules=True)
     print(f"\nreaders, 4 digits, {'new handwriting every frame' if new_glyphs else 'same glyphs per value'}: "
-          f"no vote {plain}; vote 3 {voted}")
+          f"no vote {plain}; vote 3 {voted}; vote 3 + monotonic + max rate {ruled}")
     assert plain["correct"] > 0.4  # 4 digits at ~90% each
     assert voted["misread"] <= plain["misread"]
+    assert ruled["misread"] <= voted["misread"] and ruled["correct"] >= voted["correct"] - 0.05
     if new_glyphs:  # independent errors: the majority of 3 removes most of them
         assert voted["misread"] < plain["misread"]
 
