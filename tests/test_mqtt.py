@@ -322,6 +322,13 @@ def test_tls_with_a_private_ca(frames_dir, tmp_path, caplog):
         broker.stop()
 
 
+def test_a_missing_ca_file_is_a_clear_error(tmp_path):
+    from edge_rbmlp.server.mqtt import MqttPublisher, MqttUnavailable
+
+    with pytest.raises(MqttUnavailable, match=r"\[mqtt\] tls: cannot use ca_file '.*missing.pem'"):
+        MqttPublisher(mqtt_config(8883, tls=True, ca_file=str(tmp_path / "missing.pem")), readers())
+
+
 def test_without_paho_the_error_names_the_package(monkeypatch):
     import builtins
 

@@ -149,7 +149,10 @@ class MqttPublisher:
         if c.username:
             client.username_pw_set(c.username, c.password)
         if c.tls:
-            client.tls_set(ca_certs=c.ca_file)
+            try:
+                client.tls_set(ca_certs=c.ca_file)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise MqttUnavailable(f"[mqtt] tls: cannot use ca_file {c.ca_file!r}: {exc}") from None
         client.will_set(self.status_topic, "offline", qos=max(1, c.qos), retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
