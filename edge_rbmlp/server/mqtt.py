@@ -75,7 +75,6 @@ def discovery_payload(config, reader, hostname: Optional[str] = None) -> dict:
     payload = {
         "name": reader.name,
         "unique_id": f"{node}_{reader.name}",
-        "object_id": f"{node}_{reader.name}",
         "state_topic": f"{prefix}/{reader.name}/state",
         "value_template": "{{ value_json.value }}",
         "json_attributes_topic": f"{prefix}/{reader.name}/state",
