@@ -532,3 +532,25 @@ def test_granian_closes_a_connection_that_trickles_header_lines(paths):
                     cut_off_after = line
                     break
         assert cut_off_after is not None, "a connection trickling header lines stayed open for 15 s"
+
+
+def test_capped_input_limits_a_body_without_content_length():
+    """The front's wsgi.input for chunked bodies: up to the limit is read whole (exactly the
+    limit too), one byte more is a 413, in every way werkzeug reads."""
+    import io
+
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    from edge_rbmlp.server.app import CappedInput
+
+    for body in (b"", b"x" * 99, b"y" * 100):
+        assert CappedInput(io.BytesIO(body), 100).read() == body
+        assert CappedInput(io.BytesIO(body), 100).read(1000) == body
+        capped = CappedInput(io.BytesIO(body), 100)
+        assert b"".join(iter(lambda: capped.read(7), b"")) == body
+    for reader in (lambda c: c.read(), lambda c: c.read(101), lambda c: [c.read(10) for _ in range(11)],
+                   lambda c: list(c), lambda c: c.readline()):
+        with pytest.raises(RequestEntityTooLarge):
+            reader(CappedInput(io.BytesIO(b"z" * 101), 100))
+    lines = CappedInput(io.BytesIO(b"a\nb\n"), 100)
+    assert list(lines) == [b"a\n", b"b\n"]
