@@ -103,10 +103,14 @@ async function classifyDigit() {
       const body = await resp.json();
       if (resp.ok) {
         $("digit-label").textContent = body.label;
-        $("digit-note").textContent = `${(100 * Math.max(...body.probabilities)).toFixed(1)}% \u00b7 ${body.latency_us.toFixed(0)} \u00b5s (${body.backend})`;
+        // where the time went: the engine is a few microseconds of it
+        $("digit-note").textContent = `${(100 * Math.max(...body.probabilities)).toFixed(1)}% \u00b7 ` +
+          `${body.total_us.toFixed(0)} \u00b5s = decode ${body.decode_us.toFixed(0)} + preprocess ` +
+          `${body.preprocess_us.toFixed(0)} + inference ${body.inference_us.toFixed(1)} (${body.backend})`;
         showBars($("digit-probs"), modelLabels(model), body.probabilities);
         document.body.dataset.digitLabel = body.label;
       } else {
+        if (body.reason) $("digit-label").textContent = "?";  // refused: no single digit in the picture
         $("digit-note").textContent = body.error || ("HTTP " + resp.status);
       }
     } while (state.digitPending);
@@ -135,7 +139,7 @@ async function classifyReview() {
   count("textRequests");
   if (seq !== reviewSeq) return; // a newer edit is on its way
   if (resp.ok) {
-    $("text-label").textContent = body.label;
+    $("text-label").textContent = body.label + (body.low_confidence ? ` (unsure: ${body.known_words} known words)` : "");
     showBars($("text-probs"), modelLabels(model), body.probabilities);
     document.body.dataset.textLabel = body.label;
   } else {
