@@ -157,12 +157,13 @@ def test_missing_fonts_are_a_skip_with_the_reason(monkeypatch):
 
 
 class _FakePrediction:
-    def __init__(self, label, index):
-        self.label, self.class_index = label, index
+    def __init__(self, label, index, probabilities=None, reason=None):
+        self.label, self.class_index, self.probabilities, self.reason = label, index, probabilities, reason
 
 
 class _FakeEngine:
-    """Answers the true digit, except for every third sample, which it refuses (label None)."""
+    """Answers the true digit, except for every third sample, which it refuses (label None); half of the
+    refusals still carry probabilities that favour the true digit."""
 
     def __init__(self, labels):
         self.labels = list(labels)
@@ -171,7 +172,11 @@ class _FakeEngine:
     def predict_image(self, x):
         y = self.labels[self.i]
         self.i += 1
-        return _FakePrediction(None, None) if self.i % 3 == 0 else _FakePrediction(str(y), int(y))
+        if self.i % 3:
+            return _FakePrediction(str(y), int(y), list(np.eye(10)[y]))
+        if self.i % 2:
+            return _FakePrediction(None, None, list(0.05 + 0.4 * np.eye(10)[y]), "unsure: class below 0.6")
+        return _FakePrediction(None, None, [], "no digit found: the image is blank")
 
 
 def test_evaluate_counts_correct_and_refused():
@@ -181,6 +186,8 @@ def test_evaluate_counts_correct_and_refused():
     es = ood.EvalSet("t", "image", [np.zeros((28, 28), np.uint8)] * 30, labels, "", 0)
     r = ood.evaluate_model_on_set(_FakeEngine(labels), es)
     assert r["n"] == 30 and r["rejected"] == 10 and r["accuracy"] == pytest.approx(20 / 30)
+    assert r["accuracy_forced"] == pytest.approx(25 / 30)
+    assert r["rejected_reasons"] == {"unsure": 5, "no digit found": 5}
 
 
 def test_logreg_baseline_trains_once_and_is_cached(tmp_path):

@@ -612,19 +612,28 @@ def _model_kind(model: str) -> str:
 
 
 def evaluate_model_on_set(engine, es: EvalSet) -> dict:
-    """Accuracy of an engine through its public API (``predict_image`` / ``predict_text``). A prediction
-    without a label (a refused input) counts as wrong and is counted under ``rejected``."""
-    correct = rejected = 0
+    """Accuracy of an engine through its public API (``predict_image`` / ``predict_text``).
+
+    ``accuracy``: a prediction without a label (a refused input) counts as wrong; ``rejected`` counts
+    them, by reason. ``accuracy_forced``: the class of highest probability is taken for every answer
+    that has probabilities, refused or not (the classifier without the reject rule)."""
+    correct = rejected = forced = 0
+    reasons: Dict[str, int] = {}
     t0 = time.time()
     for x, y in zip(es.inputs, es.labels):
         p = engine.predict_image(x) if es.kind == "image" else engine.predict_text(x)
+        probs = list(getattr(p, "probabilities", None) or [])
+        if probs and int(np.argmax(probs)) == int(y):
+            forced += 1
         if getattr(p, "label", None) is None or getattr(p, "class_index", None) is None:
             rejected += 1
+            why = str(getattr(p, "reason", None) or "refused").split(":")[0]
+            reasons[why] = reasons.get(why, 0) + 1
         elif int(p.class_index) == int(y):
             correct += 1
     n = len(es)
-    return {"accuracy": correct / n if n else None, "n": n, "rejected": rejected,
-            "seconds": round(time.time() - t0, 2)}
+    return {"accuracy": correct / n if n else None, "accuracy_forced": forced / n if n else None, "n": n,
+            "rejected": rejected, "rejected_reasons": reasons, "seconds": round(time.time() - t0, 2)}
 
 
 def evaluate_baseline_on_set(baseline, es: EvalSet) -> dict:
@@ -680,12 +689,12 @@ def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: 
 
 def format_table(result: dict) -> str:
     has_base = result.get("baseline") is not None
-    head = "| set | n | model | " + ("baseline | model - baseline | " if has_base else "") + "rejected |"
-    sep = "|---|---:|---:|" + ("---:|---:|" if has_base else "") + "---:|"
+    head = "| set | n | model | " + ("baseline | model - baseline | " if has_base else "") + "refused | model, argmax |"
+    sep = "|---|---:|---:|" + ("---:|---:|" if has_base else "") + "---:|---:|"
     lines = [head, sep]
     for r in result["sets"]:
         if "skipped" in r:
-            lines.append(f"| {r['set']} | - | skipped: {r['skipped']} |" + (" | |" if has_base else "") + " |")
+            lines.append(f"| {r['set']} | - | skipped: {r['skipped']} |" + (" | |" if has_base else "") + " | |")
             continue
         m = r["model"]["accuracy"]
         cells = [r["set"], str(r["n"]), f"{m:.4f}"]
@@ -693,5 +702,7 @@ def format_table(result: dict) -> str:
             b = r["baseline"]["accuracy"]
             cells += [f"{b:.4f}", f"{m - b:+.4f}"]
         cells.append(str(r["model"]["rejected"]))
+        f = r["model"].get("accuracy_forced")
+        cells.append("-" if f is None else f"{f:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
