@@ -554,3 +554,18 @@ def test_capped_input_limits_a_body_without_content_length():
             reader(CappedInput(io.BytesIO(b"z" * 101), 100))
     lines = CappedInput(io.BytesIO(b"a\nb\n"), 100)
     assert list(lines) == [b"a\n", b"b\n"]
+
+
+@_granian_skip()
+def test_embedded_granian_leaves_asyncio_alone(paths):
+    """granian embedded in this process registers nothing in asyncio's global task set (Playwright,
+    or any asyncio code beside the service, calls asyncio.all_tasks())."""
+    import asyncio
+
+    with running_server(make_config(paths), http_server="granian") as (url, app):
+        assert http("GET", url + "/healthz")[0] == 200
+        loop = asyncio.new_event_loop()
+        try:
+            assert asyncio.all_tasks(loop) == set()
+        finally:
+            loop.close()

@@ -268,7 +268,10 @@ class GranianServer:
         sig = WorkerSignal()
         sig.add_cb(self._one_stopped)
         loop = asyncio.new_event_loop()  # granian's scheduler wants one; WSGI never runs it
-        scheduler = _new_cbscheduler(loop, self.callback, impl_asyncio=False)
+        # WSGI calls the callback directly from granian's Python threads; the asyncio flavour of the
+        # scheduler is the one that does not register a stand-in Task in asyncio's global task set
+        # (which would break asyncio.all_tasks() for anything else in this process, e.g. Playwright)
+        scheduler = _new_cbscheduler(loop, self.callback, impl_asyncio=True)
         with self._lock:
             self._pending += 1
             self._signals.append((sig, worker, holder, loop, scheduler))
@@ -303,6 +306,9 @@ class GranianServer:
 
     def close(self) -> None:
         self.stop()
+        if self._stopped.is_set():  # the stand-in event loops, once granian let go of them
+            for _sig, _worker, _holder, loop, _scheduler in self._signals:
+                loop.close()
         if self.own_sockets:
             for sock in self.sockets:
                 sock.close()
