@@ -524,7 +524,9 @@ def compare_markdown(compare: dict) -> str:
         info = compare["services"].get(n, {})
         rss = ready.get(n, {}).get("idle_rss_bytes") or info.get("rss_bytes")
         ready_s = ready.get(n, {}).get("ready_s") or info.get("ready_s")
-        lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {rss / 2**20:.1f} MiB | {ready_s:.2f} s |")
+        started_alone = n in ready  # else its start competed with the others' (all start at once)
+        lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {rss / 2**20:.1f} MiB | {ready_s:.2f} s"
+                     + ("" if started_alone else "*") + " |")
     return "\n".join(lines)
 
 
