@@ -26,11 +26,12 @@ aspect ratio and centred by centre of mass in a 28x28 frame. A photo or a drawin
    exactly as the model saw it.
 4. **Background** (uneven light), when both sides of ``A`` are >= 16: ``S`` = ``A``
    reduced the same way to at most 64 a side; a grey opening of ``S`` (a ``k x k`` min
-   filter, then a ``k x k`` max filter, windows clipped at the edges, ``k`` odd, 3..15,
-   about 15 % of ``S``'s longer side) removes strokes but keeps the light; two box blurs
+   filter, then a ``k x k`` max filter, windows clipped at the edges, ``k`` odd, 3..31,
+   about 30 % of ``S``'s longer side) removes strokes but keeps the light; two box blurs
    of radius ``r = max(1, k // 6)`` smooth it. ``bg(y, x)`` is ``S`` bilinearly
    interpolated (8-bit fixed point) at the centre of any pixel of ``A`` or ``G``.
-   Foreground ``F = max(A - bg, 0)``. Smaller pictures: ``F = max(A - b, 0)``.
+   Foreground ``F = max(A - bg, 0)``. Smaller pictures: ``F = max(A - b, 0)``; one under 16 on
+   both sides is the digit as a whole (step 5 is skipped: a digit fills such a picture).
 5. **Digit region.** ``M`` = ``F`` smoothed by a 3x3 ``[1 2 1]`` kernel. Pixels count as
    ink where ``M > max(peak // 4, med + round(8.8956 * mad))`` (``med``/``mad``: median
    and median absolute deviation of ``M``, i.e. 6 robust sigmas of sensor noise). Of the
@@ -193,8 +194,11 @@ def is_dark_on_light(a: np.ndarray) -> bool:
 
 
 def opening_size(bh: int, bw: int) -> int:
-    radius = max(3, (15 * max(bh, bw)) // 100 | 1)
-    return min(radius, 15) | 1
+    """The opening's window: 30 % of the background map's longer side (odd, 3..31). Wide enough to
+    remove the thick strokes of a large, clean digit (a scan, an upscaled 8x8 digit), which a 15 %
+    window left partly in the background (UCI handwriting 0.47 -> 0.84 correct with the bundled model)."""
+    radius = max(3, (30 * max(bh, bw)) // 100 | 1)
+    return min(radius, 31) | 1
 
 
 def background_map(a: np.ndarray) -> np.ndarray:
@@ -372,8 +376,13 @@ def preprocess(g: np.ndarray, size: Tuple[int, int] = (28, 28), box: int = 20) -
         s = None
         bg_work = np.full((h, w), b, np.int64)
     fg = np.maximum(a - bg_work, 0)
-    # 5. region
-    grown = digit_region(fg, info)
+    # 5. region (a picture under 16 on both sides is taken whole: a digit fills it, and the noise
+    # model's median would be the digit itself)
+    if max(h, w) >= MIN_BACKGROUND_SIDE:
+        grown = digit_region(fg, info)
+    else:
+        grown = fg > 0
+        info.components = info.kept = int(grown.any())
     blank = np.zeros(size, np.uint8)
     if not grown.any():
         return blank, info

@@ -572,10 +572,10 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
         bw = (int)ceil_div(w, f2);
         s = t3; /* bh * bw <= h * w */
         block_mean_i32(a, h, w, f2, s);
-        int radius = (15 * (bh > bw ? bh : bw)) / 100 | 1;
+        int radius = (30 * (bh > bw ? bh : bw)) / 100 | 1;
         if (radius < 3)
             radius = 3;
-        const int k = (radius < 15 ? radius : 15) | 1;
+        const int k = (radius < 31 ? radius : 31) | 1;
         window_filter(s, bh, bw, k, 0, t1);
         window_filter(s, bh, bw, k, 1, t1);
         const int r = k / 6 > 1 ? k / 6 : 1;
@@ -590,108 +590,128 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
         const int32_t v = a[i] - t2[i];
         t2[i] = v > 0 ? v : 0; /* t2: foreground */
     }
-    /* 5. digit region */
-    smooth121(t2, h, w, t1, tmp); /* t1: M */
-    int peak_m = 0;
-    for (int64_t i = 0; i < hw; i++)
-        if (t1[i] > peak_m)
-            peak_m = t1[i];
-    const int med = image_rank(t1, hw, (hw - 1) / 2);
-    {
-        uint32_t hist[256] = {0};
-        for (int64_t i = 0; i < hw; i++) {
-            int d = t1[i] - med;
-            hist[d < 0 ? -d : d]++;
-        }
-        const int mad = hist_rank(hist, (hw - 1) / 2);
-        const int64_t noise = med + ((int64_t)mad * 8896 + 500) / 1000;
-        const int64_t thr = (peak_m / 4) > noise ? (peak_m / 4) : noise;
-        int any = 0;
-        for (int64_t i = 0; i < hw; i++) {
-            mask[i] = t1[i] > thr;
-            any |= mask[i];
-        }
-        if (!any)
-            goto done;
-    }
-    const int n = label_components(mask, t1, h, w, labels, stack, comp);
-    info->components = n;
-    /* frames drawn around the digit: hollow (<= 30 % of the box inked), enclosing >= 20 % of their mass */
-    int frames = 0;
-    for (int k = 1; k <= n; k++) {
-        const component *c = &comp[k];
-        if (c->count * 100 > 30 * (int64_t)(c->y1 - c->y0 + 1) * (c->x1 - c->x0 + 1))
-            continue;
-        int64_t inside = 0;
-        for (int j = 1; j <= n; j++)
-            if (j != k && comp[j].y0 > c->y0 && comp[j].y1 < c->y1 && comp[j].x0 > c->x0 && comp[j].x1 < c->x1)
-                inside += comp[j].mass;
-        if (inside * 100 >= 20 * c->mass) {
-            comp[k].frame = 1;
-            frames++;
-        }
-    }
-    info->frames = frames;
-    int best = 0;
-    for (int k = 1; k <= n; k++)
-        if (!comp[k].frame && (best == 0 || comp[k].mass > comp[best].mass))
-            best = k;
-    /* keep: reuse mask as the per-component keep flag table would need n entries; use stack */
-    uint8_t *keep = (uint8_t *)stack; /* stack is free now; n + 1 <= h * w * 4 bytes */
-    memset(keep, 0, (size_t)n + 1);
-    keep[best] = 1;
-    int y0 = comp[best].y0, y1 = comp[best].y1, x0 = comp[best].x0, x1 = comp[best].x1;
-    int changed = 1;
-    while (changed) {
-        changed = 0;
-        const int pad2 = imax(y1 - y0 + 1, x1 - x0 + 1);
-        for (int k = 1; k <= n; k++) {
-            if (keep[k] || comp[k].frame || comp[k].mass * 100 < 8 * comp[best].mass)
-                continue;
-            if (2 * comp[k].y0 >= 2 * y0 - pad2 && 2 * comp[k].y1 <= 2 * y1 + pad2 &&
-                2 * comp[k].x0 >= 2 * x0 - pad2 && 2 * comp[k].x1 <= 2 * x1 + pad2) {
-                keep[k] = 1;
-                y0 = imin(y0, comp[k].y0);
-                y1 = imax(y1, comp[k].y1);
-                x0 = imin(x0, comp[k].x0);
-                x1 = imax(x1, comp[k].x1);
-                changed = 1;
-            }
-        }
-    }
-    int kept = 0, far = 0;
-    for (int k = 1; k <= n; k++) {
-        kept += keep[k];
-        if (!keep[k] && !comp[k].frame && comp[k].mass * 4 >= comp[best].mass)
-            far++;
-    }
-    info->kept = kept;
-    info->far = far;
-    /* the kept components grown by one pixel (3x3 dilation, rows then columns) */
-    for (int64_t i = 0; i < hw; i++)
-        mask[i] = labels[i] != 0 && keep[labels[i]];
-    for (int y = 0; y < h; y++) {
-        const uint8_t *r = mask + (int64_t)y * w;
-        uint8_t *g = grown + (int64_t)y * w;
-        for (int x = 0; x < w; x++)
-            g[x] = r[x] | (x > 0 ? r[x - 1] : 0) | (x < w - 1 ? r[x + 1] : 0);
-    }
+    /* 5. digit region: a picture under 16 on both sides is taken whole (a digit fills it, and the
+     * noise model's median would be the digit itself) */
     int gy0 = h, gy1 = -1, gx0 = w, gx1 = -1;
-    for (int y = 0; y < h; y++) {
-        const uint8_t *up = grown + (int64_t)(y > 0 ? y - 1 : y) * w, *mid = grown + (int64_t)y * w;
-        const uint8_t *dn = grown + (int64_t)(y < h - 1 ? y + 1 : y) * w;
-        uint8_t *o = mask + (int64_t)y * w; /* mask: the grown mask from here on */
-        for (int x = 0; x < w; x++) {
-            o[x] = up[x] | mid[x] | dn[x];
-            if (o[x]) {
-                gy0 = imin(gy0, y);
-                gy1 = imax(gy1, y);
-                gx0 = imin(gx0, x);
-                gx1 = imax(gx1, x);
+    if (h < MIN_BACKGROUND_SIDE && w < MIN_BACKGROUND_SIDE) {
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const int64_t i = (int64_t)y * w + x;
+                mask[i] = t2[i] > 0;
+                if (mask[i]) {
+                    gy0 = imin(gy0, y);
+                    gy1 = imax(gy1, y);
+                    gx0 = imin(gx0, x);
+                    gx1 = imax(gx1, x);
+                }
+            }
+        if (gy1 < 0)
+            goto done;
+        info->components = info->kept = 1;
+        grown = mask;
+    } else {
+        /* 5. digit region */
+        smooth121(t2, h, w, t1, tmp); /* t1: M */
+        int peak_m = 0;
+        for (int64_t i = 0; i < hw; i++)
+            if (t1[i] > peak_m)
+                peak_m = t1[i];
+        const int med = image_rank(t1, hw, (hw - 1) / 2);
+        {
+            uint32_t hist[256] = {0};
+            for (int64_t i = 0; i < hw; i++) {
+                int d = t1[i] - med;
+                hist[d < 0 ? -d : d]++;
+            }
+            const int mad = hist_rank(hist, (hw - 1) / 2);
+            const int64_t noise = med + ((int64_t)mad * 8896 + 500) / 1000;
+            const int64_t thr = (peak_m / 4) > noise ? (peak_m / 4) : noise;
+            int any = 0;
+            for (int64_t i = 0; i < hw; i++) {
+                mask[i] = t1[i] > thr;
+                any |= mask[i];
+            }
+            if (!any)
+                goto done;
+        }
+        const int n = label_components(mask, t1, h, w, labels, stack, comp);
+        info->components = n;
+        /* frames drawn around the digit: hollow (<= 30 % of the box inked), enclosing >= 20 % of their mass */
+        int frames = 0;
+        for (int k = 1; k <= n; k++) {
+            const component *c = &comp[k];
+            if (c->count * 100 > 30 * (int64_t)(c->y1 - c->y0 + 1) * (c->x1 - c->x0 + 1))
+                continue;
+            int64_t inside = 0;
+            for (int j = 1; j <= n; j++)
+                if (j != k && comp[j].y0 > c->y0 && comp[j].y1 < c->y1 && comp[j].x0 > c->x0 && comp[j].x1 < c->x1)
+                    inside += comp[j].mass;
+            if (inside * 100 >= 20 * c->mass) {
+                comp[k].frame = 1;
+                frames++;
             }
         }
+        info->frames = frames;
+        int best = 0;
+        for (int k = 1; k <= n; k++)
+            if (!comp[k].frame && (best == 0 || comp[k].mass > comp[best].mass))
+                best = k;
+        /* keep: reuse mask as the per-component keep flag table would need n entries; use stack */
+        uint8_t *keep = (uint8_t *)stack; /* stack is free now; n + 1 <= h * w * 4 bytes */
+        memset(keep, 0, (size_t)n + 1);
+        keep[best] = 1;
+        int y0 = comp[best].y0, y1 = comp[best].y1, x0 = comp[best].x0, x1 = comp[best].x1;
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            const int pad2 = imax(y1 - y0 + 1, x1 - x0 + 1);
+            for (int k = 1; k <= n; k++) {
+                if (keep[k] || comp[k].frame || comp[k].mass * 100 < 8 * comp[best].mass)
+                    continue;
+                if (2 * comp[k].y0 >= 2 * y0 - pad2 && 2 * comp[k].y1 <= 2 * y1 + pad2 &&
+                    2 * comp[k].x0 >= 2 * x0 - pad2 && 2 * comp[k].x1 <= 2 * x1 + pad2) {
+                    keep[k] = 1;
+                    y0 = imin(y0, comp[k].y0);
+                    y1 = imax(y1, comp[k].y1);
+                    x0 = imin(x0, comp[k].x0);
+                    x1 = imax(x1, comp[k].x1);
+                    changed = 1;
+                }
+            }
+        }
+        int kept = 0, far = 0;
+        for (int k = 1; k <= n; k++) {
+            kept += keep[k];
+            if (!keep[k] && !comp[k].frame && comp[k].mass * 4 >= comp[best].mass)
+                far++;
+        }
+        info->kept = kept;
+        info->far = far;
+        /* the kept components grown by one pixel (3x3 dilation, rows then columns) */
+        for (int64_t i = 0; i < hw; i++)
+            mask[i] = labels[i] != 0 && keep[labels[i]];
+        for (int y = 0; y < h; y++) {
+            const uint8_t *r = mask + (int64_t)y * w;
+            uint8_t *g = grown + (int64_t)y * w;
+            for (int x = 0; x < w; x++)
+                g[x] = r[x] | (x > 0 ? r[x - 1] : 0) | (x < w - 1 ? r[x + 1] : 0);
+        }
+        for (int y = 0; y < h; y++) {
+            const uint8_t *up = grown + (int64_t)(y > 0 ? y - 1 : y) * w, *mid = grown + (int64_t)y * w;
+            const uint8_t *dn = grown + (int64_t)(y < h - 1 ? y + 1 : y) * w;
+            uint8_t *o = mask + (int64_t)y * w; /* mask: the grown mask from here on */
+            for (int x = 0; x < w; x++) {
+                o[x] = up[x] | mid[x] | dn[x];
+                if (o[x]) {
+                    gy0 = imin(gy0, y);
+                    gy1 = imax(gy1, y);
+                    gx0 = imin(gx0, x);
+                    gx1 = imax(gx1, x);
+                }
+            }
+        }
+        grown = mask;
     }
-    grown = mask;
     /* 6. crop at frame resolution */
     const int64_t Y0 = (int64_t)gy0 * f, Y1 = ((int64_t)gy1 + 1) * f < H ? ((int64_t)gy1 + 1) * f : H;
     const int64_t X0 = (int64_t)gx0 * f, X1 = ((int64_t)gx1 + 1) * f < W ? ((int64_t)gx1 + 1) * f : W;
