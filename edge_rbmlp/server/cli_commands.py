@@ -5,6 +5,7 @@ click group by :func:`register` at the end of ``edge_rbmlp/cli.py``."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import click
@@ -68,7 +69,13 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ht
                                 "source": camera_source},
                      "limits": {"max_body_bytes": max_body_bytes}}
         config = load_config(config_path, overrides)
-        return serve(config, echo=lambda line: click.echo(line))
+        echo = lambda line: click.echo(line)  # noqa: E731
+        if config.workers > 1:  # this process supervises worker processes (workers.py)
+            from .workers import serve_workers
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+            return serve_workers(config, echo)
+        return serve(config, echo=echo)
 
     code = _run(go)
     if code:

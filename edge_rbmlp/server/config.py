@@ -69,6 +69,9 @@ else:  # pragma: no cover - exercised on Python 3.9/3.10 only
     import tomli as tomllib
 
 TOKEN_ENV = "EDGE_RBMLP_TOKEN"
+# prometheus-client's multiprocess mode: set by the --workers supervisor, read by /metrics (here so
+# that both import it from below, and the supervisor stays free of prometheus-client)
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MQTT_PASSWORD_ENV = "EDGE_RBMLP_MQTT_PASSWORD"
 DEFAULT_CONFIG_PATH = Path("/etc/edge-rbmlp/config.toml")
 

@@ -112,7 +112,7 @@ class Metrics:
         sums over every worker, the gauges this worker's."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        from .workers import METRICS_DIR_ENV
+        from .config import METRICS_DIR_ENV
 
         directory = os.environ.get(METRICS_DIR_ENV)
         if directory and os.path.isdir(directory):

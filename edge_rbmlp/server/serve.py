@@ -364,13 +364,12 @@ def run_until_stopped(app, server) -> None:
 
 
 def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] = print) -> int:
-    """Serve until SIGTERM/SIGINT. ``camera_source`` replaces the Pi camera (tests, other cameras).
-    With ``config.workers`` > 1 this process supervises worker processes (workers.py)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    """Serve in this process until SIGTERM/SIGINT (``config.workers`` must be 1: several workers
+    are :func:`edge_rbmlp.server.workers.serve_workers`). ``camera_source`` replaces the Pi camera
+    (tests, other cameras)."""
     if config.workers > 1:
-        from .workers import serve_workers
-
-        return serve_workers(config, echo)
+        raise ValueError("serve() runs one process; use edge_rbmlp.server.workers.serve_workers for workers > 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app, server = build_server(config)
     state = app.extensions["edge_rbmlp"]
     port = server.port

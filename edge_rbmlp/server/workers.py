@@ -43,7 +43,7 @@ import time
 from multiprocessing.connection import wait as wait_for_objects
 from typing import Callable, List, Optional
 
-from .config import ConfigError, ServerConfig
+from .config import METRICS_DIR_ENV, ConfigError, ServerConfig
 
 log = logging.getLogger("edge_rbmlp.server")
 
@@ -52,7 +52,6 @@ MAX_CRASHES_IN_WINDOW = 5
 READY_TIMEOUT_S = 120.0
 PROBE_INTERVAL_S = 2.0  # how often each worker's own /healthz is asked
 PROBE_FAILURES = 3
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 METRICS_DIR_PREFIX = "edge-rbmlp-metrics-"  # + the supervisor's pid + "-" + random  # consecutive failed probes after which a worker counts as wedged and is replaced
 
 
