@@ -239,7 +239,9 @@ class GranianServer:
         self.callback = _granian_app(app, config)
         self._signals: list = []
         self._stopped = threading.Event()
-        self._stop_requested = threading.Event()
+        # a plain flag, not an Event: stop() runs in signal handlers, and Event.set() there could
+        # deadlock on the lock the interrupted Event.wait() of the same thread holds
+        self._stop_requested = False
         self._pending = 0
         self._lock = threading.Lock()
 
@@ -289,20 +291,24 @@ class GranianServer:
 
         # granian's Rust side logs through Python logging; one line per worker start is enough
         _logging.getLogger("_granian").setLevel(_logging.WARNING)
-        for i, sock in enumerate(self.sockets):
-            self._start_one(i, sock, self.config.threads)
-        for sock in self.extra_sockets:
-            self._start_one(len(self._signals), sock, 1)
-        while not self._stop_requested.wait(0.5):
-            pass
-        for sig, *_ in self._signals:
-            sig.set()
-        if not self._stopped.wait(STOP_TIMEOUT_S):
-            log.warning("granian: requests still in flight after %.0f s; stopping anyway", STOP_TIMEOUT_S)
+        import time
+
+        try:
+            for i, sock in enumerate(self.sockets):
+                self._start_one(i, sock, self.config.threads)
+            for sock in self.extra_sockets:
+                self._start_one(len(self._signals), sock, 1)
+            while not self._stop_requested:
+                time.sleep(0.1)
+        finally:
+            for sig, *_ in self._signals:
+                sig.set()
+            if self._signals and not self._stopped.wait(STOP_TIMEOUT_S):
+                log.warning("granian: requests still in flight after %.0f s; stopping anyway", STOP_TIMEOUT_S)
 
     def stop(self) -> None:
         """Safe from a signal handler and from another thread."""
-        self._stop_requested.set()
+        self._stop_requested = True
 
     def close(self) -> None:
         self.stop()
