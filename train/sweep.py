@@ -25,7 +25,9 @@ cluster with the job (Ray ``runtime_env`` ``py_modules``), so the nodes run the 
 ``--ray`` takes ``local`` (an embedded Ray started by the driver on this machine and stopped with it),
 ``auto`` (the Ray cluster this machine belongs to, i.e. ``ray start`` was run here or ``RAY_ADDRESS`` is
 set; when there is none, an embedded local Ray, said so on the first line), or ``HOST:PORT`` of any
-cluster's head (its GCS port, as printed by ``ray start --head``).
+cluster's head (its GCS port, as printed by ``ray start --head``). The driver runs on one of the
+cluster's nodes (``ray start --address HEAD:PORT`` on the machine first, if it is not the head): the
+results folder is the driver's, and Ray Client (``ray://``) addresses are not supported.
 
 Why plain Ray tasks and not Ray Tune for these grids: every trial of ``reproduce`` and of a grid
 ``sweep`` is fixed in advance and trains to the end (the paper's protocol: no early stopping), so Tune's
