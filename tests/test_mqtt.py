@@ -163,6 +163,11 @@ def test_cmd_read_takes_a_reading_now(frames_dir, tmp_path):
         again = sub.wait_for(is_state, after=n)  # unchanged value, published because it was asked for
         assert again.json()["value"] == NUMBER
         sub.wait_for(lambda m: m.topic == f"{PREFIX}/broken/error", after=n)
+        # the messages can arrive before the camera thread is back from the forced frame (and a late
+        # message of the first frame can be the one seen): wait, bounded, for the frame count
+        deadline = time.monotonic() + 30
+        while loop.frames < frames + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert loop.frames == frames + 1
     finally:
         if sub is not None:
