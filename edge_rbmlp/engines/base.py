@@ -92,6 +92,12 @@ def _us(seconds: float) -> float:
     return seconds * 1e6
 
 
+def _timing(decode_us: float, preprocess_us: float, inference_us: float) -> Dict[str, float]:
+    """One prediction's time split, as every front end reports it."""
+    return {"decode_us": decode_us, "preprocess_us": preprocess_us, "inference_us": inference_us,
+            "total_us": decode_us + preprocess_us + inference_us}
+
+
 class Engine:
     """Base of every backend. Subclasses set ``name`` and implement ``logits_uint8``."""
 
@@ -140,10 +146,6 @@ class Engine:
             what = "images" if kind == "image" else kind
             raise InputKindError(f"model takes {have} input, not {what}")
 
-    def preprocess_image(self, image) -> np.ndarray:
-        """Any picture (array, PIL image) -> the model's uint8 input ``[n_inputs]``."""
-        return self.preprocess_image_info(image)[0]
-
     def preprocess_image_info(self, image):
         """Any picture -> (the model's uint8 input ``[n_inputs]``, why it holds no single digit or None)."""
         from ..image import image_array, preprocess_digit_info
@@ -176,8 +178,7 @@ class Engine:
         t0 = time.perf_counter()
         probs = self.probabilities_uint8(q)
         inference = _us(time.perf_counter() - t0) / max(1, q.shape[0])
-        timing = {"decode_us": 0.0, "preprocess_us": 0.0, "inference_us": inference, "total_us": inference}
-        return self._answers(probs, list(q), [dict(timing) for _ in range(q.shape[0])])
+        return self._answers(probs, list(q), [_timing(0.0, 0.0, inference) for _ in range(q.shape[0])])
 
     def predict_images(self, images: Sequence, decode_us: Optional[Sequence[float]] = None) -> List[Prediction]:
         """Pictures (encoded bytes, PIL images or arrays; any size, colour or grey) -> Predictions.
@@ -213,8 +214,7 @@ class Engine:
         for i, row in enumerate(probs):
             if refused[i] is None:
                 refused[i] = confidence_reason(row, self.min_confidence)
-        timings = [{"decode_us": decode[i], "preprocess_us": prep[i], "inference_us": inference,
-                    "total_us": decode[i] + prep[i] + inference} for i in range(len(rows))]
+        timings = [_timing(decode[i], prep[i], inference) for i in range(len(rows))]
         return self._answers(probs, rows, timings, refused if any(refused) else ())
 
     def predict_image(self, image) -> Prediction:
@@ -239,8 +239,7 @@ class Engine:
         probs = self.text_probabilities(texts, known)
         total = _us(time.perf_counter() - t0) / len(texts)
         # tokenizing and inference are one C call on the native engine: reported as inference
-        timing = {"decode_us": 0.0, "preprocess_us": 0.0, "inference_us": total, "total_us": total}
-        preds = self._answers(probs, [None] * len(texts), [dict(timing) for _ in texts])
+        preds = self._answers(probs, [None] * len(texts), [_timing(0.0, 0.0, total) for _ in texts])
         for pred, k in zip(preds, known):
             pred.known_words = k
             pred.low_confidence = text_is_low_confidence(k, pred.confidence)
