@@ -15,10 +15,6 @@ import pytest
 
 from serverkit import bundled_or_none, make_config, mnist_test_digits, running_server, write_models
 
-# the page is what is tested here; waitress, because granian's in-process tasks confuse Playwright's
-# sync API at teardown (asyncio.all_tasks meets granian's scheduler objects: 'Future object is not
-# initialized'). The page on granian is exercised by the subprocess tests.
-PAGE_SERVER = "waitress"
 
 CHROMIUM = os.environ.get("EDGE_RBMLP_CHROMIUM", "/usr/bin/chromium")
 # as the machine notes say: no sandbox as root, no GPU, and no background connections (the network is closed)
@@ -104,7 +100,7 @@ def test_draw_real_mnist_digits_on_the_canvas(browser, tmp_path_factory):
     if data is None:
         pytest.skip("no MNIST test digits: neither the data cache (make data) nor edge_rbmlp/samples has them")
     paths, real = served_paths(tmp_path_factory)
-    with running_server(make_config(paths), http_server=PAGE_SERVER) as (url, app):
+    with running_server(make_config(paths)) as (url, app):
         engine = app.extensions["edge_rbmlp"].models["mnist"].engine
         x, y = data
         # digits the model gets right as MNIST gives them: the test is about the page, not the model
@@ -152,7 +148,7 @@ def test_draw_real_mnist_digits_on_the_canvas(browser, tmp_path_factory):
 
 def test_review_and_live_panel(browser, tmp_path_factory):
     paths, _ = served_paths(tmp_path_factory)
-    with running_server(make_config(paths), http_server=PAGE_SERVER) as (url, app):
+    with running_server(make_config(paths)) as (url, app):
         page = browser.new_page()
         page.goto(url + "/", wait_until="load")
         page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)
@@ -179,7 +175,7 @@ def test_camera_panel_shows_the_latest_frame(browser, tmp_path_factory):
 
     data = mnist_test_digits(3)
     paths, _ = served_paths(tmp_path_factory)
-    with running_server(make_config(paths), http_server=PAGE_SERVER) as (url, app):
+    with running_server(make_config(paths)) as (url, app):
         frames = [np.kron(255 - d, np.ones((8, 8), np.uint8)) for d in (data[0] if data else
                                                                           [np.eye(28, dtype=np.uint8) * 255])]
 
@@ -206,7 +202,7 @@ def test_camera_panel_shows_the_latest_frame(browser, tmp_path_factory):
 
 def test_page_asks_for_the_token_once_and_uses_it(browser, tmp_path_factory):
     paths, _ = served_paths(tmp_path_factory)
-    with running_server(make_config(paths, token="page-token-123"), http_server=PAGE_SERVER) as (url, app):
+    with running_server(make_config(paths, token="page-token-123")) as (url, app):
         page = browser.new_page()
         asked = []
 
