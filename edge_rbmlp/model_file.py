@@ -149,6 +149,7 @@ class PackedModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
         try:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600: the service (DynamicUser) must be able to read it
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
