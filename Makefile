@@ -94,3 +94,10 @@ models: $(TEST_VENV)/.installed data
 # the same for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max: portable kernel only)
 test-armv7:
 	ARM_ARCH=armv7 bash native/arm/test-arm.sh
+
+# the wheels for 64-bit and 32-bit Raspberry Pi OS (aarch64, armv7l) and x86_64 into dist/, each
+# retagged manylinux by auditwheel (`auditwheel show` must accept it) and tested: x86_64 installed
+# offline into a fresh venv with no compiler, the ARM ones under qemu as make test-arm / test-armv7 do
+.PHONY: wheels
+wheels:
+	bash native/arm/wheels.sh
