@@ -39,6 +39,7 @@ class FitConfig:
     verbose: int = 2
     command: str = ""
     lr_schedule: str = "constant"  # or "cosine" (decays to 0 over all training steps)
+    optimizer: str = "adam"  # or "bop": larq's Bop for the binary kernels, Adam (lr, lr_schedule) for the rest
     recalibrate_bn: int = 0  # >0: recompute BN moving statistics on this many train samples after training
     # training augmentation (train/augment.py); "none" is the paper's method and the default
     augment: str = "none"  # none | digits | digits+photo | photo | text
@@ -203,6 +204,10 @@ def train_model(cfg: FitConfig, data: Data):
         steps = cfg.epochs * int(np.ceil(n_train / cfg.batch_size))
         lr = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps)
     compile_model(model, lr, data.output_activation)
+    if cfg.optimizer == "bop":
+        model.compile(optimizer=bop_optimizer(lr), loss=model.loss, metrics=["accuracy"])
+    elif cfg.optimizer != "adam":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam, bop)")
     t0 = time.time()
     if augmented is None:
         train_ds = make_dataset(data, data.q_train, data.y_train, cfg.batch_size, cfg.seed, shuffle=True)
@@ -224,6 +229,15 @@ def train_model(cfg: FitConfig, data: Data):
         q, _ = datasets.even_subset(data.q_train, data.y_train, min(cfg.recalibrate_bn, len(data.q_train)))
         recalibrate_batchnorm(model, data.x(q))
     return model, time.time() - t0, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def bop_optimizer(lr, threshold: float = 1e-8, gamma: float = 1e-4):
+    """larq's Bop (Helwegen et al. 2019) for the binary kernels (the variables larq marks as 1-bit: the latent
+    weights of every QuantDense) and (legacy) Adam with ``lr`` (a float or a schedule) for every real-valued variable
+    (biases, batch norm, the float output layer and shortcuts); Bop's threshold and gamma are larq's defaults."""
+    return lq.optimizers.CaseOptimizer(
+        (lq.optimizers.Bop.is_binary_variable, lq.optimizers.Bop(threshold=threshold, gamma=gamma)),
+        default_optimizer=tf.keras.optimizers.legacy.Adam(learning_rate=lr))  # larq 0.14 takes legacy optimizers
 
 
 def recalibrate_batchnorm(model, x: np.ndarray) -> None:

@@ -119,10 +119,26 @@ def paper_rows(dataset: str) -> List[Row]:
 
 
 # -- settings and file names ----------------------------------------------------------------------
+# Settings that the paper's Table II does not name (its implicit choice is the default). They enter a trial's
+# settings only when they differ from it, so every trial file written before they existed keeps its settings.
+EXTRA_DEFAULTS = {"optimizer": "adam", "lr_schedule": "constant"}
+OPTIMIZERS = ("adam", "bop")  # bop: larq's Bop for the binary kernels, Adam (lr) for every real-valued variable
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def settings_for(epochs: Optional[int] = None, limit_train: Optional[int] = None,
                  limit_test: Optional[int] = None, input_mode: str = "sign", lr: Optional[float] = None,
-                 batch_size: Optional[int] = None, dropout: Optional[float] = None) -> dict:
+                 batch_size: Optional[int] = None, dropout: Optional[float] = None,
+                 optimizer: Optional[str] = None, lr_schedule: Optional[str] = None) -> dict:
     s = dict(PAPER_SETTINGS)
+    if optimizer not in (None, EXTRA_DEFAULTS["optimizer"]):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r} ({', '.join(OPTIMIZERS)})")
+        s["optimizer"] = optimizer
+    if lr_schedule not in (None, EXTRA_DEFAULTS["lr_schedule"]):
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {lr_schedule!r} ({', '.join(LR_SCHEDULES)})")
+        s["lr_schedule"] = lr_schedule
     s["input_mode"] = input_mode
     if epochs is not None:
         s["epochs"] = int(epochs)
@@ -152,6 +168,10 @@ def settings_tag(settings: dict) -> str:
     for key, short in (("lr", "lr"), ("batch_size", "bs"), ("dropout", "do")):
         if settings.get(key, PAPER_SETTINGS[key]) != PAPER_SETTINGS[key]:
             parts.append(f"{short}{settings[key]:g}")
+    if settings.get("optimizer", "adam") != "adam":
+        parts.append(f"opt-{settings['optimizer']}")
+    if settings.get("lr_schedule", "constant") != "constant":
+        parts.append(f"sch-{settings['lr_schedule']}")
     return "__" + "_".join(parts) if parts else ""
 
 
@@ -231,7 +251,8 @@ def run_trial(data, row: Row, seed: int, settings: dict, command: str = "") -> d
     cfg = FitConfig(dataset=row.dataset, arch=arch, epochs=settings["epochs"], batch_size=settings["batch_size"],
                     lr=settings["lr"], dropout=settings["dropout"], seed=seed, limit_train=settings["limit_train"],
                     limit_test=settings["limit_test"], name=row.dataset, lce=False, int8=False, verbose=0,
-                    command=command)
+                    command=command, optimizer=settings.get("optimizer", EXTRA_DEFAULTS["optimizer"]),
+                    lr_schedule=settings.get("lr_schedule", EXTRA_DEFAULTS["lr_schedule"]))
     t0 = time.time()
     model, train_seconds, history = train_model(cfg, data)
     act = data.output_activation
