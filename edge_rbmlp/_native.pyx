@@ -38,6 +38,9 @@ cdef extern from "rbm_kernels.h" nogil:
                        float *out) noexcept nogil
         void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int64_t q_stride,
                           int32_t T, int32_t n, int32_t *acc) noexcept nogil
+        void (*pack_planes_u8)(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes) noexcept nogil
+        void (*planes_bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k,
+                           int32_t *acc) noexcept nogil
 
     const char *const rbm_variant_names[]
     int rbm_variant_lookup(const char *name, const rbm_kernels **out)
@@ -47,7 +50,7 @@ cdef extern from "rbm_kernels.h" nogil:
 
     int RBM_MAX_LAYERS
     int RBM_SHORTCUT_NONE, RBM_SHORTCUT_F, RBM_SHORTCUT_Q, RBM_SHORTCUT_P
-    int RBM_INPUT_SIGN, RBM_INPUT_INT8
+    int RBM_INPUT_SIGN, RBM_INPUT_INT8, RBM_INPUT_PLANES
     int RBM_OUT_LOGITS, RBM_OUT_SOFTMAX, RBM_OUT_SIGMOID
     int RBM_OK, RBM_EINVAL, RBM_ENOMEM, RBM_EINDEX, RBM_ENOSPARSE
 
@@ -60,7 +63,7 @@ cdef extern from "rbm_kernels.h" nogil:
         const float *shift
 
     ctypedef struct rbm_model:
-        int32_t n_inputs, input_mode, binarize_threshold, n_layers
+        int32_t n_inputs, input_mode, binarize_threshold, input_bits, n_layers
         rbm_layer layers[64]
         int32_t shortcut
         const void *sc_weight
@@ -232,17 +235,21 @@ cdef class Model:
     cdef readonly size_t scratch_bytes
 
     def __init__(self, dict arrays, int n_inputs, list widths, str input_mode, int binarize_threshold,
-                 shortcut, int pool_size, str output_activation, str kernel):
+                 shortcut, int pool_size, str output_activation, str kernel, int input_bits=8):
         cdef int i, T = len(widths)
         cdef char err[256]
         if T < 1 or T > RBM_MAX_LAYERS:
             raise ValueError(f"{T} hidden layers; 1..{RBM_MAX_LAYERS} are supported")
+        modes = {"sign": RBM_INPUT_SIGN, "int8": RBM_INPUT_INT8, "planes": RBM_INPUT_PLANES}
+        if input_mode not in modes:
+            raise ValueError(f"unknown input mode {input_mode!r}")
+        if input_mode == "planes" and not 1 <= input_bits <= 8:
+            raise ValueError(f"planes input mode with {input_bits} bits (1..8)")
         self._keep = []
         self.K = _lookup(kernel)
         self.m.n_inputs = n_inputs
-        self.m.input_mode = RBM_INPUT_SIGN if input_mode == "sign" else RBM_INPUT_INT8
-        if input_mode not in ("sign", "int8"):
-            raise ValueError(f"unknown input mode {input_mode!r}")
+        self.m.input_mode = modes[input_mode]
+        self.m.input_bits = input_bits
         self.m.binarize_threshold = binarize_threshold
         self.m.n_layers = T
         n = n_inputs
@@ -543,6 +550,33 @@ def kernel_u8_bmv(str variant, const uint64_t[:, ::1] W, const uint8_t[::1] q):
     cdef int32_t[::1] o = out
     with nogil:
         K.u8_bmv(&W[0, 0], rows, words, &q[0], n, &o[0])
+    return out
+
+
+def kernel_pack_planes_u8(str variant, const uint8_t[::1] q, int k):
+    """``planes [k, words]``: plane ``b`` holds bit ``8 - k + b`` of every ``q[i]``."""
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t n = q.shape[0]
+    if n < 1 or not 1 <= k <= 8:
+        raise ValueError("need n >= 1 and k in [1, 8]")
+    out = np.empty((k, (n + 63) // 64), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    with nogil:
+        K.pack_planes_u8(&q[0], n, k, &o[0, 0])
+    return out
+
+
+def kernel_planes_bmv(str variant, const uint64_t[:, ::1] W, const uint64_t[:, ::1] planes, int repeat=1):
+    """``acc[o] = sum_b 2^b (2 popcount(planes[b] & W[o]) - popcount(planes[b]))``."""
+    cdef const rbm_kernels *K = _lookup(variant)
+    cdef int32_t rows = W.shape[0], words = W.shape[1], k = planes.shape[0], r
+    if rows < 1 or words < 1 or not 1 <= k <= 8 or planes.shape[1] != words or repeat < 1:
+        raise ValueError("shape mismatch")
+    out = np.empty(rows, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        for r in range(repeat):
+            K.planes_bmv(&W[0, 0], rows, words, &planes[0, 0], k, &o[0])
     return out
 
 

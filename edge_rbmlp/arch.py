@@ -30,8 +30,11 @@ MODEL_TYPES = ("F", "B")
 SHORTCUT_KINDS = ("F", "Q", "P")
 # "sign": the first binary layer binarizes its (centred) input with sign, as the
 # paper does. "int8": the first binary layer takes the real-valued input as
-# 8-bit integers against its binary weights.
-INPUT_MODES = ("sign", "int8")
+# 8-bit integers against its binary weights. "planes": the first binary layer takes the
+# top ``input_bits`` bits of each 8-bit input, v = q >> (8 - input_bits), and computes
+# sum_i v_i * w_i as input_bits AND-popcount passes over bit planes weighted by 2^b.
+INPUT_MODES = ("sign", "int8", "planes")
+PLANE_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
 MAX_WIDTH = 1 << 16
 MAX_BLOCKS = 64
 
@@ -84,6 +87,7 @@ class Architecture:
     input_mode: str = "sign"
     pool_size: int = 8
     quant_bits: int = 8
+    input_bits: int = 2  # "planes" input mode only: bits per input value (bit planes of layer 0)
 
     def __post_init__(self) -> None:
         text = self.notation()
@@ -104,6 +108,11 @@ class Architecture:
             raise ArchError(f"pool_size must be between 1 and 4096, got {self.pool_size}")
         if not 2 <= self.quant_bits <= 8:
             raise ArchError(f"quant_bits must be between 2 and 8, got {self.quant_bits}")
+        if not isinstance(self.input_bits, int) or isinstance(self.input_bits, bool) \
+                or self.input_bits not in PLANE_BITS:
+            raise ArchError(f"input_bits must be an integer between 1 and 8, got {self.input_bits!r}")
+        if self.input_mode == "planes" and self.model_type != "B":
+            raise ArchError("the planes input mode is for binary (B-) variants", text)
 
     # -- derived -----------------------------------------------------------
     @property
@@ -130,8 +139,12 @@ class Architecture:
     __str__ = notation
 
     def options(self) -> dict:
-        """The options the notation does not express, with their values."""
-        return {"input_mode": self.input_mode, "pool_size": self.pool_size, "quant_bits": self.quant_bits}
+        """The options the notation does not express, with their values (``input_bits`` only in
+        the ``planes`` input mode, where it means something)."""
+        options = {"input_mode": self.input_mode, "pool_size": self.pool_size, "quant_bits": self.quant_bits}
+        if self.input_mode == "planes":
+            options["input_bits"] = self.input_bits
+        return options
 
     def with_options(self, **options) -> "Architecture":
         return dataclasses.replace(self, **options)
@@ -143,8 +156,10 @@ class Architecture:
     def from_dict(cls, data: dict) -> "Architecture":
         if not isinstance(data, dict) or not isinstance(data.get("notation"), str):
             raise ArchError("architecture must be an object with a 'notation' string")
-        options = {k: data[k] for k in ("input_mode", "pool_size", "quant_bits") if k in data}
-        for key in ("pool_size", "quant_bits"):
+        options = {k: data[k] for k in ("input_mode", "pool_size", "quant_bits", "input_bits") if k in data}
+        if "input_bits" in options and options.get("input_mode") != "planes":
+            raise ArchError("input_bits is an option of the planes input mode only")
+        for key in ("pool_size", "quant_bits", "input_bits"):
             if key in options and (not isinstance(options[key], int) or isinstance(options[key], bool)):
                 raise ArchError(f"{key} must be an integer, got {options[key]!r}")
         return parse(data["notation"], **options)
@@ -153,7 +168,7 @@ class Architecture:
 def parse(text: str, **options) -> Architecture:
     """Parse a variant string such as ``B-D128N,D88N,PN`` into an :class:`Architecture`.
 
-    Keyword options (``input_mode``, ``pool_size``, ``quant_bits``) set what the
+    Keyword options (``input_mode``, ``pool_size``, ``quant_bits``, ``input_bits``) set what the
     notation does not express. Raises :class:`ArchError` pointing at the first
     offending character.
     """

@@ -2,7 +2,8 @@
 
 Every binary layer computes an integer accumulator ``acc`` (a ±1 dot product, or
 for the first layer in ``int8`` input mode ``sum_i q_i * w_i`` with ``q`` the
-uint8 input). Training sees the pre-activation ``pre = acc_scale * acc + offset``
+uint8 input, in ``planes`` mode ``sum_i v_i * w_i`` with ``v = q >> (8 - input_bits)``,
+whose ``acc_scale`` is ``1 / (2^input_bits - 1)``: training saw ``v / (2^input_bits - 1)``). Training sees the pre-activation ``pre = acc_scale * acc + offset``
 (``offset`` holds the dense bias and any input zero-point correction), then an
 optional batch normalization ``BN(y) = s * y + t`` with
 ``s = gamma / sqrt(var + eps)`` and ``t = beta - s * mean``.

@@ -20,7 +20,9 @@ name                   dtype   shape                  meaning
 ====================== ======= ====================== ==========================================
 
 ``acc`` of layer 0 is ``n - 2*popcount(bits(q >= binarize_threshold) XOR W)`` in
-``sign`` input mode, or ``sum_i q_i * (±1)_i`` in ``int8`` mode; of every later
+``sign`` input mode, ``sum_i q_i * (±1)_i`` in ``int8`` mode, or ``sum_i v_i * (±1)_i`` with
+``v = q >> (8 - k)`` in ``planes`` mode (``k`` = ``arch.input_bits``; the engines compute it
+as ``k`` bit-plane passes ``sum_b 2^b (2*popcount(plane_b AND W) - popcount(plane_b))``); of every later
 layer ``n - 2*popcount(x XOR W)``. The shortcut takes the uint8 input ``q``
 (P: max over non-overlapping windows of ``pool_size``, the tail dropped), with
 any input scale, zero point and shortcut batch norm already folded in.
@@ -28,6 +30,9 @@ any input scale, zero point and shortcut batch norm already folded in.
 The metadata (``__metadata__["edge_rbmlp"]``, a JSON string) holds the format
 name and version, the architecture, the input spec, the output activation and
 labels, and free-form ``accuracy`` / ``provenance`` objects.
+
+Format versions: 2 (written) added the ``planes`` input mode and its ``arch.input_bits``
+field; version-1 files (``sign`` / ``int8`` only, no ``input_bits``) load unchanged.
 ``__metadata__["edge_rbmlp_sha256"]`` is the sha256 of that JSON string followed
 by the file's tensor data region, so any corruption of weights or metadata is
 caught. A loader validates all of it, the checksum, every tensor's dtype and
@@ -53,7 +58,8 @@ from .bits import padding_is_zero, words_for
 from .inputs import InputSpec, InputSpecError
 
 FORMAT_NAME = "edge-rbmlp-packed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # 1: sign / int8 input modes; 2 adds planes (arch.input_bits)
 METADATA_KEY = "edge_rbmlp"
 CHECKSUM_KEY = "edge_rbmlp_sha256"
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -236,6 +242,9 @@ def validate_tensors(model: PackedModel, source: Optional[str] = None) -> None:
         flip = model.tensors.get(f"layer.{i}.flip")
         if flip is not None and np.any(flip > 1):
             raise ModelFormatError(f"layer.{i}.flip", "values must be 0 or 1", source)
+    if model.arch.input_mode == "planes" and model.input_spec.kind == "text":
+        raise ModelFormatError("arch.input_mode", "the planes input mode takes dense 8-bit inputs, not multi-hot "
+                               "text (whose 0/1 values have no upper bits)", source)
     if model.input_spec.kind == "text":
         if model.vocab is None:
             raise ModelFormatError("input.vocab", "a text model must carry its vocabulary", source)
@@ -305,11 +314,15 @@ def _parse(data: bytes, source: Optional[str]) -> PackedModel:
     if meta.get("format") != FORMAT_NAME:
         raise ModelFormatError("format", f"expected {FORMAT_NAME!r}, got {meta.get('format')!r}", source)
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise ModelFormatError("format_version", f"version {version!r} is not supported (this reader knows "
-                               f"{FORMAT_VERSION})", source)
+                               f"{', '.join(map(str, SUPPORTED_VERSIONS))})", source)
+    arch_meta = meta.get("arch")
+    if version == 1 and isinstance(arch_meta, dict) and ("input_bits" in arch_meta
+                                                        or arch_meta.get("input_mode") == "planes"):
+        raise ModelFormatError("arch", "the planes input mode (input_bits) needs format version 2", source)
     try:
-        arch = Architecture.from_dict(meta.get("arch"))
+        arch = Architecture.from_dict(arch_meta)
     except (ArchError, TypeError) as exc:
         raise ModelFormatError("arch", str(exc), source) from None
     try:

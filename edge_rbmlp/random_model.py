@@ -64,7 +64,9 @@ def random_packed_model(arch: Architecture, n_inputs: int, n_classes: int, seed:
     for i, (n_in, width) in enumerate(zip(inputs, arch.widths)):
         t[f"layer.{i}.weight"] = pack_signs(rng.standard_normal((width, n_in)))
         # spread of a ±1 dot product of length n is ~sqrt(n); int8 inputs reach ~128*sqrt(n)
-        spread = np.sqrt(n_in) * (128.0 if (i == 0 and arch.input_mode == "int8") else 1.0)
+        # planes inputs v = q >> (8 - k) reach ~2^(k-1)*sqrt(n)
+        first = {"int8": 128.0, "planes": float(2 ** (arch.input_bits - 1))}.get(arch.input_mode, 1.0)
+        spread = np.sqrt(n_in) * (first if i == 0 else 1.0)
         if i < last:
             t[f"layer.{i}.threshold"] = np.rint(rng.normal(0.0, 0.5 * spread, width)).astype(np.int32)
             t[f"layer.{i}.flip"] = rng.integers(0, 2, width).astype(np.uint8)

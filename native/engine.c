@@ -26,6 +26,7 @@ typedef struct scratch {
     void *tmp;
     float *hT, *sT, *xT; /* tiles: [RBM_TILE][width], [RBM_TILE][rows], [RBM_TILE][cols] */
     int32_t *accT;       /* [RBM_TILE][rows]: layer-0 accumulators of a tile (int8 input on +-1 bytes) */
+    uint64_t *planes;    /* planes input mode: [input_bits][layer-0 words] */
 } scratch;
 
 /* P, and F on up to 2048 inputs, run the float shortcut as f32_mm on float inputs, in tiles */
@@ -77,6 +78,7 @@ static size_t scratch_layout(const rbm_model *m, char *base, scratch *s)
     TAKE(sT, float, RBM_TILE * rows);
     TAKE(xT, float, (uses_mm(m) ? RBM_TILE * (size_t)m->sc_cols : 1));
     TAKE(accT, int32_t, RBM_TILE * rows);
+    TAKE(planes, uint64_t, (m->input_mode == RBM_INPUT_PLANES ? (size_t)m->input_bits * RBM_WORDS(m->n_inputs) : 1));
 #undef TAKE
     return off;
 }
@@ -93,8 +95,10 @@ int rbm_model_check(rbm_model *m, char *err, size_t errlen)
         FAIL("no model");
     if (m->n_inputs < 1 || m->n_inputs > (1 << 20))
         FAIL("n_inputs %d out of range", m->n_inputs);
-    if (m->input_mode != RBM_INPUT_SIGN && m->input_mode != RBM_INPUT_INT8)
+    if (m->input_mode != RBM_INPUT_SIGN && m->input_mode != RBM_INPUT_INT8 && m->input_mode != RBM_INPUT_PLANES)
         FAIL("bad input mode %d", m->input_mode);
+    if (m->input_mode == RBM_INPUT_PLANES && (m->input_bits < 1 || m->input_bits > 8))
+        FAIL("planes input mode with %d bits (1..8)", m->input_bits);
     if (m->binarize_threshold < 0 || m->binarize_threshold > 256)
         FAIL("binarize threshold %d out of [0, 256]", m->binarize_threshold);
     if (m->n_layers < 1 || m->n_layers > RBM_MAX_LAYERS)
@@ -149,6 +153,8 @@ int rbm_model_check(rbm_model *m, char *err, size_t errlen)
     if (m->n_out < 1 || !m->out_weight || !m->out_bias)
         FAIL("output layer missing");
     if (m->w0t) {
+        if (m->input_mode == RBM_INPUT_PLANES)
+            FAIL("sparse (multi-hot) tables need the sign or int8 input mode");
         if (m->w0t_words != RBM_WORDS(m->layers[0].rows) || !m->w0_rowpop)
             FAIL("sparse tables inconsistent");
         if (m->shortcut == RBM_SHORTCUT_Q && !m->sct)
@@ -228,6 +234,9 @@ static void hidden_one(const rbm_model *m, const rbm_kernels *K, const uint8_t *
         if (m->input_mode == RBM_INPUT_SIGN) {
             K->pack_ge_u8(q, L0->n, m->binarize_threshold, x);
             K->bmv(L0->weight, L0->rows, L0->words, x, L0->n, acc);
+        } else if (m->input_mode == RBM_INPUT_PLANES) {
+            K->pack_planes_u8(q, L0->n, m->input_bits, S->planes);
+            K->planes_bmv(L0->weight, L0->rows, L0->words, S->planes, m->input_bits, acc);
         } else if (uses_pm1(m, K)) {
             K->u8_pm1_mv(m->w0_pm1, L0->rows, m->w0_pm1_stride, q, L0->n, 1, L0->n, acc);
         } else {

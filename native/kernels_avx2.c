@@ -659,6 +659,94 @@ FN void u8_pm1_mv(const int8_t *Wp, int32_t rows, int32_t stride, const uint8_t 
         pm1_one(Wp, rows, stride, Q + t * q_stride, n, acc + (size_t)t * rows);
 }
 
+FN void pack_planes_u8(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes)
+{
+    int32_t words = RBM_WORDS(n);
+    memset(planes, 0, (size_t)k * words * 8);
+    int32_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + i));
+        for (int32_t b = 0; b < k; b++) {
+            /* bit (8 - k + b) of every byte to its top bit: a 16-bit shift left by k - 1 - b <= 7
+             * takes each byte's top bit from the same byte, so movemask reads the plane */
+            __m256i s = _mm256_sll_epi16(v, _mm_cvtsi32_si128(k - 1 - b));
+            planes[(size_t)b * words + (i >> 6)] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(s) << (i & 63);
+        }
+    }
+    for (; i < n; i++)
+        for (int32_t b = 0; b < k; b++)
+            if ((q[i] >> (8 - k + b)) & 1)
+                planes[(size_t)b * words + (i >> 6)] |= 1ULL << (i & 63);
+}
+
+FN void planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k, int32_t *acc)
+{
+    const int32_t chunks = words >> 2, tail = chunks * 4;
+    const __m256i zero = _mm256_setzero_si256();
+    int64_t total = 0; /* sum_i v_i */
+    for (int32_t b = 0; b < k; b++)
+        for (int32_t j = 0; j < words; j++)
+            total += (int64_t)_mm_popcnt_u64(planes[(size_t)b * words + j]) << b;
+    int32_t o = 0;
+    /* 4 rows per pass; per plane b the byte counts of AND are summed (vpsadbw) and weighted by 2^b */
+    for (; o + 4 <= rows; o += 4) {
+        const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
+        __m256i s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+        int64_t t[4] = {0, 0, 0, 0};
+        for (int32_t b = 0; b < k; b++) {
+            const uint64_t *x = planes + (size_t)b * words;
+            const __m128i sh = _mm_cvtsi32_si128(b);
+            for (int32_t c = 0; c < chunks;) {
+                int32_t end = c + 31 < chunks ? c + 31 : chunks; /* bytes hold up to 31 * 8 */
+                __m256i b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+                for (; c < end; c++) {
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 4 * c));
+                    b0 = _mm256_add_epi8(b0, popcnt8(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w0 + 4 * c)))));
+                    b1 = _mm256_add_epi8(b1, popcnt8(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w1 + 4 * c)))));
+                    b2 = _mm256_add_epi8(b2, popcnt8(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w2 + 4 * c)))));
+                    b3 = _mm256_add_epi8(b3, popcnt8(_mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w3 + 4 * c)))));
+                }
+                s0 = _mm256_add_epi64(s0, _mm256_sll_epi64(_mm256_sad_epu8(b0, zero), sh));
+                s1 = _mm256_add_epi64(s1, _mm256_sll_epi64(_mm256_sad_epu8(b1, zero), sh));
+                s2 = _mm256_add_epi64(s2, _mm256_sll_epi64(_mm256_sad_epu8(b2, zero), sh));
+                s3 = _mm256_add_epi64(s3, _mm256_sll_epi64(_mm256_sad_epu8(b3, zero), sh));
+            }
+            for (int32_t j = tail; j < words; j++) {
+                uint64_t xj = x[j];
+                t[0] += (int64_t)_mm_popcnt_u64(xj & w0[j]) << b;
+                t[1] += (int64_t)_mm_popcnt_u64(xj & w1[j]) << b;
+                t[2] += (int64_t)_mm_popcnt_u64(xj & w2[j]) << b;
+                t[3] += (int64_t)_mm_popcnt_u64(xj & w3[j]) << b;
+            }
+        }
+        int64_t c4[4];
+        _mm256_storeu_si256((__m256i *)c4, hsum4_epi64(s0, s1, s2, s3));
+        for (int r = 0; r < 4; r++)
+            acc[o + r] = (int32_t)(2 * (c4[r] + t[r]) - total);
+    }
+    for (; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        __m256i s = zero;
+        int64_t on = 0;
+        for (int32_t b = 0; b < k; b++) {
+            const uint64_t *x = planes + (size_t)b * words;
+            const __m128i sh = _mm_cvtsi32_si128(b);
+            for (int32_t c = 0; c < chunks;) {
+                int32_t end = c + 31 < chunks ? c + 31 : chunks;
+                __m256i bb = zero;
+                for (; c < end; c++)
+                    bb = _mm256_add_epi8(bb, popcnt8(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + 4 * c)),
+                                                                      _mm256_loadu_si256((const __m256i *)(w + 4 * c)))));
+                s = _mm256_add_epi64(s, _mm256_sll_epi64(_mm256_sad_epu8(bb, zero), sh));
+            }
+            for (int32_t j = tail; j < words; j++)
+                on += (int64_t)_mm_popcnt_u64(x[j] & w[j]) << b;
+        }
+        on += hsum_epi64(s);
+        acc[o] = (int32_t)(2 * on - total);
+    }
+}
+
 const rbm_kernels rbm_kernels_avx2 = {
     .name = "avx2",
     .pack_ge_u8 = pack_ge_u8,
@@ -673,5 +761,7 @@ const rbm_kernels rbm_kernels_avx2 = {
     .sparse_s8sum = sparse_s8sum,
     .f32_mm = f32_mm,
     .u8_pm1_mv = u8_pm1_mv,
+    .pack_planes_u8 = pack_planes_u8,
+    .planes_bmv = planes_bmv,
 };
 #endif /* __x86_64__ */

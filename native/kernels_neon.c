@@ -412,6 +412,94 @@ void rbm_neon_f32_mm(const float *W, int32_t rows, int32_t n, const float *X, in
     }
 }
 
+void rbm_neon_pack_planes_u8(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes)
+{
+    int32_t words = RBM_WORDS(n);
+    memset(planes, 0, (size_t)k * words * 8);
+    int32_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint8x16_t v0 = vld1q_u8(q + i), v1 = vld1q_u8(q + i + 16), v2 = vld1q_u8(q + i + 32), v3 = vld1q_u8(q + i + 48);
+        for (int32_t b = 0; b < k; b++) {
+            const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (8 - k + b)));
+            planes[(size_t)b * words + (i >> 6)] =
+                movemask64(vtstq_u8(v0, bit), vtstq_u8(v1, bit), vtstq_u8(v2, bit), vtstq_u8(v3, bit));
+        }
+    }
+    for (; i < n; i++)
+        for (int32_t b = 0; b < k; b++)
+            if ((q[i] >> (8 - k + b)) & 1)
+                planes[(size_t)b * words + (i >> 6)] |= 1ULL << (i & 63);
+}
+
+static inline uint32_t popcount_word(uint64_t x)
+{
+    return vaddv_u8(vcnt_u8(vcreate_u8(x)));
+}
+
+void rbm_neon_planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k,
+                         int32_t *acc)
+{
+    const int32_t chunks = words >> 1, tail = chunks * 2;
+    int32_t total = 0; /* sum_i v_i */
+    for (int32_t b = 0; b < k; b++)
+        for (int32_t j = 0; j < words; j++)
+            total += (int32_t)popcount_word(planes[(size_t)b * words + j]) << b;
+    int32_t o = 0;
+    for (; o + 4 <= rows; o += 4) {
+        const uint64_t *w0 = W + (size_t)o * words, *w1 = w0 + words, *w2 = w1 + words, *w3 = w2 + words;
+        uint32x4_t on = vdupq_n_u32(0); /* [row o .. o+3]: sum of v_i where the weight bit is 1 */
+        for (int32_t b = 0; b < k; b++) {
+            const uint8_t *xb = (const uint8_t *)(planes + (size_t)b * words);
+            uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
+            for (int32_t c = 0; c < chunks;) {
+                int32_t end = c + 31 < chunks ? c + 31 : chunks; /* bytes hold up to 31 * 8 */
+                uint8x16_t b0 = vdupq_n_u8(0), b1 = b0, b2 = b0, b3 = b0;
+                for (; c < end; c++) {
+                    uint8x16_t xv = vld1q_u8(xb + 16 * c);
+                    b0 = vaddq_u8(b0, vcntq_u8(vandq_u8(xv, vld1q_u8((const uint8_t *)(w0 + 2 * c)))));
+                    b1 = vaddq_u8(b1, vcntq_u8(vandq_u8(xv, vld1q_u8((const uint8_t *)(w1 + 2 * c)))));
+                    b2 = vaddq_u8(b2, vcntq_u8(vandq_u8(xv, vld1q_u8((const uint8_t *)(w2 + 2 * c)))));
+                    b3 = vaddq_u8(b3, vcntq_u8(vandq_u8(xv, vld1q_u8((const uint8_t *)(w3 + 2 * c)))));
+                }
+                s0 = flush8(s0, b0);
+                s1 = flush8(s1, b1);
+                s2 = flush8(s2, b2);
+                s3 = flush8(s3, b3);
+            }
+            uint32x4_t t = vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3));
+            if (tail < words) {
+                uint64_t xt = planes[(size_t)b * words + tail];
+                uint32_t tc[4] = {popcount_word(xt & w0[tail]), popcount_word(xt & w1[tail]),
+                                  popcount_word(xt & w2[tail]), popcount_word(xt & w3[tail])};
+                t = vaddq_u32(t, vld1q_u32(tc));
+            }
+            on = vaddq_u32(on, vshlq_u32(t, vdupq_n_s32(b)));
+        }
+        int32x4_t r = vsubq_s32(vshlq_n_s32(vreinterpretq_s32_u32(on), 1), vdupq_n_s32(total));
+        vst1q_s32(acc + o, r);
+    }
+    for (; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        uint32_t on = 0;
+        for (int32_t b = 0; b < k; b++) {
+            const uint8_t *xb = (const uint8_t *)(planes + (size_t)b * words);
+            uint32x4_t s = vdupq_n_u32(0);
+            for (int32_t c = 0; c < chunks;) {
+                int32_t end = c + 31 < chunks ? c + 31 : chunks;
+                uint8x16_t bb = vdupq_n_u8(0);
+                for (; c < end; c++)
+                    bb = vaddq_u8(bb, vcntq_u8(vandq_u8(vld1q_u8(xb + 16 * c), vld1q_u8((const uint8_t *)(w + 2 * c)))));
+                s = flush8(s, bb);
+            }
+            uint32_t cnt = vaddvq_u32(s);
+            if (tail < words)
+                cnt += popcount_word(planes[(size_t)b * words + tail] & w[tail]);
+            on += cnt << b;
+        }
+        acc[o] = 2 * (int32_t)on - total;
+    }
+}
+
 const rbm_kernels rbm_kernels_neon = {
     .name = "neon",
     .pack_ge_u8 = rbm_neon_pack_ge_u8,
@@ -426,5 +514,7 @@ const rbm_kernels rbm_kernels_neon = {
     .sparse_s8sum = rbm_neon_sparse_s8sum,
     .f32_mm = rbm_neon_f32_mm,
     .u8_pm1_mv = NULL, /* int8 input layer from the packed bits (no expanded copy) */
+    .pack_planes_u8 = rbm_neon_pack_planes_u8,
+    .planes_bmv = rbm_neon_planes_bmv,
 };
 #endif /* __aarch64__ */

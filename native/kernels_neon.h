@@ -17,4 +17,7 @@ void rbm_neon_sparse_bitcount(const uint64_t *WT, int32_t twords, int32_t rows, 
 void rbm_neon_sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_t k, int32_t *acc);
 void rbm_neon_f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias,
                      float *out);
+void rbm_neon_pack_planes_u8(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes);
+void rbm_neon_planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k,
+                         int32_t *acc);
 #endif

@@ -1,7 +1,8 @@
 /*
  * aarch64 ARMv8.2 dot-product kernels (Cortex-A76, Raspberry Pi 5): the int8
  * input layer and the Q shortcut accumulate with vdotq (4 byte products per
- * 32-bit lane per instruction); every other kernel is the baseline NEON one.
+ * 32-bit lane per instruction); every other kernel (the binary and bit-plane
+ * ones included: AND/XOR + vcnt gains nothing from vdot) is the baseline NEON one.
  * Compiled for armv8.2-a+dotprod by a function-level target attribute only;
  * select.c hands this table out only when AT_HWCAP reports ASIMDDP.
  */
@@ -99,5 +100,8 @@ const rbm_kernels rbm_kernels_neon_dotprod = {
     .sparse_s8sum = rbm_neon_sparse_s8sum,
     .f32_mm = rbm_neon_f32_mm,
     .u8_pm1_mv = NULL, /* int8 input layer from the packed bits (no expanded copy) */
+    /* the planes input layer is AND + vcnt, which the dot product does not speed up */
+    .pack_planes_u8 = rbm_neon_pack_planes_u8,
+    .planes_bmv = rbm_neon_planes_bmv,
 };
 #endif /* __aarch64__ */

@@ -157,6 +157,44 @@ static void u8_pm1_mv(const int8_t *Wpm1, int32_t rows, int32_t stride, const ui
     }
 }
 
+static void pack_planes_u8(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes)
+{
+    int32_t words = RBM_WORDS(n);
+    for (int32_t w = 0; w < k * words; w++)
+        planes[w] = 0;
+    for (int32_t b = 0; b < k; b++) {
+        uint64_t *p = planes + (size_t)b * words;
+        int32_t bit = 8 - k + b;
+        for (int32_t i = 0; i < n; i++)
+            if ((q[i] >> bit) & 1)
+                p[i >> 6] |= 1ULL << (i & 63);
+    }
+}
+
+static void planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k,
+                       int32_t *acc)
+{
+    int32_t total = 0; /* sum_b 2^b popcount(P_b) = sum_i v_i */
+    for (int32_t b = 0; b < k; b++) {
+        int32_t c = 0;
+        for (int32_t j = 0; j < words; j++)
+            c += popcount64(planes[(size_t)b * words + j]);
+        total += c << b;
+    }
+    for (int32_t o = 0; o < rows; o++) {
+        const uint64_t *w = W + (size_t)o * words;
+        int32_t on = 0; /* sum of v_i where the weight bit is 1 */
+        for (int32_t b = 0; b < k; b++) {
+            const uint64_t *p = planes + (size_t)b * words;
+            int32_t c = 0;
+            for (int32_t j = 0; j < words; j++)
+                c += popcount64(p[j] & w[j]);
+            on += c << b;
+        }
+        acc[o] = 2 * on - total;
+    }
+}
+
 const rbm_kernels rbm_kernels_portable = {
     .name = "portable",
     .pack_ge_u8 = pack_ge_u8,
@@ -171,4 +209,6 @@ const rbm_kernels rbm_kernels_portable = {
     .sparse_s8sum = sparse_s8sum,
     .f32_mm = f32_mm,
     .u8_pm1_mv = u8_pm1_mv,
+    .pack_planes_u8 = pack_planes_u8,
+    .planes_bmv = planes_bmv,
 };

@@ -71,6 +71,14 @@ typedef struct rbm_kernels {
      * acc[t * rows + o] = sum_i q_t[i] * Wpm1[o, i], i < n. */
     void (*u8_pm1_mv)(const int8_t *Wpm1, int32_t rows, int32_t stride, const uint8_t *q, int64_t q_stride,
                       int32_t T, int32_t n, int32_t *acc);
+    /* Bit planes of the top k bits (1 <= k <= 8) of q (planes input mode): plane b < k of
+     * planes [k, RBM_WORDS(n)] holds bit (8 - k + b) of every q[i], i < n; padding bits 0. */
+    void (*pack_planes_u8)(const uint8_t *q, int32_t n, int32_t k, uint64_t *planes);
+    /* acc[o] = sum_i v_i * (bit i of W[o] ? +1 : -1) with v_i = sum_b 2^b * (bit i of plane b),
+     *        = sum_{b < k} 2^b * (2 * popcount(P_b AND W[o]) - popcount(P_b)); W is [rows, words],
+     * planes [k, words] (as pack_planes_u8 writes them). */
+    void (*planes_bmv)(const uint64_t *W, int32_t rows, int32_t words, const uint64_t *planes, int32_t k,
+                       int32_t *acc);
 } rbm_kernels;
 
 /* -- kernel variants and their selection (select.c) ------------------------ */
@@ -105,6 +113,7 @@ const char *rbm_variant_requirement(const char *name);
 #define RBM_SHORTCUT_P 3
 #define RBM_INPUT_SIGN 0
 #define RBM_INPUT_INT8 1
+#define RBM_INPUT_PLANES 2           /* layer 0 on v = q >> (8 - input_bits), as bit planes */
 
 typedef struct rbm_layer {
     const uint64_t *weight; /* [rows, words] */
@@ -119,6 +128,7 @@ typedef struct rbm_model {
     int32_t n_inputs;
     int32_t input_mode;          /* RBM_INPUT_* */
     int32_t binarize_threshold;  /* sign mode: bit = q >= this */
+    int32_t input_bits;          /* planes mode: bits per input, 1..8 (ignored otherwise) */
     int32_t n_layers;
     rbm_layer layers[RBM_MAX_LAYERS];
     int32_t shortcut;            /* RBM_SHORTCUT_* */

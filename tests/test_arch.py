@@ -88,3 +88,19 @@ def test_invalid_options_are_rejected(options):
 def test_non_string_is_rejected():
     with pytest.raises(ArchError):
         parse(128)
+
+
+def test_planes_input_mode_carries_its_bits():
+    a = parse("B-D256N,D64N,PN", input_mode="planes", input_bits=3)
+    assert a.to_dict() == {"notation": "B-D256N,D64N,PN", "input_mode": "planes", "pool_size": 8, "quant_bits": 8,
+                           "input_bits": 3}
+    assert Architecture.from_dict(a.to_dict()) == a
+    # the other modes keep their dictionaries as before (no input_bits)
+    assert "input_bits" not in parse("B-32,Q", input_mode="int8").to_dict()
+    for bad in (0, 9, True, "2"):
+        with pytest.raises(ArchError):
+            parse("B-32", input_mode="planes", input_bits=bad)
+    with pytest.raises(ArchError):
+        parse("F-32", input_mode="planes")
+    with pytest.raises(ArchError):
+        Architecture.from_dict({"notation": "B-32", "input_mode": "sign", "input_bits": 2})

@@ -1,13 +1,14 @@
 """The packed model file: round trips, and every kind of bad file rejected with one clear error."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_rbmlp.arch import parse
 from edge_rbmlp.inputs import InputSpec
-from edge_rbmlp.model_file import (CHECKSUM_KEY, METADATA_KEY, ModelFormatError, PackedModel, _checksum,
+from edge_rbmlp.model_file import (CHECKSUM_KEY, FORMAT_VERSION, METADATA_KEY, ModelFormatError, PackedModel, _checksum,
                                    load_packed_model)
 from edge_rbmlp.random_model import random_packed_model
 from edge_rbmlp.engines.reference import ReferenceEngine
@@ -20,6 +21,8 @@ VARIANTS = [
     ("B-65,F", 100, 3, "vector", "sign"),
     ("B-1", 5, 2, "vector", "int8"),
     ("B-63N,64N,65N,130N,FN,D", 200, 7, "vector", "sign"),
+    ("B-D256N,D64N,PN", 784, 10, "image", "planes"),
+    ("B-63N,65,Q", 100, 3, "vector", "planes"),
 ]
 
 
@@ -125,10 +128,18 @@ def test_data_corruption_is_caught_by_the_checksum(mnist_like_model):
     "field, meta_edit, tensor_edit",
     [
         ("format", lambda m: m.update(format="other"), None),
-        ("format_version", lambda m: m.update(format_version=2), None),
+        ("format_version", lambda m: m.update(format_version=3), None),
         ("arch", lambda m: m["arch"].update(notation="B-128,,88"), None),
         ("arch", lambda m: m["arch"].update(notation="F-128,88"), None),
         ("arch", lambda m: m["arch"].update(pool_size="8"), None),
+        ("arch", lambda m: m["arch"].update(input_bits=2), None),  # input_bits outside the planes mode
+        ("arch", lambda m: m["arch"].update(input_mode="planes", input_bits=0), None),
+        ("arch", lambda m: m["arch"].update(input_mode="planes", input_bits=9), None),
+        ("arch", lambda m: m["arch"].update(input_mode="planes", input_bits="2"), None),
+        ("arch", lambda m: m["arch"].update(input_mode="planes", input_bits=True), None),
+        ("arch", lambda m: m["arch"].update(input_mode="bits"), None),
+        # a version-1 file cannot hold the planes mode (added by version 2)
+        ("arch", lambda m: (m.update(format_version=1), m["arch"].update(input_mode="planes", input_bits=2)), None),
         ("input", lambda m: m["input"].update(size=-1), None),
         ("input", lambda m: m["input"].update(kind="audio"), None),
         ("input", lambda m: m["input"].update(extra=1), None),
@@ -245,3 +256,42 @@ def test_input_spec_round_trip():
     spec = InputSpec.image(28, 28)
     assert InputSpec.from_dict(spec.to_dict()) == spec
     assert spec.binarize_threshold == 128 and spec.scale == pytest.approx(1 / 255)
+
+
+V1_FILE = Path(__file__).parent / "data" / "mnist_format_v1.rbm"
+
+
+def test_format_version_1_files_still_load():
+    """The bundled MNIST model as shipped before format version 2 (int8 input mode), committed as it was."""
+    raw = V1_FILE.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    assert json.loads(header["__metadata__"][METADATA_KEY])["format_version"] == 1
+    model = load_packed_model(V1_FILE)
+    assert model.arch.input_mode == "int8" and "input_bits" not in model.arch.to_dict()
+    assert model.metadata()["format_version"] == FORMAT_VERSION == 2
+    q = np.random.default_rng(0).integers(0, 256, (8, 784)).astype(np.uint8)
+    logits = ReferenceEngine(model).logits_uint8(q)
+    # re-written as version 2, it is the same model
+    again = PackedModel.from_bytes(model.to_bytes())
+    assert again.arch == model.arch
+    np.testing.assert_array_equal(ReferenceEngine(again).logits_uint8(q), logits)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+def test_planes_mode_round_trips_its_bits(tmp_path, bits):
+    model = random_packed_model(parse("B-D64N,D32N,PN", input_mode="planes", input_bits=bits), 784, 10, seed=bits,
+                                input_kind="image")
+    path = tmp_path / "p.rbm"
+    model.save(path)
+    raw = path.read_bytes()
+    meta = json.loads(json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"][METADATA_KEY])
+    assert meta["format_version"] == 2
+    assert meta["arch"]["input_mode"] == "planes" and meta["arch"]["input_bits"] == bits
+    assert load_packed_model(path).arch.input_bits == bits
+
+
+def test_planes_mode_is_refused_for_text_models():
+    model = random_packed_model(parse("B-32,Q", input_mode="planes"), 300, 1, seed=0, input_kind="text")
+    with pytest.raises(ModelFormatError) as info:
+        model.to_bytes()
+    assert info.value.field == "arch.input_mode"

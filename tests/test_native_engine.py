@@ -10,7 +10,7 @@ import pytest
 from edge_rbmlp import _native
 from edge_rbmlp.arch import parse
 from edge_rbmlp.engines import create
-from edge_rbmlp.bits import pack_bits
+from edge_rbmlp.bits import pack_bits, unpack_signs
 from edge_rbmlp.engines.base import BackendUnavailable, logits_to_probabilities
 from edge_rbmlp.fold import apply_thresholds
 from edge_rbmlp.engines.native import KERNEL_ENV, KernelUnavailable, NativeEngine, available_kernels
@@ -34,6 +34,12 @@ CASES = [
     ("B-65,F", 100, 1, "vector", "int8", 8),
     ("B-130N,1,63,P", 257, 3, "vector", "int8", 4),
     ("B-88", 33, 10, "vector", "int8", 8),
+    # planes input mode (input bits after the mode): awkward widths, every shortcut
+    ("B-D256N,D64N,PN", 784, 10, "image", "planes", 8, 2),
+    ("B-63N,88N,Q", 200, 7, "vector", "planes", 8, 3),
+    ("B-65,F", 100, 1, "vector", "planes", 8, 1),
+    ("B-130N,1,63,P", 257, 3, "vector", "planes", 4, 4),
+    ("B-5", 3, 2, "vector", "planes", 8, 8),
 ]
 TEXT_CASES = [
     ("B-D32N,D16N,D8N,Q", 1000, 1, "sign"),
@@ -44,9 +50,9 @@ TEXT_CASES = [
 ]
 
 
-def make_model(notation, n, classes, kind, mode, pool, seed=0):
-    return random_packed_model(parse(notation, input_mode=mode, pool_size=pool), n, classes, seed=seed,
-                               input_kind=kind)
+def make_model(notation, n, classes, kind, mode, pool, bits=2, seed=0):
+    return random_packed_model(parse(notation, input_mode=mode, pool_size=pool, input_bits=bits), n, classes,
+                               seed=seed, input_kind=kind)
 
 
 def inputs(rng, n, kind, batch):
@@ -72,7 +78,7 @@ def assert_same_outputs(got, ref):
 
 
 @pytest.mark.parametrize("variant", variant_params())
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[4]}{c[6] if len(c) > 6 else ''}" for c in CASES])
 def test_dense_inputs_match_reference(variant, case):
     model = make_model(*case)
     ref = ReferenceEngine(model)
@@ -89,7 +95,8 @@ def test_dense_inputs_match_reference(variant, case):
 
 
 @pytest.mark.parametrize("variant", variant_params())
-@pytest.mark.parametrize("case", [CASES[6], CASES[8], CASES[4]], ids=["mnist-P", "int8-Q", "deep-QN"])
+@pytest.mark.parametrize("case", [CASES[6], CASES[8], CASES[4], CASES[12], CASES[15]],
+                         ids=["mnist-P", "int8-Q", "deep-QN", "planes2-P", "planes4-P"])
 def test_batch_1000_and_extremes(variant, case):
     model = make_model(*case, seed=3)
     ref = ReferenceEngine(model)
@@ -101,6 +108,33 @@ def test_batch_1000_and_extremes(variant, case):
     for value in (0, 255):
         q = np.full((3, model.n_inputs), value, np.uint8)
         assert_same_outputs(eng.logits_uint8(q), ref.logits_uint8(q))
+
+
+@pytest.mark.parametrize("variant", variant_params())
+def test_planes_layer0_accumulators_exact(variant):
+    """The planes layer's integer accumulators through the whole engine: a one-layer model whose
+    logits are the accumulators themselves (scale 1, shift 0, identity output) equals
+    sum (q >> (8 - k)) * (+-1) exactly, for every k."""
+    for k in range(1, 9):
+        model = make_model("B-37", 200, 37, "vector", "planes", 8, bits=k, seed=k)
+        t = model.tensors
+        t["layer.0.scale"] = np.ones(37, np.float32)
+        t["layer.0.shift"] = np.zeros(37, np.float32)
+        t["output.weight"] = np.eye(37, dtype=np.float32)
+        t["output.bias"] = np.zeros(37, np.float32)
+        rng = np.random.default_rng(k)
+        q = rng.integers(0, 256, (6, 200)).astype(np.uint8)
+        q[0] = 255
+        acc = next(ReferenceEngine(model).hidden_accumulators(q))[1]
+        assert np.array_equal(acc, (q >> (8 - k)).astype(np.int64) @ unpack_signs(t["layer.0.weight"], 200).T)
+        got = NativeEngine(model, kernel=variant).logits_uint8(q)
+        assert np.array_equal(got, acc.astype(np.float32)), k
+
+
+def test_planes_model_refuses_the_sparse_path():
+    model = make_model("B-64,F", 100, 3, "vector", "planes", 8, bits=2)
+    with pytest.raises(ValueError, match="sparse"):
+        NativeEngine(model, kernel="portable", sparse=True)
 
 
 @pytest.mark.parametrize("variant", variant_params())

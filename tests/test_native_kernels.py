@@ -68,6 +68,44 @@ def test_u8_bmv_matches_numpy(variant):
 
 
 @pytest.mark.parametrize("variant", variant_params())
+def test_pack_planes_u8_matches_numpy(variant):
+    rng = np.random.default_rng(12)
+    for n in SIZES + [1000, 2100]:
+        for q in q_cases(rng, n):
+            for k in range(1, 9):
+                got = _native.kernel_pack_planes_u8(variant, q, k)
+                expect = np.stack([pack_bits(((q >> (8 - k + b)) & 1).astype(bool)) for b in range(k)])
+                assert got.shape == (k, words_for(n)) and np.array_equal(got, expect), (n, k)
+
+
+@pytest.mark.parametrize("variant", variant_params())
+def test_planes_bmv_matches_numpy(variant):
+    """The bit-plane layer equals the plain integer sum of (q >> (8 - k)) * (+-1), every k, awkward shapes
+    (n not a multiple of 64, rows not a multiple of any vector width)."""
+    for n, rows, seed in shapes(13, count=16):
+        rng = np.random.default_rng(seed)
+        W = random_bits(rng, rows, n)
+        signs = unpack_signs(W, n).astype(np.int64)
+        for q in q_cases(rng, n):
+            for k in range(1, 9):
+                planes = _native.kernel_pack_planes_u8("portable", q, k)
+                expect = signs @ (q >> (8 - k)).astype(np.int64)
+                assert np.array_equal(_native.kernel_planes_bmv(variant, W, planes), expect), (n, rows, k)
+
+
+def test_planes_kernels_refuse_bad_shapes():
+    W = pack_bits(np.ones((3, 70), bool))
+    with pytest.raises(ValueError):
+        _native.kernel_pack_planes_u8("portable", np.zeros(70, np.uint8), 9)
+    with pytest.raises(ValueError):
+        _native.kernel_pack_planes_u8("portable", np.zeros(70, np.uint8), 0)
+    with pytest.raises(ValueError):  # planes of another width
+        _native.kernel_planes_bmv("portable", W, np.zeros((2, 1), np.uint64))
+    with pytest.raises(ValueError):  # more than 8 planes
+        _native.kernel_planes_bmv("portable", W, np.zeros((9, 2), np.uint64))
+
+
+@pytest.mark.parametrize("variant", variant_params())
 def test_u8_pm1_mv_matches_numpy(variant):
     for n, rows, seed in shapes(10):
         rng = np.random.default_rng(seed)

@@ -118,7 +118,7 @@ def test_folded_thresholds_match_keras_layer_outputs(mnist_small):
 
 
 @pytest.mark.parametrize("notation,mode", [("B-D64N,D32N,QN", "int8"), ("B-64,32,F,D", "sign"),
-                                            ("B-D64N,D32N,D32N,PN", "int8")])
+                                            ("B-D64N,D32N,D32N,PN", "int8"), ("B-D64N,D32N,PN", "planes")])
 def test_other_shortcuts_and_input_modes_export_exactly(notation, mode):
     _need("mnist")
     from edge_rbmlp.engines.reference import ReferenceEngine
@@ -260,6 +260,48 @@ def test_int8_mode_thresholds_match_keras_on_real_digits():
         assert 0.05 < bits.mean() < 0.95
     last = accs[2] * packed.tensors["layer.2.scale"] + packed.tensors["layer.2.shift"]
     np.testing.assert_allclose(last, outs[2], rtol=1e-4, atol=2e-3)
+
+
+def test_planes_input_layer_is_the_top_bits_of_q():
+    """planes mode: the Keras layer sees (q >> (8 - k)) / (2^k - 1), exactly, for every k and every q."""
+    import tensorflow as tf
+
+    from edge_rbmlp.inputs import InputSpec
+    from train.models import InputPlanes, planes_acc_scale
+
+    spec = InputSpec.image()
+    q = np.arange(256, dtype=np.uint8)[None, :]
+    for k in range(1, 9):
+        got = InputPlanes(k, spec.scale, spec.zero_point)(tf.constant(spec.dequantize(q))).numpy()
+        expect = (q >> (8 - k)).astype(np.float64) * planes_acc_scale(k)
+        np.testing.assert_allclose(got, expect, rtol=0, atol=1e-7)
+
+
+def test_planes_mode_thresholds_match_keras_on_real_digits():
+    """planes input mode: the first layer's folded thresholds (acc = sum v_i w_i, acc_scale 1/(2^k-1))
+    reproduce the Keras batch-norm signs on real digits."""
+    _need("mnist")
+    import tensorflow as tf
+
+    from edge_rbmlp.fold import apply_thresholds
+    from edge_rbmlp.engines.reference import ReferenceEngine
+    from train.export import export_packed
+    from train.pipeline import FitConfig, load_data, train_model
+
+    cfg = FitConfig(dataset="mnist", arch=parse("B-D64N,D32N,PN", input_mode="planes", input_bits=3), epochs=1,
+                    limit_train=1000, limit_test=400, seed=4, verbose=0)
+    data = load_data(cfg)
+    model, _, _ = train_model(cfg, data)
+    packed = export_packed(model, cfg.arch, data.spec, data.labels, "softmax")
+    assert packed.arch.input_bits == 3
+    probe = tf.keras.Model(model.input, [model.get_layer(f"bn_{i}").output for i in range(2)])
+    outs = probe.predict(data.x(data.q_test), verbose=0)
+    accs = dict(ReferenceEngine(packed).hidden_accumulators(data.q_test))
+    bits = apply_thresholds(accs[0], packed.tensors["layer.0.threshold"], packed.tensors["layer.0.flip"])
+    assert np.mean(bits != (outs[0] >= 0)) <= 1e-3
+    assert 0.05 < bits.mean() < 0.95
+    last = accs[1] * packed.tensors["layer.1.scale"] + packed.tensors["layer.1.shift"]
+    np.testing.assert_allclose(last, outs[1], rtol=1e-4, atol=2e-3)
 
 
 def test_batchnorm_recalibration_sets_exact_statistics():

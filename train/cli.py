@@ -75,7 +75,11 @@ def _command_line() -> str:
 @main.command()
 @click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
 @click.option("--arch", "notation", required=True, help='Variant notation, e.g. "B-D128N,D88N,PN".')
-@click.option("--input-mode", type=click.Choice(["sign", "int8"]), default="sign", show_default=True)
+@click.option("--input-mode", type=click.Choice(["sign", "int8", "planes"]), default="sign", show_default=True,
+              help="First binary layer input: sign (the paper), int8, or planes (the top --input-bits bits "
+              "of each input as bit planes).")
+@click.option("--input-bits", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Bits per input value in the planes input mode.")
 @click.option("--pool-size", type=int, default=8, show_default=True)
 @click.option("--quant-bits", type=int, default=8, show_default=True)
 @click.option("--epochs", type=int, default=10, show_default=True)
@@ -103,16 +107,20 @@ def _command_line() -> str:
 @click.option("--no-int8", is_flag=True, help="Skip the int8 TFLite export.")
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def fit(dataset, notation, input_mode, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
+def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
         vocab_size, augment, augment_fraction, photo_fraction, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
     from edge_rbmlp.datasets import DatasetMissing
 
     try:
-        arch = parse(notation, input_mode=input_mode, pool_size=pool_size, quant_bits=quant_bits)
+        arch = parse(notation, input_mode=input_mode, pool_size=pool_size, quant_bits=quant_bits,
+                     input_bits=input_bits)
     except ArchError as exc:
         raise click.BadParameter(str(exc), param_hint="--arch")
+    if input_mode == "planes" and dataset == "imdb":
+        raise click.BadParameter("the planes input mode is for dense pixel inputs (a multi-hot 0/1 input has no "
+                                 "upper bits); use sign or int8 for imdb", param_hint="--input-mode")
     from train.augment import parse_mode
     from train.pipeline import FitConfig, run_fit
 

@@ -24,7 +24,7 @@ from edge_rbmlp.fold import (BatchNorm, fold_batchnorm_into_dense, fold_batchnor
 from edge_rbmlp.inputs import InputSpec
 from edge_rbmlp.model_file import PackedModel
 
-from .models import build_lce_twin, symmetric_quantize_int
+from .models import build_lce_twin, planes_acc_scale, symmetric_quantize_int
 from .tf_setup import import_tf
 
 tf, lq = import_tf()
@@ -57,6 +57,9 @@ def binary_layer_affine(model, arch: Architecture, spec: InputSpec, i: int):
     bn = _batchnorm(model, f"bn_{i}")
     if i == 0 and arch.input_mode == "int8":
         acc_scale, offset = fold_input_quantization_into_binary_layer(w_pm1, bias, spec.scale, spec.zero_point)
+    elif i == 0 and arch.input_mode == "planes":
+        # the layer saw v / (2^bits - 1) with v = q >> (8 - bits); the engine accumulates sum v_i w_i
+        acc_scale, offset = planes_acc_scale(arch.input_bits), bias
     else:
         acc_scale = 1.0
         offset = bias

@@ -6,7 +6,11 @@ kernel quantizers, ``weight_clip``) -> BatchNormalization; the first binary laye
 * in ``sign`` input mode centres the Keras input ``x = scale * (q - zero_point)``
   by ``c = scale * (binarize_threshold - 0.5 - zero_point)`` and binarizes it with
   ``ste_sign``, so it is +1 exactly where ``q >= binarize_threshold``;
-* in ``int8`` mode has no input quantizer and sees ``x`` as it is.
+* in ``int8`` mode has no input quantizer and sees ``x`` as it is;
+* in ``planes`` mode sees the ``input_bits``-bit value ``v = q >> (8 - input_bits)`` of the
+  uint8 input ``q`` (layer ``input_planes``), scaled to ``v / (2^input_bits - 1)``, with no
+  further input quantizer: the engine computes ``sum_i v_i w_i`` as ``input_bits``
+  AND-popcount passes over the bit planes of ``v``.
 
 Float (``F-``) models: Dense -> [BN] -> ReLU with the same block options.
 
@@ -91,6 +95,31 @@ class SymmetricQuantizer(keras.layers.Layer):
         return {**super().get_config(), "bits": self.bits}
 
 
+@keras.utils.register_keras_serializable(package="edge_rbmlp")
+class InputPlanes(keras.layers.Layer):
+    """``x = scale * (q - zero_point)`` -> ``(q >> (8 - bits)) / (2^bits - 1)``: the ``bits``-bit input
+    of the ``planes`` mode (``q`` recovered exactly from ``x``, then its top ``bits`` bits)."""
+
+    def __init__(self, bits: int = 2, scale: float = 1.0 / 255.0, zero_point: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.bits = int(bits)
+        self.scale = float(scale)
+        self.zero_point = int(zero_point)
+
+    def call(self, x):
+        q = tf.clip_by_value(tf.round(x / self.scale) + float(self.zero_point), 0.0, 255.0)
+        v = tf.floor(q / float(2 ** (8 - self.bits)))
+        return v / float(2 ** self.bits - 1)
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits, "scale": self.scale, "zero_point": self.zero_point}
+
+
+def planes_acc_scale(bits: int) -> float:
+    """The factor from the engine's integer ``sum v_i w_i`` to what the layer saw (``v / (2^bits - 1)``)."""
+    return 1.0 / float(2 ** int(bits) - 1)
+
+
 def center_constant(spec: InputSpec) -> float:
     return float(spec.scale * (spec.binarize_threshold - 0.5 - spec.zero_point))
 
@@ -112,6 +141,8 @@ def build_model(arch: Architecture, spec: InputSpec, n_outputs: int, dropout: fl
                     h = Center(center_constant(spec), name="center")(h)
                 else:
                     input_quantizer = None
+                    if arch.input_mode == "planes":
+                        h = InputPlanes(arch.input_bits, spec.scale, spec.zero_point, name="input_planes")(h)
             h = lq.layers.QuantDense(block.width, input_quantizer=input_quantizer, kernel_quantizer="ste_sign",
                                      kernel_constraint="weight_clip", use_bias=not block.batchnorm,
                                      name=f"binary_{i}")(h)
@@ -172,6 +203,8 @@ def build_lce_twin(model, arch: Architecture, spec: InputSpec, n_outputs: int, o
                 h = Center(center_constant(spec), name="center")(h)
             else:
                 input_quantizer = None
+                if arch.input_mode == "planes":
+                    h = InputPlanes(arch.input_bits, spec.scale, spec.zero_point, name="input_planes")(h)
             h = keras.layers.Reshape((1, 1, n), name="to_image")(h)
         conv = lq.layers.QuantConv2D(block.width, (1, 1), input_quantizer=input_quantizer,
                                      kernel_quantizer="ste_sign", kernel_constraint="weight_clip",

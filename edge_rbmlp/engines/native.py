@@ -101,6 +101,9 @@ def native_arrays(model: PackedModel, sparse: Optional[bool] = None, kernel: Opt
         arrays["shortcut.rowsum"] = t["shortcut.weight"].astype(np.int64).sum(axis=1).astype(np.int32)
     if sparse is None:
         sparse = model.input_spec.kind == "text"
+    if sparse and arch.input_mode == "planes":
+        raise ValueError("the sparse (multi-hot) path needs the sign or int8 input mode; this model takes its "
+                         f"input as {arch.input_bits} bit planes")
     if sparse:
         n = model.n_inputs
         bits = unpack_bits(t["layer.0.weight"], n)  # bool [rows, n]
@@ -130,6 +133,7 @@ class NativeEngine(Engine):
             int(arch.pool_size),
             model.output_activation,
             chosen,
+            int(arch.input_bits) if arch.input_mode == "planes" else 8,
         )
         # the sparse path assumes multi-hot inputs (active = 1, else 0)
         self._sparse_ok = self._native.has_sparse

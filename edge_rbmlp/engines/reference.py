@@ -7,7 +7,8 @@ take an integer dot product, which equals ``n - 2 * popcount(x XOR w)``.
 Forward pass for a uint8 input ``q [batch, n]``:
 
 1. layer 0: ``x = sign(q - binarize_threshold)`` (``sign`` mode) and
-   ``acc = x @ W0.T``; or ``acc = q @ W0.T`` (``int8`` mode), with ``W0`` in ±1;
+   ``acc = x @ W0.T``; or ``acc = q @ W0.T`` (``int8`` mode); or ``acc = v @ W0.T`` with
+   ``v = q >> (8 - input_bits)`` (``planes`` mode), with ``W0`` in ±1;
 2. layers ``1 .. T-1``: ``acc = x @ Wi.T`` on the ±1 output of the layer before;
 3. layers before the last: ``x = +1`` where ``acc >= threshold`` (``flip == 0``) or
    ``acc <= threshold`` (``flip == 1``), else ``-1`` (:func:`edge_rbmlp.fold.apply_thresholds`);
@@ -55,6 +56,10 @@ class ReferenceEngine(Engine):
         if arch.input_mode == "sign":
             x = np.where(q >= model.input_spec.binarize_threshold, 1, -1).astype(np.int32)
             acc = x @ w0.T
+        elif arch.input_mode == "planes":
+            # the top input_bits bits of each input: v = q >> (8 - bits), acc = sum v_i w_i
+            v = (q >> (8 - arch.input_bits)).astype(np.int32)
+            acc = v @ w0.T
         else:
             acc = q.astype(np.int32) @ w0.T
         last = len(arch.blocks) - 1

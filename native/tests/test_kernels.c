@@ -113,6 +113,38 @@ static void test_variant(const rbm_kernels *K)
             P->u8_bmv(W, rows, words, q, n, a1);
             K->u8_bmv(W, rows, words, q, n, a2);
             CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s u8_bmv n=%d rows=%d", K->name, n, rows);
+            /* planes input mode: packing against portable, the layer against the plain sum of
+             * v_i * (+-1) (v = q >> (8 - k)) for every k, on q of every pattern and on random bytes */
+            {
+                uint64_t *P1 = malloc((size_t)8 * words * 8), *P2 = malloc((size_t)8 * words * 8);
+                uint8_t *qr = malloc((size_t)n);
+                for (int32_t i = 0; i < n; i++)
+                    qr[i] = (uint8_t)rnd();
+                for (int src = 0; src < 2; src++) {
+                    const uint8_t *qq = src ? qr : q;
+                    for (int32_t k = 1; k <= 8; k++) {
+                        memset(P1, 0xAB, (size_t)8 * words * 8);
+                        memset(P2, 0xCD, (size_t)8 * words * 8);
+                        P->pack_planes_u8(qq, n, k, P1);
+                        K->pack_planes_u8(qq, n, k, P2);
+                        CHECK(!memcmp(P1, P2, (size_t)k * words * 8), "%s pack_planes_u8 n=%d k=%d", K->name, n, k);
+                        for (int32_t o = 0; o < rows; o++) {
+                            int32_t s = 0;
+                            for (int32_t i = 0; i < n; i++) {
+                                int32_t v = qq[i] >> (8 - k);
+                                s += ((W[(size_t)o * words + (i >> 6)] >> (i & 63)) & 1) ? v : -v;
+                            }
+                            a1[o] = s;
+                        }
+                        memset(a2, 0x5A, (size_t)rows * 4);
+                        K->planes_bmv(W, rows, words, P1, k, a2);
+                        CHECK(!memcmp(a1, a2, (size_t)rows * 4), "%s planes_bmv n=%d rows=%d k=%d", K->name, n, rows, k);
+                    }
+                }
+                free(P1);
+                free(P2);
+                free(qr);
+            }
             if (K->u8_pm1_mv) {
                 /* +-1 int8 expansion of W, row stride n + 5 */
                 int8_t *Wp = malloc((size_t)rows * (n + 5));
