@@ -26,12 +26,73 @@ class ImageError(ValueError):
     pass
 
 
-def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS):
-    """Decode PNG/JPEG/PGM/... bytes with Pillow, refusing oversized images before decoding."""
+# Pillow keeps a frame at 1 byte per pixel in modes 1, L and P, 2 in I;16 and 4 in every other
+# mode; modes the box filter cannot average are converted first (a second frame)
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_CONVERT_BEFORE_REDUCE = {"1": "L", "P": "L", "PA": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+
+
+def _reduce_target(img) -> str:
+    if img.mode == "P":
+        return "RGBA" if "transparency" in img.info else "L"
+    return _CONVERT_BEFORE_REDUCE.get(img.mode, img.mode)
+
+
+def decode_bytes(img) -> int:
+    """The bytes :func:`load_image` holds at once for ``img`` (opened, not loaded): its decoded
+    frame (the reduction works in strips of at most STRIP_BYTES, outside this figure)."""
+    w, h = img.size
+    return w * h * _BYTES_PER_PIXEL.get(img.mode, 4)
+
+
+STRIP_BYTES = 2 * 1024 * 1024
+
+
+def _reduce_in_strips(img, factor: int):
+    """``img.reduce(factor)`` (after the conversion the box filter needs) without a second full
+    frame: Pillow's reduce of RGBA/LA premultiplies a copy of the whole frame, and a conversion
+    is one too. Strips of whole factor-row blocks are cropped, converted, reduced and pasted."""
+    from PIL import Image
+
+    w, h = img.size
+    target = _reduce_target(img)
+    out = Image.new(target, (-(-w // factor), -(-h // factor)))
+    rows_out = max(1, STRIP_BYTES // (w * 4 * factor))
+    step = rows_out * factor
+    for top in range(0, h, step):
+        strip = img.crop((0, top, w, min(h, top + step)))
+        if strip.mode != target:
+            strip = strip.convert(target)
+        out.paste(strip.reduce(factor), (0, top // factor))
+    out.info = dict(img.info)
+    if target != img.mode:
+        out.info.pop("transparency", None)
+    return out
+
+
+def _limit_png_chunks() -> None:
+    """PNG text and ICC chunks are decompressed while the file is opened (Pillow allows 1 MiB per
+    chunk and 64 MiB in all): a 4 MiB body of zTXt chunks must not become 64 MiB of text."""
+    from PIL import PngImagePlugin
+
+    PngImagePlugin.MAX_TEXT_CHUNK = min(PngImagePlugin.MAX_TEXT_CHUNK, 256 * 1024)
+    PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, 1024 * 1024)
+
+
+def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, reserve=None):
+    """Decode PNG/JPEG/PGM/... bytes with Pillow, refusing oversized images before decoding.
+
+    Memory: the image is decoded once, at its size (a JPEG at 1/2, 1/4 or 1/8 of it, by the
+    decoder, when larger than DECODE_SIDE), then reduced by whole factors (box filter) to a longer
+    side of at most DECODE_SIDE and the full frame freed: what is returned is at most
+    DECODE_SIDE x DECODE_SIDE, and the peak is :func:`decode_bytes`. ``reserve(nbytes, what)``
+    (a context manager) is entered around the decoding with that peak, before a pixel is decoded
+    (the service's per-worker memory budget)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise ImageError("empty image")
+    _limit_png_chunks()
     try:
         img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -50,10 +111,18 @@ def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS):
         # the JPEG decoder can scale by 1/2, 1/4 or 1/8 while decoding: a 4000x3000 photo is decoded at
         # 2000x1500 (4x less time and memory), still far more than the digit pipeline resolves
         img.draft(img.mode, (max(1, w * DECODE_SIDE // max(w, h)), max(1, h * DECODE_SIDE // max(w, h))))
-    try:
-        img.load()
-    except Exception as exc:  # Pillow raises many types for truncated/corrupt data
-        raise ImageError(f"image data is corrupt or truncated: {exc}") from None
+    from contextlib import nullcontext
+
+    held = reserve(decode_bytes(img), f"a {w}x{h} {img.mode} image") if reserve is not None else nullcontext()
+    with held:
+        try:
+            img.load()
+        except Exception as exc:  # Pillow raises many types for truncated/corrupt data
+            raise ImageError(f"image data is corrupt or truncated: {exc}") from None
+        w, h = img.size
+        if max(w, h) > DECODE_SIDE:
+            img = _reduce_in_strips(img, -(-max(w, h) // DECODE_SIDE))
+            img.info["decoded_size"] = (w, h)
     return img
 
 

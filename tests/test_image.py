@@ -128,8 +128,44 @@ def test_large_jpeg_is_decoded_reduced():
     buf = io.BytesIO()
     img.save(buf, format="JPEG")
     decoded = load_image(buf.getvalue())
-    assert decoded.size == (2000, 1500)
+    # decoded at 1/2 by the JPEG decoder, then reduced by 2 to a longer side of at most DECODE_SIDE
+    assert decoded.info["decoded_size"] == (2000, 1500) and decoded.size == (1000, 750)
     small = Image.new("L", (640, 480), 230)
     buf = io.BytesIO()
     small.save(buf, format="JPEG")
     assert load_image(buf.getvalue()).size == (640, 480)
+
+
+def test_large_images_are_reduced_in_strips_like_one_reduce():
+    """Every mode the decoders give comes back at most DECODE_SIDE on its longer side, with the
+    pixels of Pillow's own reduce (after the same conversion), and the decode's reservation is the
+    frame's bytes (the strips are outside it)."""
+    from edge_rbmlp.image import DECODE_SIDE, decode_bytes
+
+    rng = np.random.default_rng(0)
+    for mode, arr in (("L", rng.integers(0, 256, (1500, 2100), dtype=np.uint8)),
+                      ("RGBA", rng.integers(0, 256, (1100, 2050, 4), dtype=np.uint8)),
+                      ("I;16", rng.integers(0, 65536, (1030, 1100), dtype=np.uint16))):
+        buf = io.BytesIO()
+        Image.fromarray(arr, mode=mode if mode != "I;16" else None).save(buf, format="PNG")
+        reserved = []
+
+        class Hold:
+            def __init__(self, n, what):
+                reserved.append(n)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        decoded = load_image(buf.getvalue(), reserve=Hold)
+        full = Image.open(io.BytesIO(buf.getvalue()))
+        assert reserved == [decode_bytes(full)]
+        full.load()
+        factor = -(-max(full.size) // DECODE_SIDE)
+        target = {"I;16": "I"}.get(full.mode, full.mode)
+        expect = full.convert(target).reduce(factor)
+        assert max(decoded.size) <= DECODE_SIDE and decoded.size == expect.size and decoded.mode == expect.mode
+        assert np.array_equal(np.asarray(decoded), np.asarray(expect)), mode

@@ -254,7 +254,7 @@ def test_real_server_curl_style_and_limits(paths, http_server):
         # Content-Length over the limit: refused before the body is read, as JSON, connection closed
         host, port = url.split("//")[1].split(":")
         with socket.create_connection((host, int(port)), timeout=30) as s:
-            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                       b"Content-Length: %d\r\n\r\n" % (65 * 1024))  # and not a byte of the body
             reply = _read_until_closed(s)
         head, _, body = reply.partition(b"\r\n\r\n")
@@ -264,7 +264,7 @@ def test_real_server_curl_style_and_limits(paths, http_server):
         assert status == 413 and "limit" in json.loads(body)["error"]
         # a chunked body with no Content-Length is limited while reading
         with socket.create_connection((host, int(port)), timeout=30) as s:
-            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                       b"Content-Type: image/png\r\n\r\n")
             chunk = b"\0" * 8192
             try:
@@ -277,14 +277,14 @@ def test_real_server_curl_style_and_limits(paths, http_server):
         assert reply.startswith(b"HTTP/1.1 413") and b'"error"' in reply
         # a chunked body within the limit is read whole
         with socket.create_connection((host, int(port)), timeout=30) as s:
-            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                       b"Content-Type: image/png\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(SEVEN), SEVEN))
             reply = _read_until_closed(s)
         assert reply.startswith(b"HTTP/1.1 200") and b'"model":"mnist"' in reply
         # malformed HTTP: a 400 and the connection closed; waitress answers it in JSON, granian
         # (hyper, in Rust) with an empty body: it has no hook for the body of its own errors
         with socket.create_connection((host, int(port)), timeout=30) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nonsense\r\n\r\n")
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nonsense\r\n\r\n")
             reply = _read_until_closed(s)
         assert reply.startswith(b"HTTP/1.1 400")
         if http_server == "waitress":
@@ -492,11 +492,11 @@ def test_max_connections_is_honoured_and_idle_connections_time_out(paths, http_s
         holders = []
         for _ in range(3):  # each holds a connection with a complete request answered, kept alive
             s = socket.create_connection((host, int(port)), timeout=30)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert _read_one_response(s).startswith(b"HTTP/1.1 200")
             holders.append(s)
         extra = socket.create_connection((host, int(port)), timeout=30)  # the kernel accepts it into the backlog
-        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         extra.settimeout(0.5)
         with pytest.raises(socket.timeout):
             extra.recv(1)  # not served while three connections are open
@@ -522,7 +522,7 @@ def test_granian_closes_a_connection_that_trickles_header_lines(paths):
     with running_server(config, http_server="granian") as (url, app):
         host, port = url.split("//")[1].split(":")
         with socket.create_connection((host, int(port)), timeout=30) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             cut_off_after = None
             for line in range(1, 60):  # 59 lines 0.25 s apart: 15 s, far past the 1 s head deadline
                 time.sleep(0.25)

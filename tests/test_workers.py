@@ -303,7 +303,7 @@ def test_slow_clients_do_not_lock_others_out(model_paths, tmp_path):
         try:
             for _ in range(150):
                 s = socket.create_connection((host, int(port)), timeout=30)
-                s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: x\r\n")
+                s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 stalled.append(s)
             conn = http.client.HTTPConnection(host, int(port), timeout=20)  # far below the 120 s idle timeout
             conn.request("GET", "/healthz")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, jsonify, request
 
 from .errors import ApiError
 from .infer import (IMAGE_TYPES, SNIFFED_TYPES, classify_image, classify_text, decode_text, media_type,
-                    read_body)
+                    parse_json, read_body)
 from .state import app_state
 
 bp = Blueprint("classify", __name__)
@@ -52,10 +50,7 @@ def classify(model):
         if kind != "text":
             raise ApiError(415, f"model {served.name!r} takes images: send the image bytes "
                                 f"(Content-Type image/png, image/jpeg, ...), not JSON")
-        try:
-            payload = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ApiError(400, f"body is not valid JSON: {exc}") from None
+        payload = parse_json(body, "body")
         if not isinstance(payload, dict) or "text" not in payload:
             raise ApiError(400, 'JSON body must be an object {"text": "..."}')
         if not isinstance(payload["text"], str):

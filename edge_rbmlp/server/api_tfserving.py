@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 import numpy as np
 from flask import Blueprint, jsonify
 
 from ..image import ImageError
 from .errors import ApiError
-from .infer import check_batch, decode_image, decode_text, image_input, infer_batch, read_body, text_inputs
+from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, parse_json,
+                    read_body, text_inputs)
 from .state import ServedModel, app_state
 
 bp = Blueprint("v1", __name__)
@@ -118,10 +118,7 @@ def predict(model, version=None):
     body = read_body()
     if not body:
         raise ApiError(400, 'the request body is empty: send {"instances": [...]}')
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, f"request is not valid JSON: {exc}") from None
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(400, 'request must be a JSON object {"instances": [...]}')
     sig = payload.get("signature_name", "serving_default")
@@ -140,5 +137,9 @@ def predict(model, version=None):
     if rows and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rows):
         rows = [rows]  # one flat vector given as the columnar input
     check_batch(len(rows))
-    q = np.stack([_instance_row(served, inst, i) for i, inst in enumerate(rows)])
+    out = []
+    for i, inst in enumerate(rows):
+        out.append(_instance_row(served, inst, i))
+        check_time(f"instance {i}")
+    q = np.stack(out)
     return jsonify({"predictions": [p.to_dict() for p in infer_batch(served, q)]})

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from typing import List, Optional, Tuple
 
@@ -30,7 +31,8 @@ from flask import Blueprint, Response, jsonify, request
 from .. import __version__
 from ..image import ImageError
 from .errors import ApiError
-from .infer import check_batch, decode_image, decode_text, image_input, infer_batch, read_body, text_inputs
+from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, parse_json,
+                    read_body, text_inputs)
 from .state import ServedModel, app_state
 
 bp = Blueprint("v2", __name__)
@@ -112,15 +114,11 @@ def model_ready(model, version=None):
 # -- infer ------------------------------------------------------------------------------------------
 def _split_body() -> Tuple[dict, bytes]:
     body = read_body()
-    encoding = request.headers.get("Content-Encoding", "identity").lower()
-    if encoding not in ("identity", ""):
-        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
     header_len = request.headers.get(HEADER_LENGTH)
     if header_len is not None:
-        try:
-            n = int(header_len)
-        except ValueError:
-            raise ApiError(400, f"{HEADER_LENGTH} must be an integer, got {header_len!r}") from None
+        if not header_len.strip().isdigit() or len(header_len.strip()) > 12:
+            raise ApiError(400, f"{HEADER_LENGTH} must be a non-negative integer, got {header_len[:40]!r}")
+        n = int(header_len)
         if not 0 <= n <= len(body):
             raise ApiError(400, f"{HEADER_LENGTH} is {n} but the body has {len(body)} bytes")
         header, binary = body[:n], body[n:]
@@ -128,10 +126,7 @@ def _split_body() -> Tuple[dict, bytes]:
         header, binary = body, b""
     if not header:
         raise ApiError(400, 'the request body is empty: send {"inputs": [...]}')
-    try:
-        payload = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, f"request is not valid JSON: {exc}") from None
+    payload = parse_json(header)
     if not isinstance(payload, dict):
         raise ApiError(400, 'request must be a JSON object {"inputs": [...]}')
     return payload, binary
@@ -145,9 +140,16 @@ def _shape(value, where: str) -> List[int]:
     return value
 
 
-def _bytes_elements(raw: bytes, where: str) -> List[bytes]:
+def _count(shape: List[int]) -> int:
+    """The number of elements of ``shape``: exact (Python integers; np.prod wraps at 2**63)."""
+    return math.prod(shape)
+
+
+def _bytes_elements(raw: bytes, where: str, limit: int) -> List[bytes]:
     out, i = [], 0
     while i < len(raw):
+        if len(out) >= limit:
+            raise ApiError(400, f"{where}: more BYTES elements than shape needs ({limit})")
         if i + 4 > len(raw):
             raise ApiError(400, f"{where}: truncated BYTES element length")
         (n,) = struct.unpack_from("<I", raw, i)
@@ -175,10 +177,14 @@ def _take_binary(spec: dict, binary: bytes, offset: int, where: str) -> Tuple[Op
 def _numeric_input(served: ServedModel, dtype_name: str, shape: List[int], data, raw: Optional[bytes],
                    where: str) -> np.ndarray:
     np_dtype = np.dtype(DTYPES[dtype_name])
-    count = int(np.prod(shape)) if shape else 0
+    count = _count(shape)
     n = served.model.input_spec.size
-    if count > n * app_state().config.limits.max_batch:
-        raise ApiError(413, f"{where}: {count} values is more than the batch limit allows")
+    limit = app_state().config.limits.max_batch
+    if count > n * limit:
+        raise ApiError(413, f"{where}: shape {shape} is {count} values, more than a batch of {limit} inputs "
+                            f"of {n} values (limits.max_batch)")
+    if count == 0:
+        raise ApiError(400, f"{where}: shape {shape} holds no values")
     if raw is not None:
         if len(raw) != count * np_dtype.itemsize:
             raise ApiError(400, f"{where}: {len(raw)} binary bytes for shape {shape} of {dtype_name} "
@@ -187,6 +193,8 @@ def _numeric_input(served: ServedModel, dtype_name: str, shape: List[int], data,
     else:
         if data is None:
             raise ApiError(400, f"{where}: 'data' is missing")
+        if isinstance(data, list) and not data:
+            raise ApiError(400, f"{where}: 'data' is empty but shape {shape} needs {count} values")
         try:
             loose = np.asarray(data)
         except ValueError as exc:
@@ -223,28 +231,41 @@ def _numeric_input(served: ServedModel, dtype_name: str, shape: List[int], data,
     return arr.astype(np.uint8)
 
 
+def _flatten_strings(data: list, limit: int, where: str) -> list:
+    """Nested lists of strings -> the strings in order, in linear time; stops at more than
+    ``limit`` (the shape's element count, checked against the batch limit already)."""
+    flat = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) >= 8:
+                    raise ApiError(400, f"{where}: BYTES 'data' nests deeper than the shape allows")
+                stack.append(iter(item))
+                break
+            if not isinstance(item, str):
+                raise ApiError(400, f"{where}: BYTES 'data' must hold strings, got {type(item).__name__}")
+            flat.append(item)
+            if len(flat) > limit:
+                raise ApiError(400, f"{where}: more BYTES elements than shape needs ({limit})")
+        else:
+            stack.pop()
+    return flat
+
+
 def _bytes_input(served: ServedModel, shape: List[int], data, raw: Optional[bytes], where: str) -> np.ndarray:
+    if len(shape) == 2 and shape[1] != 1 or len(shape) > 2:
+        raise ApiError(400, f"{where}: BYTES input must have shape [batch] or [batch, 1], got {shape}")
+    count = _count(shape)
+    check_batch(count)
     if raw is not None:
-        elements = _bytes_elements(raw, where)
+        elements = _bytes_elements(raw, where, count)
     else:
         if not isinstance(data, list):
             raise ApiError(400, f"{where}: 'data' must be a list of strings for BYTES")
-        flat = []
-        stack = [data]
-        while stack:  # flatten nested lists, keeping order
-            item = stack.pop(0)
-            if isinstance(item, list):
-                stack[0:0] = item
-            elif isinstance(item, str):
-                flat.append(item)
-            else:
-                raise ApiError(400, f"{where}: BYTES 'data' must hold strings, got {type(item).__name__}")
-        elements = flat
-    count = int(np.prod(shape)) if shape else 0
+        elements = _flatten_strings(data, count, where)
     if len(elements) != count:
         raise ApiError(400, f"{where}: {len(elements)} BYTES elements but shape {shape} needs {count}")
-    if len(shape) == 2 and shape[1] != 1 or len(shape) > 2:
-        raise ApiError(400, f"{where}: BYTES input must have shape [batch] or [batch, 1], got {shape}")
     check_batch(len(elements))
     if served.kind == "text":
         texts = [decode_text(e, what=f"{where} element {i}") for i, e in enumerate(elements)]
@@ -261,6 +282,7 @@ def _bytes_input(served: ServedModel, shape: List[int], data, raw: Optional[byte
                 rows.append(image_input(served, decode_image(e))[0])
             except ImageError as exc:
                 raise ApiError(400, f"{where} element {i}: {exc}") from None
+            check_time(f"{where} element {i}")
         return np.stack(rows)
     raise ApiError(400, f"{where}: model {served.name!r} takes numeric vectors, not BYTES")
 
@@ -307,6 +329,8 @@ def _requested_outputs(payload: dict) -> List[Tuple[str, bool]]:
         return [(name, default_binary) for name in OUTPUTS]
     if not isinstance(outputs, list):
         raise ApiError(400, "'outputs' must be a list of {\"name\": ...} objects")
+    if len(outputs) > len(OUTPUTS):
+        raise ApiError(400, f"'outputs' names {len(outputs)} outputs; there are {len(OUTPUTS)}: {', '.join(OUTPUTS)}")
     chosen = []
     for out in outputs:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
@@ -316,6 +340,8 @@ def _requested_outputs(payload: dict) -> List[Tuple[str, bool]]:
         oparams = out.get("parameters") or {}
         if not isinstance(oparams, dict):
             raise ApiError(400, f"output {out['name']!r}: 'parameters' must be an object")
+        if any(out["name"] == name for name, _ in chosen):
+            raise ApiError(400, f"output {out['name']!r} is requested twice")
         chosen.append((out["name"], bool(oparams.get("binary_data", default_binary))))
     return chosen
 

@@ -17,6 +17,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from .config import ServerConfig
 from .errors import ApiError, register_error_handlers
+from .guard import Activity, Deadline, MemoryBudget
 from .metrics import Metrics, label_model
 from .state import EXTENSION, AppState, load_served_models
 
@@ -73,7 +74,7 @@ class CappedInput:
             from werkzeug.exceptions import RequestEntityTooLarge
 
             self.left = -1
-            raise RequestEntityTooLarge()
+            raise RequestEntityTooLarge(f"request body is larger than the {self.limit} byte limit")
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -97,20 +98,92 @@ class CappedInput:
             yield line
 
 
-def front(wsgi_app, limit: int):
-    """What every request meets before Flask: a body declared larger than ``limit`` is refused
-    (413, connection closed) before a byte of it is read, whatever the HTTP server; every answer
-    gets the security headers (in the WSGI header list: cheaper than werkzeug's Headers)."""
+STATE_CHANGING = frozenset(("POST", "PUT", "DELETE", "PATCH"))
+LOOPBACK_NAMES = frozenset(("localhost", "127.0.0.1", "::1", "localhost."))
+
+
+def _split_host(value: str) -> str:
+    """``Host``/``Origin`` authority -> the host name, lower case, without the port and brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def close_after(environ, headers) -> None:
+    """Close the connection after this answer: waitress's own hook (PEP 3333 forbids an app the
+    Connection header; serve.py's channel gives one), else the header (granian passes it to hyper)."""
+    close = environ.get("edge_rbmlp.close")
+    if close is not None:
+        close()
+    else:
+        headers.append(("Connection", "close"))
+
+
+def _answer(environ, start_response, status: str, message: str, close: bool = False):
+    body = json.dumps({"error": message}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *SECURITY_HEADERS]
+    if close:
+        close_after(environ, headers)
+    start_response(status, headers)
+    return [body]
+
+
+def front(wsgi_app, limit: int, config: Optional[ServerConfig] = None, activity=None):
+    """What every request meets before Flask, whatever the HTTP server:
+
+    * requests a proxy could read differently are refused with the connection closed: both
+      ``Content-Length`` and ``Transfer-Encoding`` (request smuggling), HTTP/1.1 without ``Host``;
+    * a body declared larger than ``limit`` is refused (413, connection closed) before a byte of
+      it is read;
+    * bound to loopback without a token, a ``Host`` other than a loopback name or the configured
+      host is refused (403): a page on another site must not reach the service through a DNS name
+      it rebinds to 127.0.0.1;
+    * state-changing methods from another site (``Sec-Fetch-Site: cross-site``/``same-site``, or an
+      ``Origin`` that is not this host) are refused (403): a form on a page the user visits must
+      not classify or publish;
+    * a ``Content-Encoding`` other than identity is refused (415): bodies are read as sent;
+    * every answer gets the security headers (in the WSGI header list: cheaper than werkzeug's).
+    """
     too_large = json.dumps({"error": f"request body is larger than the {limit} byte limit"}).encode()
     too_large_headers = [("Content-Type", "application/json"), ("Content-Length", str(len(too_large))),
-                         ("Connection", "close"), *SECURITY_HEADERS]
+                         *SECURITY_HEADERS]
     names = [(name.lower(), name, value) for name, value in SECURITY_HEADERS]
+    check_host = config is not None and config.is_loopback and not config.token
+    allowed_hosts = set(LOOPBACK_NAMES)
+    if config is not None:
+        allowed_hosts.add(_split_host(config.host))
+    timeout = config.limits.request_timeout_s if config is not None else None
 
     def app(environ, start_response):
         length = environ.get("CONTENT_LENGTH")
+        if environ.get("HTTP_TRANSFER_ENCODING") and length:
+            return _answer(environ, start_response, "400 Bad Request", "a request must not have both Content-Length and "
+                           "Transfer-Encoding", close=True)
+        host = environ.get("HTTP_HOST")
+        if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            return _answer(environ, start_response, "400 Bad Request", "an HTTP/1.1 request needs a Host header", close=True)
         if length and len(length) >= len(str(limit)) and length.isdigit() and int(length) > limit:
-            start_response("413 Request Entity Too Large", list(too_large_headers))
+            headers = list(too_large_headers)
+            close_after(environ, headers)
+            start_response("413 Request Entity Too Large", headers)
             return [too_large]
+        if check_host and host and _split_host(host) not in allowed_hosts:
+            return _answer(environ, start_response, "403 Forbidden", f"Host {host[:100]!r} is not this service: without an "
+                           f"API token it answers loopback names only (DNS rebinding); use http://127.0.0.1/ or "
+                           f"set a token")
+        if environ.get("REQUEST_METHOD") in STATE_CHANGING:
+            site = environ.get("HTTP_SEC_FETCH_SITE", "").lower()
+            origin = environ.get("HTTP_ORIGIN")
+            if site in ("cross-site", "same-site") or (
+                    origin is not None and (origin == "null" or origin.split("//", 1)[-1].lower() != (host or "").lower())):
+                return _answer(environ, start_response, "403 Forbidden", "cross-origin requests may not change or classify "
+                               "anything here (Origin/Sec-Fetch-Site of another site)")
+        encoding = environ.get("HTTP_CONTENT_ENCODING")
+        if encoding and encoding.strip().lower() != "identity":
+            return _answer(environ, start_response, "415 Unsupported Media Type",
+                           f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed",
+                           close=bool(length or environ.get("HTTP_TRANSFER_ENCODING")))
         if not length and "wsgi.input" in environ:
             environ["wsgi.input"] = CappedInput(environ["wsgi.input"], limit)
 
@@ -120,20 +193,30 @@ def front(wsgi_app, limit: int):
                 if lower not in present:
                     headers.append((name, value))
             if status[:3] == "413":  # while reading a chunked body: the rest of it is not read
-                headers.append(("Connection", "close"))
+                close_after(environ, headers)
             return start_response(status, headers, exc_info)
 
-        return wsgi_app(environ, start)
+        if activity is None:
+            return wsgi_app(environ, start)
+        key = object()
+        started = activity.begin(key)
+        if timeout:
+            environ["edge_rbmlp.deadline"] = Deadline(timeout, started)
+        try:
+            return wsgi_app(environ, start)
+        finally:
+            activity.end(key)
 
     return app
 
 log = logging.getLogger("edge_rbmlp.server")
 
 
-def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
+def create_app(config: Optional[ServerConfig] = None, served=None, activity: Optional[Activity] = None) -> Flask:
     """Build the service for ``config`` (models loaded now; errors surface here, not per request).
 
-    ``served`` (name -> ServedModel) replaces loading, for tests and embedding.
+    ``served`` (name -> ServedModel) replaces loading, for tests and embedding; ``activity`` is
+    what the workers' supervisor watches (a private one when None).
     """
     config = config or ServerConfig()
     app = Flask(__name__, static_folder=None)
@@ -144,6 +227,8 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
     app.config["EDGE_RBMLP"] = config
     models = served if served is not None else load_served_models(config)
     state = AppState(config=config, models=models, metrics=None)
+    state.budget = MemoryBudget(config.limits.max_decode_bytes)
+    state.activity = activity if activity is not None else Activity()
     state.metrics = Metrics(lambda: state)
     app.extensions[EXTENSION] = state
 
@@ -170,6 +255,9 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
         return send_from_directory(WEB_DIR, filename, max_age=0)
 
     register_error_handlers(app)
+    from .infer import release_request_memory
+
+    app.teardown_request(release_request_memory)
 
     def _authorize():
         if request.endpoint in OPEN_ENDPOINTS:
@@ -209,5 +297,5 @@ def create_app(config: Optional[ServerConfig] = None, served=None) -> Flask:
             state.metrics.errors.labels(rule, label_model(view_args, state.models), str(resp.status_code)).inc()
         return resp
 
-    app.wsgi_app = front(app.wsgi_app, config.limits.max_body_bytes)
+    app.wsgi_app = front(app.wsgi_app, config.limits.max_body_bytes, config, state.activity)
     return app

@@ -15,7 +15,9 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
 
     [limits]
     max_body_bytes = 4194304      # refused (413) from Content-Length and while reading
-    max_image_pixels = 40000000   # decompression bombs are refused before decoding
+    max_image_pixels = 12000000   # refused before decoding (12 MP: a 4000x3000 photo)
+    max_decode_bytes = 50331648   # per worker: decoded frames and parsed JSON at once (48 MiB)
+    request_timeout_s = 30        # a request still running after this long is answered 503
     min_image_side = 8
     max_text_chars = 200000
     max_batch = 256
@@ -86,7 +88,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 4 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    # memory: a worker holds at most max_decode_bytes of decoded frames and parsed JSON at once
+    # (shared by its threads; server/guard.py), and 12 MP of RGB (4 bytes a pixel in Pillow) is
+    # 48 MiB: the largest image the pixel limit allows fits the budget. A worker's resident memory
+    # stays under its bound (guard.worker_memory_bound: what it had when ready + the budget +
+    # 24 MiB per thread); systemd/edge-rbmlp.service's MemoryMax is chosen from it
+    max_image_pixels: int = 12_000_000
+    max_decode_bytes: int = 48 * 1024 * 1024
+    request_timeout_s: int = 30
     min_image_side: int = 8
     max_text_chars: int = 200_000
     max_batch: int = 256
@@ -182,7 +191,8 @@ def is_loopback_host(host: str) -> bool:
 
 _INT_RANGES = {
     "port": (0, 65535), "threads": (1, 64), "workers": (1, 64),
-    "max_body_bytes": (1024, 1 << 30), "max_image_pixels": (64, 400_000_000), "min_image_side": (1, 1024),
+    "max_body_bytes": (1024, 1 << 30), "max_image_pixels": (64, 400_000_000),
+    "max_decode_bytes": (1 << 20, 1 << 34), "request_timeout_s": (1, 3600), "min_image_side": (1, 1024),
     "max_text_chars": (1, 10_000_000), "max_batch": (1, 100_000), "max_connections": (1, 100_000),
     "idle_timeout_s": (1, 3600), "width": (16, 8192), "height": (16, 8192),
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..image import ImageError
 from ..inputs import InputSpecError
@@ -59,8 +59,12 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         code = exc.code or 500
         if code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"request body is larger than the {limit} byte limit"
+            if exc.description and exc.description != RequestEntityTooLarge.description:
+                message = exc.description  # ours: app.CappedInput's body limit
+            else:  # werkzeug's multipart parser (Content-Length over the limit never reaches Flask)
+                parts = app.config.get("MAX_FORM_PARTS") or 1000
+                message = (f"the multipart form has more than {parts} parts, or a field larger than "
+                           f"{app.config.get('MAX_FORM_MEMORY_SIZE')} bytes")
         else:
             message = _HTTP_MESSAGES.get(code) or exc.description or exc.name
         headers = {}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import List
+import unicodedata
+from typing import List, Optional
 
 import numpy as np
-from flask import request
+from flask import g, request
 
 from ..engines.base import Prediction
 from ..image import ImageError, load_image
 from ..text import TextError, as_text
 from .errors import ApiError
+from .guard import Deadline, check_json
 from .state import ServedModel, app_state
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/pjpeg", "image/x-portable-graymap", "image/x-portable-anymap",
@@ -30,7 +33,49 @@ def media_type() -> str:
     return (request.mimetype or "").lower()
 
 
+def deadline() -> Optional[Deadline]:
+    """This request's deadline (set by app.front), or None outside a request the front saw."""
+    return request.environ.get("edge_rbmlp.deadline")
+
+
+def check_time(stage: str) -> None:
+    limit = deadline()
+    if limit is not None:
+        limit.check(stage)
+
+
+def _held() -> int:
+    return getattr(g, "edge_rbmlp_held", 0)
+
+
+def parse_json(body: bytes, what: str = "request"):
+    """``json.loads`` of a body, bounded: depth and container count checked first (400), then what
+    the parsed objects can cost reserved from the worker's memory budget until the request ends
+    (413 when more than the budget, 503 when it stays busy past the request's deadline)."""
+    cost = check_json(body, f"{what} JSON")
+    state = app_state()
+    cm = state.budget.reserve(cost, f"{what} JSON of {len(body)} bytes", deadline(), _held())
+    cm.__enter__()
+    g.edge_rbmlp_held = _held() + cost
+    g.setdefault("edge_rbmlp_release", []).append(cm)
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
+
+
+def release_request_memory(exc=None) -> None:
+    """teardown_request: give back what :func:`parse_json` reserved."""
+    for cm in reversed(g.pop("edge_rbmlp_release", [])):
+        cm.__exit__(None, None, None)
+    g.pop("edge_rbmlp_held", None)
+
+
 def decode_text(data, what: str = "text") -> str:
+    """Bytes or str -> the NFKC-normalized text (what the tokenizer reads). Bounded before and after
+    normalizing: at most ``max_text_chars`` characters (NFKC can expand a character 18x, so it is
+    checked on the input, then on the result), and all texts of one request together at most
+    ``max_body_bytes`` characters after normalizing (no more than a plain-ASCII body could carry)."""
     limits = app_state().config.limits
     if isinstance(data, (bytes, bytearray)) and len(data) > 4 * limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(data)} bytes, more than the {limits.max_text_chars} character limit")
@@ -40,20 +85,36 @@ def decode_text(data, what: str = "text") -> str:
         raise ApiError(400, f"{what}: {exc}") from None
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(text)} characters, more than the {limits.max_text_chars} limit")
+    if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+        if len(text) > limits.max_text_chars:
+            raise ApiError(413, f"{what} is {len(text)} characters after NFKC normalization, more than the "
+                                f"{limits.max_text_chars} limit")
+    total = getattr(g, "edge_rbmlp_text_chars", 0) + len(text)
+    g.edge_rbmlp_text_chars = total
+    if total > limits.max_body_bytes:
+        raise ApiError(413, f"the texts of this request are {total} characters after normalization, more than "
+                            f"the {limits.max_body_bytes} limit of one request")
     if not text.strip():
         raise ApiError(400, f"{what} is empty")
+    check_time("text")
     return text
 
 
 def decode_image(data: bytes):
-    limits = app_state().config.limits
+    state = app_state()
+    limits = state.config.limits
     if not data:
         raise ApiError(400, "the request body is empty: send an image (PNG, JPEG, PGM, BMP)")
-    img = load_image(bytes(data), max_pixels=limits.max_image_pixels)
-    w, h = img.size
+    limit = deadline()
+    held = _held()
+    img = load_image(bytes(data), max_pixels=limits.max_image_pixels,
+                     reserve=lambda nbytes, what: state.budget.reserve(nbytes, what, limit, held))
+    w, h = img.info.get("decoded_size", img.size)
     if min(w, h) < limits.min_image_side:
         raise ApiError(400, f"image is {w}x{h} pixels; at least {limits.min_image_side}x{limits.min_image_side} "
                             f"is needed to show a digit")
+    check_time("image decoding")
     return img
 
 

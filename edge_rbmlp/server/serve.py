@@ -87,13 +87,22 @@ def resolve_http_server(requested: str) -> str:
 
 
 # -- waitress --------------------------------------------------------------------------------------------------------
-def _json_channel_class(limit: int):
+def _json_channel_class(limit: int, head_timeout: float):
     """waitress answers protocol errors (body too large, malformed HTTP) itself, in plain text;
-    this channel makes them the same JSON ``{"error": ...}`` as the app's."""
+    this channel makes them the same JSON ``{"error": ...}`` as the app's. It also
+
+    * refuses a request with both Content-Length and Transfer-Encoding (400, connection closed:
+      waitress would read the chunked body and answer what follows it, a smuggled request);
+    * gives a request ``head_timeout`` seconds *in all* to send its head (waitress only times out
+      silence, so one header line every few seconds held a connection for ever);
+    * lets the app close the connection after its answer (``environ["edge_rbmlp.close"]()``: PEP
+      3333 forbids the app a Connection header)."""
     import json
+    import time
 
     from waitress.channel import HTTPChannel
-    from waitress.task import ErrorTask
+    from waitress.parser import HTTPRequestParser, ParsingError
+    from waitress.task import ErrorTask, WSGITask
 
     class JsonErrorTask(ErrorTask):
         def execute(self):
@@ -110,9 +119,38 @@ def _json_channel_class(limit: int):
             self.content_length = len(body)
             self.write(body)
 
+    class StrictParser(HTTPRequestParser):
+        def parse_header(self, header_plus):
+            super().parse_header(header_plus)
+            if self.chunked and "CONTENT_LENGTH" in self.headers:
+                raise ParsingError("a request must not have both Content-Length and Transfer-Encoding")
+
+    class ClosableTask(WSGITask):
+        def get_environment(self):
+            environ = super().get_environment()
+            environ["edge_rbmlp.close"] = self.set_close_on_finish
+            return environ
+
     class JsonErrorChannel(HTTPChannel):
         error_task_class = JsonErrorTask
+        task_class = ClosableTask
+        parser_class = StrictParser
+        head_started = 0.0
 
+        def received(self, data):
+            if self.request is None and data:
+                self.head_started = time.time()
+            return super().received(data)
+
+        def handle_read(self):
+            super().handle_read()
+            request = self.request
+            if request is not None and not request.headers_finished:
+                # the idle sweep closes a channel whose last_activity is older than the timeout:
+                # while a head is incomplete, its activity is when the head began
+                self.last_activity = self.head_started
+
+    JsonErrorChannel.head_timeout = head_timeout
     return JsonErrorChannel
 
 
@@ -132,7 +170,7 @@ class WaitressServer:
                                    # idle channels are only looked at every cleanup_interval (waitress: 30 s)
                                    cleanup_interval=max(1, min(30, config.limits.idle_timeout_s // 2)),
                                    clear_untrusted_proxy_headers=True, **where)
-        channel = _json_channel_class(config.limits.max_body_bytes)
+        channel = _json_channel_class(config.limits.max_body_bytes, config.limits.idle_timeout_s)
         inner = self.inner
         listeners = [inner] if hasattr(inner, "channel_class") else [
             s for s in getattr(inner, "map", {}).values() if hasattr(s, "channel_class") and hasattr(s, "accept")]

@@ -60,6 +60,8 @@ class AppState:
     started: float = field(default_factory=time.time)
     ready: bool = True
     worker: Optional[int] = None  # index of this worker process under `serve --workers N`
+    budget: object = None  # guard.MemoryBudget of this process
+    activity: object = None  # guard.Activity: requests in flight, heartbeat, recycling
 
     def get(self, name: str) -> ServedModel:
         served = self.models.get(name)

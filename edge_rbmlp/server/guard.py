@@ -1,0 +1,217 @@
+"""What keeps a hostile client within bounds (tests/test_hostile.py replays each attack):
+
+* :class:`MemoryBudget`: the bytes one worker process may hold for decoding images and parsing JSON
+  at once, shared by its request threads. A request reserves what its input will cost *before*
+  decoding or parsing (an image: its decoded frame, from the size and mode in its header; JSON:
+  from its length and the number of values
+  :func:`check_json` counted); more than the whole budget is a 413, a budget
+  busy with other requests for longer than the request's deadline a 503.
+* :func:`check_json`: JSON nesting depth and container count bounded before ``json.loads``
+  (a linear scan in numpy: strings removed by one regex, then the brackets' running sum).
+* :class:`Deadline`: the per-request time limit, checked between the stages of a request
+  (decode, preprocess, each element of a batch): 503 once it has passed.
+* :class:`Activity`: the requests in flight and a heartbeat from a thread of the worker's own,
+  in memory the supervisor shares (busy is not wedged: see workers.py), and the request to be
+  recycled once the worker's resident memory grew past its bound.
+* :func:`bound_malloc`: glibc's allocator set to give large blocks back to the system when they
+  are freed (a fixed mmap threshold; :func:`trim` after a large request), so that one large
+  request does not leave the worker large.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from contextlib import contextmanager
+from typing import Optional
+
+from .errors import ApiError
+
+MIB = 1 << 20
+# what json.loads makes, at most: a body's bytes (in strings), per value (a separator) a 24-byte
+# float or a 49-byte str header and its 8-byte slot, per array or object 64 bytes and its slots
+JSON_BYTES_PER_VALUE = 64
+MAX_JSON_DEPTH = 32  # a [batch, h, w] tensor inside {"inputs": [{"data": ...}]} needs 6
+MAX_JSON_CONTAINERS = 100_000  # a v2 [256, 28, 28] tensor is 7,425 lists
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def check_json(body: bytes, what: str = "JSON") -> int:
+    """400 when ``body`` nests deeper than MAX_JSON_DEPTH or holds more than MAX_JSON_CONTAINERS
+    arrays and objects (checked in linear time, before any Python object is made). Returns the
+    bytes ``json.loads(body)`` may make at most (see JSON_BYTES_PER_VALUE)."""
+    import numpy as np
+
+    if b"[" not in body and b"{" not in body:
+        return len(body) + JSON_BYTES_PER_VALUE
+    bare = _JSON_STRING.sub(b"", body) if b'"' in body else body
+    codes = np.frombuffer(bare, np.uint8)
+    opens = (codes == ord("[")) | (codes == ord("{"))
+    n_open = int(np.count_nonzero(opens))
+    if n_open > MAX_JSON_CONTAINERS:
+        raise ApiError(400, f"{what} holds {n_open} arrays and objects, more than the {MAX_JSON_CONTAINERS} limit")
+    closes = (codes == ord("]")) | (codes == ord("}"))
+    step = opens.astype(np.int8) - closes.astype(np.int8)
+    depth = int(np.cumsum(step, dtype=np.int32).max()) if step.size else 0
+    if depth > MAX_JSON_DEPTH:
+        raise ApiError(400, f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} limit")
+    values = int(np.count_nonzero((codes == ord(",")) | (codes == ord(":")))) + n_open + 1
+    return len(body) + JSON_BYTES_PER_VALUE * values
+
+
+class MemoryBudget:
+    """``total`` bytes shared by the threads of one process (see the module docstring)."""
+
+    def __init__(self, total: int):
+        self.total = int(total)
+        self.free = int(total)
+        self.cond = threading.Condition()
+        self.peak_reserved = 0
+
+    @contextmanager
+    def reserve(self, nbytes: int, what: str, deadline: Optional["Deadline"] = None, held: int = 0):
+        """Hold ``nbytes`` of the budget; ``held``: what the same request holds already (it cannot
+        wait for itself)."""
+        nbytes = max(0, int(nbytes))
+        if nbytes > self.total - held:
+            also = f" (with the {held / MIB:.1f} MiB its JSON holds)" if held else ""
+            raise ApiError(413, f"{what} needs {nbytes / MIB:.1f} MiB to decode{also}, more than the "
+                                f"{self.total / MIB:.0f} MiB memory budget of a worker (limits.max_decode_bytes)")
+        with self.cond:
+            while self.free < nbytes:
+                left = None if deadline is None else deadline.left()
+                if left is not None and left <= 0:
+                    raise ApiError(503, f"busy: other requests hold the worker's memory budget; retry {what} later",
+                                   {"Retry-After": "1"})
+                self.cond.wait(1.0 if left is None else min(1.0, left))
+            self.free -= nbytes
+            self.peak_reserved = max(self.peak_reserved, self.total - self.free)
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.free += nbytes
+                self.cond.notify_all()
+            if nbytes >= 8 * MIB:
+                trim()
+
+
+class Deadline:
+    """The time a request may take (``seconds`` from its start)."""
+
+    __slots__ = ("end", "seconds")
+
+    def __init__(self, seconds: float, start: Optional[float] = None):
+        self.seconds = seconds
+        self.end = (time.monotonic() if start is None else start) + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, stage: str) -> None:
+        if time.monotonic() > self.end:
+            raise ApiError(503, f"the request took longer than the {self.seconds:g} s limit "
+                                f"(limits.request_timeout_s) at {stage}; send a smaller input", {"Retry-After": "1"})
+
+
+# -- the worker's activity, as the supervisor sees it ------------------------------------------------
+# slots of the shared array (multiprocessing.Array("d", SLOTS) made by the supervisor)
+HEARTBEAT, OLDEST_REQUEST, IN_FLIGHT, RECYCLE, RSS_MIB = range(5)
+SLOTS = 5
+HEARTBEAT_S = 1.0
+
+
+class Activity:
+    """Requests in flight of this process (the oldest one's start) and a heartbeat, written to
+    ``shared`` (a ``multiprocessing.Array('d', SLOTS)``) when the supervisor gave one."""
+
+    def __init__(self, shared=None, recycle_rss_bytes: Optional[int] = None):
+        self.shared = shared
+        self.recycle_rss_bytes = recycle_rss_bytes
+        self.lock = threading.Lock()
+        self.started = {}  # id -> monotonic start
+        self.recycle_wanted = False
+        self._stop = threading.Event()
+        if shared is not None:
+            shared[HEARTBEAT] = time.monotonic()
+            threading.Thread(target=self._beat, name="edge-rbmlp-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.shared[HEARTBEAT] = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _publish(self) -> None:
+        if self.shared is not None:
+            self.shared[IN_FLIGHT] = len(self.started)
+            self.shared[OLDEST_REQUEST] = min(self.started.values()) if self.started else 0.0
+
+    def begin(self, key) -> float:
+        now = time.monotonic()
+        with self.lock:
+            self.started[key] = now
+            self._publish()
+        return now
+
+    def end(self, key) -> None:
+        with self.lock:
+            self.started.pop(key, None)
+            self._publish()
+        if self.recycle_rss_bytes and not self.recycle_wanted:
+            from .metrics import memory_bytes
+
+            rss, _ = memory_bytes()
+            if rss is not None and rss > self.recycle_rss_bytes:
+                trim()
+                rss, _ = memory_bytes()
+                if rss is not None and rss > self.recycle_rss_bytes:
+                    import logging
+
+                    logging.getLogger("edge_rbmlp.server").warning(
+                        "resident memory %.0f MiB is above the %.0f MiB bound: asking to be recycled", rss / MIB,
+                        self.recycle_rss_bytes / MIB)
+                    self.recycle_wanted = True
+                    if self.shared is not None:
+                        self.shared[RSS_MIB] = rss / MIB
+                        self.shared[RECYCLE] = 1.0
+
+
+# -- glibc's allocator ------------------------------------------------------------------------------
+_LIBC = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
+            _LIBC = libc
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC or None
+
+
+MMAP_THRESHOLD = 256 * 1024
+
+
+def bound_malloc() -> bool:
+    """Blocks of MMAP_THRESHOLD and more are mmap'd (so returned to the system when freed): glibc's
+    threshold otherwise rises to the largest block freed, and the heap keeps what a large request
+    used. False where the C library is not glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    M_MMAP_THRESHOLD = -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def trim() -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
