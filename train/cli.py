@@ -347,5 +347,115 @@ def sweep(dataset, variants, seeds, seed_from, epochs, lr, batch_size, dropout, 
         raise click.ClickException(f"{len(res.failed)} trial(s) failed: {', '.join(res.failed)}")
 
 
+def _int_list(text, allowed=None, name="value"):
+    vals = [int(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
+    bad = [v for v in vals if allowed is not None and v not in allowed]
+    if bad or not vals:
+        raise click.BadParameter(f"{name} must be among {sorted(allowed)}, got {text!r}")
+    return vals
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
+@click.option("--depths", default="1,2,3", show_default=True, help="Comma-separated depths (hidden layers).")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds 0..N-1 per network (replicates).")
+@click.option("--seed-from", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=None,
+              help="Reduced budget: train this many epochs instead of the paper's 10 (own trial files and tables, "
+                   "labelled as reduced).")
+@click.option("--input-mode", type=click.Choice(["sign", "int8"]), default="int8", show_default=True,
+              help="First binary layer input (int8 = the paper's reading).")
+@click.option("--limit-train", type=int, default=None, help="Use only N training samples (tests).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (tests).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="CPUs (compute threads) per trial.")
+@click.option("--ray", "ray_address", default="local", show_default=True, metavar="local|auto|HOST:PORT")
+@click.option("--ray-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all).")
+@click.option("--max-retries", type=int, default=3, show_default=True)
+@click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
+@click.option("--plan-only", is_flag=True, help="Print the design's networks and exit.")
+@click.option("--report-only", is_flag=True, help="Only fit the existing trial files and write tables and plots.")
+@click.option("--no-plots", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+def design(dataset, depths, seeds, seed_from, epochs, input_mode, limit_train, limit_test, out, threads, ray_address,
+           ray_cpus, max_retries, stop_at, plan_only, report_only, no_plots, verbose) -> None:
+    """Tables III / VI as the paper made them: a fractional factorial over the layer elements (train/design.py),
+    trained as Ray tasks (trial files under OUT/<dataset>/trials/), fitted by OLS regression."""
+    from train import design as ds
+    from train import reproduce as rp
+    from train import sweep as sw
+
+    dl = _int_list(depths, {1, 2, 3}, "--depths")
+    settings = rp.settings_for(epochs, limit_train, limit_test, input_mode)
+    if plan_only:
+        for d in dl:
+            click.echo(f"depth {d}: {ds.DESIGN_NAME[d]}, generators {ds.GENERATORS[d]!r} "
+                       f"(factors {', '.join(ds.factor_names(d))})")
+        for v in ds.plan_variants(dataset, dl):
+            click.echo(v)
+        return
+    if not report_only:
+        try:
+            res = ds.run(dataset, out, dl, range(seed_from, seeds), settings, address=ray_address, threads=threads,
+                         command=_command_line(), echo=click.echo, deadline=_deadline(stop_at),
+                         max_retries=max_retries, num_cpus=ray_cpus, verbose=verbose)
+        except (rp.CifarMissing, sw.SweepError) as exc:
+            raise click.ClickException(str(exc))
+        if res.failed:
+            raise click.ClickException(f"{len(res.failed)} trial(s) failed: {', '.join(res.failed)}")
+    ds.summarize(dataset, out, settings, dl, plots=not no_plots, echo=click.echo)
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), required=True)
+@click.option("--variants", "variants", multiple=True,
+              help="Variants to tune (default: the paper's best variant of each depth).")
+@click.option("--factors", default=None,
+              help="Comma-separated hyperparameters to vary (default: lr,batch_size,epochs,dropout,optimizer,"
+                   "lr_schedule).")
+@click.option("--seeds", type=int, default=1, show_default=True)
+@click.option("--seed-from", type=int, default=0, show_default=True)
+@click.option("--limit-train", type=int, default=None, help="Use only N training samples (tests).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (tests).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--ray", "ray_address", default="local", show_default=True, metavar="local|auto|HOST:PORT")
+@click.option("--ray-cpus", type=int, default=None)
+@click.option("--max-retries", type=int, default=3, show_default=True)
+@click.option("--stop-at", default=None, help="Start no new trial after this local time (HH:MM).")
+@click.option("--report-only", is_flag=True)
+@click.option("--no-plots", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+def hparams(dataset, variants, factors, seeds, seed_from, limit_train, limit_test, out, threads, ray_address, ray_cpus,
+            max_retries, stop_at, report_only, no_plots, verbose) -> None:
+    """The paper's future work: lr, batch size, epochs, dropout, Adam vs Bop, lr schedule, one at a time from
+    Table II on the best variant per depth (train/hparams.py); the best model per size budget (Pareto)."""
+    from edge_rbmlp.arch import ArchError
+    from train import hparams as hp
+    from train import reproduce as rp
+    from train import sweep as sw
+
+    names = [v.strip() for item in variants for v in item.split(";") if v.strip()]
+    try:
+        rows = [sw.sweep_row(dataset, v) for v in names] if names else hp.best_rows(dataset)
+    except ArchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--variants")
+    fl = tuple(f.strip() for f in factors.split(",") if f.strip()) if factors else tuple(hp.LEVELS)
+    try:
+        specs = hp.plan(out, dataset, rows, range(seed_from, seeds), fl, limit_train, limit_test)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--factors")
+    if not report_only:
+        try:
+            res = sw.run_sweep(specs, address=ray_address, threads=threads, command=_command_line(), echo=click.echo,
+                               deadline=_deadline(stop_at), max_retries=max_retries, num_cpus=ray_cpus,
+                               verbose=verbose)
+        except (rp.CifarMissing, sw.SweepError) as exc:
+            raise click.ClickException(str(exc))
+        if res.failed:
+            raise click.ClickException(f"{len(res.failed)} trial(s) failed: {', '.join(res.failed)}")
+    hp.summarize(dataset, out, rows, fl, limit_train, limit_test, plots=not no_plots, echo=click.echo)
+
+
 if __name__ == "__main__":
     main()
