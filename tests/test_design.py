@@ -220,3 +220,20 @@ def test_design_and_hparams_cli_on_a_tiny_sweep(tmp_path):
     assert json.loads(bop.read_text())["settings"]["optimizer"] == "bop"
     text = (tmp_path / "mnist" / "hparams__lt300_ls200_in-int8.md").read_text()
     assert "Limited to 300 train / 200 test samples" in text and "| optimizer | bop |" in text
+
+
+def test_an_incomplete_design_is_said_so_and_an_inseparable_one_not_fitted(tmp_path):
+    pts = ds.design_points("mnist", 1)
+    with_p = [p for p in pts if dict(p.elements)["P"]]
+    keep = [p for p in pts if p not in with_p[:1]]  # one network missing: still separable
+    for p in keep:
+        _write(tmp_path, "mnist", p.variant, 0, 0.8 + 0.03 * dict(p.elements)["N1"])
+    f = ds.fit_depth("mnist", 1, ds._trials_by_variant(tmp_path, "mnist", SETTINGS))
+    assert f["fitted"] and f["missing_points"] == [with_p[0].variant]
+    md = ds.markdown("mnist", SETTINGS, {1: f}, {1: ds.reference_rows("mnist", 1, {})})
+    assert "**Incomplete design**: 1 of the 32 networks" in md
+    # without any P network, P cannot be told apart from the intercept and the other kinds: no fit
+    for p in with_p:
+        rp.trial_path(tmp_path, "mnist", p.variant, 0, SETTINGS).unlink(missing_ok=True)
+    f = ds.fit_depth("mnist", 1, ds._trials_by_variant(tmp_path, "mnist", SETTINGS))
+    assert not f["fitted"] and f["rank_deficient"] and len(f["missing_points"]) == len(with_p)

@@ -190,6 +190,10 @@ def fit_depth(dataset: str, depth: int, trials: Dict[str, List[dict]], alpha: fl
         return {"depth": depth, "n_trials": len(ys), "n_points": len(pts), "n_params": len(names) + 1,
                 "fitted": False, "terms": []}
     X, y = np.asarray(rows), np.asarray(ys)
+    if np.linalg.matrix_rank(X) < X.shape[1]:  # an incomplete design can leave an element inseparable
+        return {"depth": depth, "n_trials": len(ys), "n_points": len(pts), "n_params": len(names) + 1,
+                "fitted": False, "terms": [], "rank_deficient": True,
+                "missing_points": sorted(v for v in pts if v not in trials)}
     res = sm.OLS(y, X).fit()
     ci = res.conf_int(alpha)
     # design points (one row per point, not per trial) for the "with" averages
@@ -289,7 +293,8 @@ def markdown(dataset: str, settings: dict, fits: Dict[int, dict], refs: Dict[int
     for d, f in fits.items():
         lines += [f"#### {d} hidden layer{'s' if d > 1 else ''}: {f['n_trials']} trials of {f['n_points']} networks"
                   + (f", R² {f['r2']:.3f}, residual std {f['sigma']:.4f}, {f['df_resid']:.0f} residual df"
-                     if f["fitted"] else " (too few trials to fit)"), ""]
+                     if f["fitted"] else " (too few trials to fit)" if not f.get("rank_deficient")
+                     else " (elements not separable yet)"), ""]
         lines += ["| row | paper | ours | n | variant |", "|---|---|---|---|---|"]
         for name, r in refs[d].items():
             p = paper.get(name, (None,) * 3)[d - 1] if paper else None
@@ -307,7 +312,10 @@ def markdown(dataset: str, settings: dict, fits: Dict[int, dict], refs: Dict[int
                              f"{rp._f(t['observed_with'])} / {rp._f(t['observed_without'])} | {t['n_with']} |")
             lines.append("")
         if f.get("missing_points"):
-            lines += [f"{len(f['missing_points'])} of the {f['n_points']} networks have no trial yet.", ""]
+            lines += [f"**Incomplete design**: {len(f['missing_points'])} of the {f['n_points']} networks have no "
+                      "trial yet, so the finished ones are not balanced and the estimates above may mix elements"
+                      + (" (here some element is not separable from the others: no fit)" if f.get("rank_deficient")
+                         else "") + "; `python -m train design` with the same options resumes.", ""]
     return "\n".join(lines)
 
 
