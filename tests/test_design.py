@@ -165,6 +165,13 @@ def test_hparams_gains_and_pareto(tmp_path):
     assert (tmp_path / "mnist" / "pareto.png").stat().st_size > 5000
 
 
+def test_hparams_report_of_an_empty_folder(tmp_path):
+    res = hp.summarize("mnist", tmp_path, hp.best_rows("mnist"), echo=lambda m: None)
+    assert all(r["acc"] is None for r in res["rows"]) and len(res["rows"]) == 3 * (1 + 14)
+    assert not (tmp_path / "mnist" / "pareto.png").exists()
+    assert "| 16 | none |" in (tmp_path / "mnist" / "hparams__in-int8.md").read_text()
+
+
 def test_optimizer_and_schedule_settings_keep_old_trial_files_valid():
     assert rp.settings_for(input_mode="int8", optimizer="adam", lr_schedule="constant") == rp.settings_for(
         input_mode="int8")

@@ -208,7 +208,7 @@ def summarize(dataset: str, out: Path, rows: Sequence[rp.Row], factors=tuple(LEV
     if limit_train is None and limit_test is None:
         pts = pareto_points(out, dataset)
         text += "\n" + budget_table(dataset, pts)
-        if plots:
+        if plots and pts:  # no full-data trial yet: no plot
             plot_pareto(dataset, pts, folder / "pareto.png")
             written.append("pareto.png")
     (folder / f"hparams{tag}.md").write_text(text)
