@@ -167,7 +167,7 @@ def test_hparams_gains_and_pareto(tmp_path):
 
 def test_hparams_report_of_an_empty_folder(tmp_path):
     res = hp.summarize("mnist", tmp_path, hp.best_rows("mnist"), echo=lambda m: None)
-    assert all(r["acc"] is None for r in res["rows"]) and len(res["rows"]) == 3 * (1 + 14)
+    assert all(r["acc"] is None for r in res["rows"]) and len(res["rows"]) == 3 * (1 + 13)
     assert not (tmp_path / "mnist" / "pareto.png").exists()
     assert "| 16 | none |" in (tmp_path / "mnist" / "hparams__in-int8.md").read_text()
 
