@@ -67,9 +67,12 @@ load-client:
 # load (concurrency 1/8/64, both models), a 100k-inference soak with the RSS sampled, the 1 -> 2
 # worker speed-up, and the service against the reference services (benchmarks/reference_services/:
 # the smallest Flask app, Flask + ai-edge-litert int8) side by side, all on loopback; writes
-# benchmarks/results/load.json, fails on any error or leak
+# benchmarks/results/load.json, fails on any error or leak; then the hostile-client suite ten times
+# longer (tests/test_hostile.py; figures in benchmarks/results/hostile.jsonl)
 soak: $(TEST_VENV)/.installed load-client
 	$(TEST_VENV)/bin/python benchmarks/load_test.py --requests 5000 --soak 100000 --compare --out benchmarks/results/load.json
+	EDGE_RBMLP_HOSTILE_SCALE=10 EDGE_RBMLP_HOSTILE_FIGURES=benchmarks/results/hostile.jsonl \
+		$(TEST_VENV)/bin/python -m pytest -q -s tests/test_hostile.py
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) build dist *.egg-info

@@ -46,7 +46,10 @@ def status():
                        "paper_kib": served.summary["paper_kib"], "backend": served.engine.name,
                        "kernel": served.engine.kernel, "accuracy": served.summary["accuracy"],
                        "recent_latency_us": [round(x, 1) for x in served.recent_us]})
-    return jsonify({"models": models, "rss_bytes": rss, "peak_rss_bytes": peak, "pid": os.getpid(),
+    bound = state.activity.recycle_rss_bytes if state.activity is not None else None
+    return jsonify({"models": models, "rss_bytes": rss, "peak_rss_bytes": peak, "memory_bound_bytes": bound,
+                    "memory_budget_peak_bytes": state.budget.peak_reserved if state.budget is not None else None,
+                    "pid": os.getpid(),
                     "worker": state.worker, "uptime_s": round(time.time() - state.started, 1), "camera": state.camera.snapshot()})
 
 

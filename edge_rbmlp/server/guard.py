@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -34,30 +33,42 @@ MIB = 1 << 20
 JSON_BYTES_PER_VALUE = 64
 MAX_JSON_DEPTH = 32  # a [batch, h, w] tensor inside {"inputs": [{"data": ...}]} needs 6
 MAX_JSON_CONTAINERS = 100_000  # a v2 [256, 28, 28] tensor is 7,425 lists
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+JSON_SCAN_CHUNK = 256 * 1024
 
 
 def check_json(body: bytes, what: str = "JSON") -> int:
     """400 when ``body`` nests deeper than MAX_JSON_DEPTH or holds more than MAX_JSON_CONTAINERS
-    arrays and objects (checked in linear time, before any Python object is made). Returns the
-    bytes ``json.loads(body)`` may make at most (see JSON_BYTES_PER_VALUE)."""
+    arrays and objects, checked in linear time with a few arrays of ``len(body)`` bytes, before
+    any Python object is made: escaped backslashes and quotes are dropped (``bytes.replace``),
+    the quotes' running parity marks what is inside strings, and the brackets outside them give
+    the depth. Returns the bytes ``json.loads(body)`` may make at most (see JSON_BYTES_PER_VALUE).
+    Invalid JSON is left for ``json.loads`` to refuse."""
     import numpy as np
 
     if b"[" not in body and b"{" not in body:
         return len(body) + JSON_BYTES_PER_VALUE
-    bare = _JSON_STRING.sub(b"", body) if b'"' in body else body
-    codes = np.frombuffer(bare, np.uint8)
-    opens = (codes == ord("[")) | (codes == ord("{"))
-    n_open = int(np.count_nonzero(opens))
-    if n_open > MAX_JSON_CONTAINERS:
-        raise ApiError(400, f"{what} holds {n_open} arrays and objects, more than the {MAX_JSON_CONTAINERS} limit")
-    closes = (codes == ord("]")) | (codes == ord("}"))
-    step = opens.astype(np.int8) - closes.astype(np.int8)
-    depth = int(np.cumsum(step, dtype=np.int32).max()) if step.size else 0
-    if depth > MAX_JSON_DEPTH:
-        raise ApiError(400, f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} limit")
-    values = int(np.count_nonzero((codes == ord(",")) | (codes == ord(":")))) + n_open + 1
-    return len(body) + JSON_BYTES_PER_VALUE * values
+    bare = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+    n_open = values = depth = 0
+    parity = False
+    for start in range(0, len(bare), JSON_SCAN_CHUNK):  # in chunks: a few MiB of temporaries at most
+        codes = np.frombuffer(bare, np.uint8, count=min(JSON_SCAN_CHUNK, len(bare) - start), offset=start)
+        inside = np.bitwise_xor.accumulate(codes == ord('"'))  # in a string (or at its opening quote)
+        if parity:
+            inside = ~inside
+        parity = bool(inside[-1])
+        outside = ~inside
+        opens = ((codes == ord("[")) | (codes == ord("{"))) & outside
+        n_open += int(np.count_nonzero(opens))
+        if n_open > MAX_JSON_CONTAINERS:
+            raise ApiError(400, f"{what} holds more than {MAX_JSON_CONTAINERS} arrays and objects (the limit)")
+        brackets = opens[opens | (((codes == ord("]")) | (codes == ord("}"))) & outside)]  # True: [ {, False: ] }
+        if brackets.size:
+            running = depth + np.cumsum(np.where(brackets, 1, -1).astype(np.int32))
+            if int(running.max()) > MAX_JSON_DEPTH:
+                raise ApiError(400, f"{what} nests more than {MAX_JSON_DEPTH} levels deep (the limit)")
+            depth = int(running[-1])
+        values += int(np.count_nonzero(((codes == ord(",")) | (codes == ord(":"))) & outside))
+    return len(body) + JSON_BYTES_PER_VALUE * (values + n_open + 1)
 
 
 class MemoryBudget:
@@ -215,3 +226,19 @@ def trim() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+PER_THREAD_BYTES = 24 * MIB  # a request's own body, its copies, the reduced frame and strips
+SERVER_BYTES = 16 * MIB  # the HTTP server's buffers and threads once it serves (granian: Rust)
+
+
+def worker_memory_bound(ready_rss: int, limits, threads: int) -> int:
+    """The resident memory a worker stays under: what it had when its models were loaded, its
+    memory budget, the HTTP server's own, and per request thread the memory outside the budget
+    (PER_THREAD_BYTES with 4 MiB bodies; three times any larger body limit more).
+
+    With the defaults a worker is ~67 MiB when ready: 67 + 48 + 16 + 24 = 155 MiB with 1 thread,
+    179 MiB with 2 (device/config.toml's 2 workers x 2 threads: 2 x 179 + the supervisor's ~20 =
+    378 MiB, under the unit's MemoryMax=384M)."""
+    extra = max(0, limits.max_body_bytes - 4 * MIB) * 3
+    return int(ready_rss + limits.max_decode_bytes + SERVER_BYTES + threads * (PER_THREAD_BYTES + extra))

@@ -71,11 +71,55 @@ def release_request_memory(exc=None) -> None:
     g.pop("edge_rbmlp_held", None)
 
 
+NFKC_WINDOW = 4096
+
+
+def _joins(text: str, i: int) -> bool:
+    """Whether NFKC may join ``text[i]`` to what comes before it (a combining mark, or a character
+    that composes with the few before it, like a Hangul vowel or final after a syllable)."""
+    if unicodedata.combining(text[i]):
+        return True
+    before = unicodedata.normalize("NFKC", text[max(0, i - 4):i])
+    return unicodedata.normalize("NFKC", text[max(0, i - 4):i + 1]) != before + unicodedata.normalize("NFKC", text[i])
+
+
+def _nfkc_bounded(text: str, limit: int, request_left: int, what: str):
+    """(NFKC of ``text``, the characters normalized) in windows of about NFKC_WINDOW characters,
+    stopping (413) as soon as the result passes ``limit`` characters or the request's normalization
+    budget ``request_left``: NFKC expands a character up to 18x (U+FDFA), and its cost follows the
+    output. Windows end before a space or an ASCII character (NFKC never joins or reorders across
+    one: the result is exact); only a run of 2 windows with neither is split before a character
+    that is not combining and does not compose with the few before it (:func:`_joins`)."""
+    out, made, start, n = [], 0, 0, len(text)
+    while start < n:
+        end = min(n, start + NFKC_WINDOW)
+        if end < n:
+            space = text.rfind(" ", start + 1, end)
+            if space > start:
+                end = space
+            else:  # before an ASCII character (nothing composes with one, nor reorders across it)
+                ascii_at = next((i for i in range(end, min(n, start + 2 * NFKC_WINDOW)) if text[i] < "\x80"), None)
+                if ascii_at is not None:
+                    end = ascii_at
+                else:
+                    while end < n and end - start < 2 * NFKC_WINDOW and _joins(text, end):
+                        end += 1
+        piece = unicodedata.normalize("NFKC", text[start:end])
+        made += len(piece)
+        if made > limit:
+            raise ApiError(413, f"{what} is more than {limit} characters after NFKC normalization (the limit)")
+        if made > request_left:
+            raise ApiError(413, f"the texts of this request expand to more than {2 * limit} characters under NFKC "
+                                f"normalization (the limit of one request)")
+        out.append(piece)
+        start = end
+    return "".join(out), made
+
+
 def decode_text(data, what: str = "text") -> str:
-    """Bytes or str -> the NFKC-normalized text (what the tokenizer reads). Bounded before and after
-    normalizing: at most ``max_text_chars`` characters (NFKC can expand a character 18x, so it is
-    checked on the input, then on the result), and all texts of one request together at most
-    ``max_body_bytes`` characters after normalizing (no more than a plain-ASCII body could carry)."""
+    """Bytes or str -> the NFKC-normalized text (what the tokenizer reads). At most ``max_text_chars``
+    characters before and after normalizing, and what normalizing makes in one request at most
+    twice that (:func:`_nfkc_bounded`; ASCII and already normalized texts cost nothing there)."""
     limits = app_state().config.limits
     if isinstance(data, (bytes, bytearray)) and len(data) > 4 * limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(data)} bytes, more than the {limits.max_text_chars} character limit")
@@ -86,15 +130,9 @@ def decode_text(data, what: str = "text") -> str:
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(text)} characters, more than the {limits.max_text_chars} limit")
     if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-        if len(text) > limits.max_text_chars:
-            raise ApiError(413, f"{what} is {len(text)} characters after NFKC normalization, more than the "
-                                f"{limits.max_text_chars} limit")
-    total = getattr(g, "edge_rbmlp_text_chars", 0) + len(text)
-    g.edge_rbmlp_text_chars = total
-    if total > limits.max_body_bytes:
-        raise ApiError(413, f"the texts of this request are {total} characters after normalization, more than "
-                            f"the {limits.max_body_bytes} limit of one request")
+        spent = getattr(g, "edge_rbmlp_nfkc_chars", 0)
+        text, made = _nfkc_bounded(text, limits.max_text_chars, 2 * limits.max_text_chars - spent, what)
+        g.edge_rbmlp_nfkc_chars = spent + made
     if not text.strip():
         raise ApiError(400, f"{what} is empty")
     check_time("text")

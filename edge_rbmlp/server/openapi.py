@@ -139,9 +139,11 @@ def openapi_spec(state) -> dict:
         "components": {"responses": {"Error": {"description": "what was wrong", **_json({
             "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}})}}},
     }
-    if state.config.token:
-        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        spec["security"] = [{"bearer": []}]
-        for path in ("/healthz", "/v2/health/live", "/v2/health/ready", "/"):
-            spec["paths"][path]["get"]["security"] = []
+    # the bearer scheme is always declared; it is required when the service has a token ({} = none)
+    spec["components"]["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "Authorization: Bearer <token> (or X-API-Token); required when the service has a token"}}
+    spec["security"] = [{"bearer": []}] if state.config.token else [{}, {"bearer": []}]
+    for path in ("/healthz", "/v2/health/live", "/v2/health/ready", "/"):
+        spec["paths"][path]["get"]["security"] = []
     return spec

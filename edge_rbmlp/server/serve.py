@@ -359,15 +359,26 @@ class GranianServer:
 
 
 # -- the service -----------------------------------------------------------------------------------------------------
-def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(), http_server: Optional[str] = None):
+def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(), http_server: Optional[str] = None,
+                 activity=None):
     """(app, server) for ``config``: the server's sockets bound, not yet serving. ``sockets`` are
     listening sockets to serve on instead of binding ``config.host:config.port`` (workers);
-    ``http_server`` overrides ``config.http_server``."""
+    ``http_server`` overrides ``config.http_server``; ``activity``: what a supervisor watches
+    (guard.Activity). The process's memory bound (guard.worker_memory_bound) is set from its
+    resident memory once the models are loaded."""
     from .app import create_app
+    from .guard import bound_malloc, worker_memory_bound
+    from .metrics import memory_bytes
 
     config.check_exposure()
     kind = resolve_http_server(http_server or config.http_server)
-    app = app or create_app(config)
+    if app is None:
+        bound_malloc()
+        app = create_app(config, activity=activity)
+        state = app.extensions["edge_rbmlp"]
+        rss, _ = memory_bytes()
+        if rss is not None:
+            state.activity.recycle_rss_bytes = worker_memory_bound(rss, config.limits, config.threads)
     cls = GranianServer if kind == "granian" else WaitressServer
     return app, cls(app, config, sockets=sockets, extra_sockets=extra_sockets)
 

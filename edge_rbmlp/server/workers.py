@@ -17,11 +17,23 @@ The supervisor:
 
 * sends ``READY=1`` once every worker listens, and ``WATCHDOG=1`` only while
   every worker is alive and ``/healthz`` answers;
-* restarts a worker that dies, and one that stops answering: each worker also
-  listens on a private loopback port where the supervisor asks its ``/healthz``
-  every few seconds (SO_REUSEPORT hashes connections, so the public port cannot
-  reach a chosen worker); too many deaths in a minute and the supervisor exits
-  with an error so that systemd's ``Restart=`` takes over;
+* restarts a worker that dies, and one that is wedged, telling busy from wedged:
+  every worker writes, to memory it shares with the supervisor, a heartbeat (a
+  thread of its own, every second) and the start of its oldest request in flight
+  (guard.Activity). A worker is wedged when its heartbeat stops (HEARTBEAT_STALE_S:
+  the process is stopped or a call holds the interpreter), when a request has been
+  in flight for twice the request deadline and more (it cannot end), or when it is
+  idle and its private health port (a loopback port where the supervisor asks its
+  ``/healthz`` every few seconds; SO_REUSEPORT hashes connections, so the public
+  port cannot reach a chosen worker) failed PROBE_FAILURES probes in a row. A busy
+  worker whose probes time out is left to work. Client traffic never makes the
+  supervisor give up: a worker that dies is restarted (after a pause of
+  RESTART_PAUSE_S when more than MAX_CRASHES_IN_WINDOW died within a minute); only
+  workers that cannot *start* (a bad model file, ...) end the supervisor with an
+  error so that systemd's ``Restart=`` takes over;
+* recycles a worker whose resident memory grew past its bound after a request
+  (guard.worker_memory_bound): a replacement starts on the same sockets, then the
+  old worker is stopped gracefully (it finishes the requests it holds);
 * forwards ``SIGHUP`` (reload the model files; a corrupt file is refused by
   each worker, which keeps serving the old model) and ``SIGTERM``/``SIGINT``
   (graceful stop) to the workers.
@@ -51,8 +63,11 @@ CRASH_WINDOW_S = 60.0
 MAX_CRASHES_IN_WINDOW = 5
 READY_TIMEOUT_S = 120.0
 PROBE_INTERVAL_S = 2.0  # how often each worker's own /healthz is asked
-PROBE_FAILURES = 3
-METRICS_DIR_PREFIX = "edge-rbmlp-metrics-"  # + the supervisor's pid + "-" + random  # consecutive failed probes after which a worker counts as wedged and is replaced
+PROBE_FAILURES = 3  # consecutive failed probes of an idle worker after which it counts as wedged
+HEARTBEAT_STALE_S = 15.0  # a heartbeat older than this: the worker is wedged
+RESTART_PAUSE_S = 1.0
+START_FAILURES = 3  # workers that fail to start in a row before the supervisor gives up
+METRICS_DIR_PREFIX = "edge-rbmlp-metrics-"  # + the supervisor's pid + "-" + random
 
 
 def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> List[List[socket.socket]]:
@@ -109,7 +124,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _worker_main(config: ServerConfig, sockets: List[socket.socket], probe_socket: socket.socket, index: int, ready,
-                 supervisor_pid: int) -> None:
+                 supervisor_pid: int, shared=None) -> None:
     """One worker process: load the models, serve on ``sockets`` (and the supervisor's private
     health probes on ``probe_socket``) until SIGTERM."""
     from .serve import build_server, run_until_stopped
@@ -118,8 +133,10 @@ def _worker_main(config: ServerConfig, sockets: List[socket.socket], probe_socke
     _die_with_parent(supervisor_pid)
     os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
+    from .guard import Activity
+
     try:
-        app, server = build_server(config, sockets=sockets, extra_sockets=[probe_socket])
+        app, server = build_server(config, sockets=sockets, extra_sockets=[probe_socket], activity=Activity(shared))
     except Exception as exc:  # a missing or corrupt model, ...: one line for the supervisor to report
         ready.send({"error": str(exc) or type(exc).__name__})
         ready.close()
@@ -178,6 +195,11 @@ class Supervisor:
         self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         os.environ[METRICS_DIR_ENV] = self.metrics_dir
         self.processes: List[Optional[multiprocessing.Process]] = [None] * config.workers
+        self.shared: list = [None] * config.workers  # guard.Activity's slots of each worker
+        self.retiring: list = []  # (process, when it was asked to stop): recycled workers finishing
+        self.kills = 0  # wedged workers killed
+        self.recycled = 0
+        self.start_failures = 0
         self.probe_failures = [0] * config.workers
         self.next_probe = 0.0
         self.deaths: List[float] = []
@@ -185,14 +207,19 @@ class Supervisor:
         self.served: dict = {}  # what the last worker to start reported: models, backends
 
     def _spawn(self, index: int) -> multiprocessing.Process:
+        from .guard import SLOTS
+
         parent_end, child_end = self.ctx.Pipe(duplex=False)
+        shared = self.ctx.Array("d", SLOTS, lock=False)
+        shared[0] = time.monotonic()
         proc = self.ctx.Process(target=_worker_main, name=f"edge-rbmlp-worker-{index}",
                                 args=(self.config, self.socket_groups[index], self.probe_sockets[index], index,
-                                      child_end, os.getpid()), daemon=False)
+                                      child_end, os.getpid(), shared), daemon=False)
         proc.start()
         child_end.close()
         proc.ready_pipe = parent_end
         self.processes[index] = proc
+        self.shared[index] = shared
         self.probe_failures[index] = 0
         return proc
 
@@ -228,24 +255,75 @@ class Supervisor:
         except Exception as exc:  # metrics must never stop the supervisor
             log.warning("cannot clean the metrics of pid %s: %s", pid, exc)
 
+    def _kill_wedged(self, index: int, why: str) -> None:
+        proc = self.processes[index]
+        log.error("%s (pid %s) is wedged (%s): killing it", proc.name, proc.pid, why)
+        proc.kill()
+        self.kills += 1
+        self.probe_failures[index] = 0
+
     def probe(self, timeout: float = 2.0) -> None:
-        """Ask every worker's private port for /healthz; kill one that failed PROBE_FAILURES times
-        in a row (``watch`` then starts a new one)."""
+        """Tell busy from wedged for every worker (see the module docstring) and kill the wedged
+        (``watch`` then starts a new one); start the recycling of a worker that asks for it."""
+        from .guard import HEARTBEAT, IN_FLIGHT, OLDEST_REQUEST, RECYCLE
         from .notify import http_health_check
 
+        hard_deadline = 2 * self.config.limits.request_timeout_s + 10
         for index, sock in enumerate(self.probe_sockets):
-            proc = self.processes[index]
+            proc, shared = self.processes[index], self.shared[index]
             if proc is None or not proc.is_alive():
+                continue
+            now = time.monotonic()
+            if now - shared[HEARTBEAT] > HEARTBEAT_STALE_S:
+                self._kill_wedged(index, f"no heartbeat for {now - shared[HEARTBEAT]:.0f} s")
+                continue
+            busy = shared[IN_FLIGHT] > 0
+            if busy and now - shared[OLDEST_REQUEST] > hard_deadline:
+                self._kill_wedged(index, f"a request in flight for {now - shared[OLDEST_REQUEST]:.0f} s, more than "
+                                         f"twice the {self.config.limits.request_timeout_s} s deadline")
+                continue
+            if shared[RECYCLE]:
+                self._recycle(index)
                 continue
             if http_health_check("127.0.0.1", sock.getsockname()[1], timeout)():
                 self.probe_failures[index] = 0
                 continue
+            if busy or shared[IN_FLIGHT] > 0:  # working on requests: slow, not wedged
+                self.probe_failures[index] = 0
+                continue
             self.probe_failures[index] += 1
             if self.probe_failures[index] >= PROBE_FAILURES:
-                log.error("%s (pid %s) did not answer %d health probes in a row: killing it", proc.name, proc.pid,
-                          self.probe_failures[index])
+                self._kill_wedged(index, f"did not answer {self.probe_failures[index]} health probes in a row "
+                                         f"while idle")
+
+    def _recycle(self, index: int) -> None:
+        """A replacement on the same sockets first, then the old worker stopped gracefully."""
+        old = self.processes[index]
+        log.warning("%s (pid %s) grew past its memory bound: starting its replacement, then stopping it",
+                    old.name, old.pid)
+        try:
+            self._await_ready([self._spawn(index)])
+        except (RuntimeError, WorkerStartError) as exc:
+            log.error("cannot start a replacement of worker-%d (%s); it keeps serving", index, exc)
+            self.processes[index] = old
+            return
+        self.recycled += 1
+        try:
+            os.kill(old.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.retiring.append((old, time.monotonic()))
+
+    def _reap_retiring(self) -> None:
+        from .serve import STOP_TIMEOUT_S
+
+        for proc, since in list(self.retiring):
+            if not proc.is_alive():
+                proc.join(1)
+                self._forget_metrics_of(proc.pid)
+                self.retiring.remove((proc, since))
+            elif time.monotonic() - since > STOP_TIMEOUT_S + 10:
                 proc.kill()
-                self.probe_failures[index] = 0
 
     def signal_workers(self, signum: int) -> None:
         for proc in self.processes:
@@ -264,12 +342,15 @@ class Supervisor:
             raise
 
     def watch(self, poll_s: float = 0.5) -> int:
-        """Restart dead workers until stopped; returns the exit code for the supervisor."""
+        """Restart dead workers until stopped; returns the exit code for the supervisor (1 only
+        when workers cannot start, never because of what clients sent)."""
         while not self.stopping:
             sentinels = {p.sentinel: i for i, p in enumerate(self.processes) if p is not None}
             done = wait_for_objects(list(sentinels), timeout=poll_s)
             if self.stopping:
                 break
+            if self.retiring:
+                self._reap_retiring()
             if not done and time.monotonic() >= self.next_probe:
                 self.probe()
                 self.next_probe = time.monotonic() + PROBE_INTERVAL_S
@@ -283,20 +364,29 @@ class Supervisor:
                 log.error("%s (pid %s) died with exit code %s; restarting it", proc.name, proc.pid, proc.exitcode)
                 self._forget_metrics_of(proc.pid)
                 if len(self.deaths) > MAX_CRASHES_IN_WINDOW:
-                    log.error("%d worker deaths within %.0f s: giving up (systemd restarts the service)",
-                              len(self.deaths), CRASH_WINDOW_S)
-                    return 1
+                    log.error("%d worker deaths within %.0f s: pausing %.0f s before the restart", len(self.deaths),
+                              CRASH_WINDOW_S, RESTART_PAUSE_S)
+                    time.sleep(RESTART_PAUSE_S)
                 try:
                     self._await_ready([self._spawn(index)])
+                    self.start_failures = 0
                 except (RuntimeError, WorkerStartError) as exc:
+                    self.start_failures += 1
                     log.error("cannot restart worker-%d: %s", index, exc)
+                    if self.start_failures >= START_FAILURES:
+                        log.error("%d worker starts failed in a row: giving up (systemd restarts the service)",
+                                  self.start_failures)
+                        return 1
         return 0
 
     def stop(self, timeout: float = 15.0) -> None:
         self.stopping = True
         self.signal_workers(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for proc in self.processes:
+        for proc, _ in self.retiring:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.processes + [p for p, _ in self.retiring]:
             if proc is not None:
                 proc.join(max(0.1, deadline - time.monotonic()))
                 if proc.is_alive():
