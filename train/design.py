@@ -370,7 +370,7 @@ def _contribution_plot(dataset, fits, names_of, path, title, settings):
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("average test accuracy")
     reduced = settings["epochs"] != rp.PAPER_SETTINGS["epochs"] or settings.get("limit_train") is not None
-    ax.set_title(f"{dataset}: {title}" + (f" (reduced budget: {settings['epochs']} epochs)" if reduced else ""),
+    ax.set_title(f"{dataset}: {title}" + (f" (reduced budget: {settings['epochs']} epoch(s))" if reduced else ""),
                  fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     if labels:
@@ -412,7 +412,7 @@ def plot_float_binary_best(dataset, fits, refs, path, settings):
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
     reduced = settings["epochs"] != rp.PAPER_SETTINGS["epochs"] or settings.get("limit_train") is not None
     ax.set_title(f"{dataset}: floating point vs binary vs best variant (cf. the paper's Fig. 7)"
-                 + (f"\nours at a reduced budget ({settings['epochs']} epochs), the paper at 10" if reduced else ""),
+                 + (f"\nours at a reduced budget ({settings['epochs']} epoch(s)), the paper at 10" if reduced else ""),
                  fontsize=9)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(axis="y", alpha=0.3)
