@@ -56,13 +56,21 @@ def cgroup():
     group.close()
 
 
-@pytest.fixture(scope="module")
+def _service_scope(fixture_name, config):
+    """One service for the module; a fresh one per case with EDGE_RBMLP_HOSTILE_FRESH=1 (to run
+    this suite against older code, where one case can take the whole service down)."""
+    return "function" if os.environ.get("EDGE_RBMLP_HOSTILE_FRESH") else "module"
+
+
+@pytest.fixture(scope=_service_scope)
 def svc(tmp_path_factory, cgroup):
     root = tmp_path_factory.mktemp("hostile")
     paths = write_models(root / "models")
     config = root / "config.toml"
-    config.write_text(f"[limits]\nidle_timeout_s = {IDLE_TIMEOUT_S}\nmax_connections = {MAX_CONNECTIONS}\n"
-                      f"request_timeout_s = {REQUEST_TIMEOUT_S}\n")
+    from edge_rbmlp.server.config import Limits
+
+    deadline = f"request_timeout_s = {REQUEST_TIMEOUT_S}\n" if hasattr(Limits, "request_timeout_s") else ""  # older code
+    config.write_text(f"[limits]\nidle_timeout_s = {IDLE_TIMEOUT_S}\nmax_connections = {MAX_CONNECTIONS}\n{deadline}")
     group = cgroup if cgroup.problem is None else None
     with CgroupService(group, models=[str(p) for p in paths.values()], workers=2, threads=2, backend="native",
                        extra_args=["--config", str(config)]) as service:
@@ -70,14 +78,20 @@ def svc(tmp_path_factory, cgroup):
         yield service
 
 
+FIRST_RSS = {}  # pid -> RSS when first seen: the bound of a service that states none (older code)
+
+
 def bounds(svc) -> dict:
-    """pid -> the memory bound /api/status states for that worker (both workers asked)."""
+    """pid -> the memory bound /api/status states for that worker (both workers asked). A service
+    that states none (the code before issue 15, run against this suite) is held to the bound the
+    current code states: its RSS when first seen + the budget, the server's and 2 threads' share."""
     out = {}
     for _ in range(100):
         status, body, _ = request(svc.port, "GET", "/api/status")
         assert status == 200, status
         info = json.loads(body)
-        out[info["pid"]] = info["memory_bound_bytes"]
+        FIRST_RSS.setdefault(info["pid"], info["rss_bytes"])
+        out[info["pid"]] = info.get("memory_bound_bytes") or FIRST_RSS[info["pid"]] + (48 + 16 + 2 * 24) * 2**20
         if len(out) == 2:
             return out
     raise AssertionError(f"only workers {sorted(out)} answered")
@@ -178,22 +192,24 @@ def test_busy_workers_are_not_killed(svc):
 
 # 3. unbounded metric labels ------------------------------------------------------------------------
 def test_method_names_do_not_grow_the_metrics(svc):
+    """Methods outside the known set count as ``other``: after the first few requests (which make
+    their labelled series), 200 more with 60 KB method names of their own add nothing."""
     def metrics_size():
         return max(len(request(svc.port, "GET", "/metrics")[1]) for _ in range(4))
 
-    before = metrics_size()
     watch = Watch(svc, "metric labels")
-    methods = [("X" * 60_000) + str(i) for i in range(200 * SCALE)]
+    methods = [("X" * 60_000) + str(i) for i in range(210 * SCALE)]
 
     def attack():
-        m = methods.pop()
-        return request(svc.port, m, "/api/status")
+        return request(svc.port, methods.pop(), "/api/status")
 
     with watch.legit:
-        results = hammer(4, attack, count=200 * SCALE)
-    after = metrics_size()
+        results = hammer(2, attack, count=10)
+        before = metrics_size()
+        results += hammer(4, attack, count=200 * SCALE)
+        after = metrics_size()
     watch.finish(results, metrics_bytes_before=before, metrics_bytes_after=after)
-    assert after - before < 8192, (before, after)
+    assert after - before < 1024, (before, after)
 
 
 # 4. deeply nested JSON -----------------------------------------------------------------------------

@@ -217,3 +217,69 @@ def test_errors_are_counted_not_raised(app, client):
     client.post("/classify/mnist", data=b"garbage", content_type="image/png")
     after = app.extensions["edge_rbmlp"].metrics.errors.labels("/classify/<model>", "mnist", "400")._value.get()
     assert after == before + 1
+
+
+def test_a_request_past_its_deadline_is_a_503(paths, monkeypatch):
+    """limits.request_timeout_s is checked between the stages of a request: a v2 batch whose
+    images take longer to decode than the deadline stops with 503 and Retry-After."""
+    import base64
+    import time as time_
+
+    from edge_rbmlp.server import infer
+
+    app = create_app(make_config(paths, limits={"request_timeout_s": 1}))
+    real = infer.load_image
+
+    def slow(*args, **kw):
+        time_.sleep(0.4)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(infer, "load_image", slow)
+    b64 = base64.b64encode(png_bytes(drawn_seven())).decode()
+    body = {"inputs": [{"name": "input", "shape": [6], "datatype": "BYTES", "data": [b64] * 6}]}
+    t0 = time_.perf_counter()
+    resp = app.test_client().post("/v2/models/mnist/infer", json=body)
+    assert resp.status_code == 503 and "1 s limit" in resp.get_json()["error"], resp.get_data(as_text=True)
+    assert resp.headers["Retry-After"] == "1" and time_.perf_counter() - t0 < 6 * 0.4
+    body["inputs"][0].update(shape=[1], data=[b64])
+    assert app.test_client().post("/v2/models/mnist/infer", json=body).status_code == 200
+
+
+def test_the_memory_budget(paths):
+    """An image whose decoded frame is more than the worker's budget is a 413 before decoding; a
+    budget held by another request makes a request wait, then 503 at its deadline; JSON reserves
+    what its values can cost."""
+    import threading
+
+    from PIL import Image
+
+    from edge_rbmlp.server.guard import Deadline
+
+    app = create_app(make_config(paths, limits={"max_decode_bytes": 8 << 20, "request_timeout_s": 1}))
+    client = app.test_client()
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 1100), (255, 255, 255)).save(buf, format="PNG")  # 8.4 MB decoded (4 B/px)
+    resp = client.post("/classify/mnist", data=buf.getvalue(), content_type="image/png")
+    assert resp.status_code == 413 and "memory budget" in resp.get_json()["error"], resp.get_json()
+    state = app.extensions["edge_rbmlp"]
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with state.budget.reserve(8 << 20, "a test", Deadline(30)):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        resp = client.post("/classify/mnist", data=png_bytes(drawn_seven()), content_type="image/png")
+        assert resp.status_code == 503 and "memory budget" in resp.get_json()["error"], resp.get_json()
+    finally:
+        release.set()
+        holder.join(10)
+    assert client.post("/classify/mnist", data=png_bytes(drawn_seven()), content_type="image/png").status_code == 200
+    floats = json.dumps({"instances": [[0.5] * 784] * 200}).encode()  # 200 x 784 values x 64 B > 8 MiB
+    resp = client.post("/v1/models/mnist:predict", data=floats, content_type="application/json")
+    assert resp.status_code == 413 and "JSON" in resp.get_json()["error"], resp.get_json()
+    assert state.budget.free == state.budget.total  # everything given back

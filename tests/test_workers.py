@@ -416,3 +416,27 @@ def test_workers_die_with_a_killed_supervisor(model_paths):
     with Service(models=[str(model_paths["mnist"])], workers=2, threads=1, backend="native") as again:
         assert workers_seen(again.url)
         assert not stale[0].exists()
+
+
+def test_a_worker_past_its_memory_bound_is_recycled_gracefully(model_paths, tmp_path):
+    """A worker whose resident memory is above limits.max_worker_rss_bytes after a request asks to
+    be recycled: the supervisor starts its replacement on the same sockets, then stops it with
+    SIGTERM (it finishes what it holds). Every request of a client meanwhile is answered; no
+    worker is killed. (1 MiB: every worker is above it, so recycling goes on all along.)"""
+    config = tmp_path / "config.toml"
+    config.write_text("[limits]\nmax_worker_rss_bytes = 1048576\n")
+    with Service(models=[str(p) for p in model_paths.values()], workers=2, threads=2, backend="native",
+                 extra_args=["--config", str(config)]) as svc:
+        first = set(workers_seen(svc.url).values())
+        statuses = []
+        deadline = time.monotonic() + POLL_S
+        while time.monotonic() < deadline:
+            statuses.append(one_shot(svc.url, "POST", "/classify/mnist", SEVEN, {"Content-Type": "image/png"})[0])
+            if svc.stderr().count("grew past its memory bound") >= 2 and not first & set(svc.pids()):
+                break
+        log = svc.stderr()
+        assert set(statuses) == {200}, statuses
+        assert log.count("grew past its memory bound") >= 2, log[-2000:]
+        assert not first & set(svc.pids()), "the first workers are still running"
+        assert "died with exit code" not in log and "is wedged" not in log, log[-2000:]
+        assert svc.stop() == 0

@@ -18,6 +18,7 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     max_image_pixels = 12000000   # refused before decoding (12 MP: a 4000x3000 photo)
     max_decode_bytes = 50331648   # per worker: decoded frames and parsed JSON at once (48 MiB)
     request_timeout_s = 30        # a request still running after this long is answered 503
+    max_worker_rss_bytes = 0      # a worker above this after a request is replaced (0: its stated bound)
     min_image_side = 8
     max_text_chars = 200000
     max_batch = 256
@@ -96,6 +97,7 @@ class Limits:
     max_image_pixels: int = 12_000_000
     max_decode_bytes: int = 48 * 1024 * 1024
     request_timeout_s: int = 30
+    max_worker_rss_bytes: int = 0  # 0: guard.worker_memory_bound
     min_image_side: int = 8
     max_text_chars: int = 200_000
     max_batch: int = 256
@@ -192,7 +194,7 @@ def is_loopback_host(host: str) -> bool:
 _INT_RANGES = {
     "port": (0, 65535), "threads": (1, 64), "workers": (1, 64),
     "max_body_bytes": (1024, 1 << 30), "max_image_pixels": (64, 400_000_000),
-    "max_decode_bytes": (1 << 20, 1 << 34), "request_timeout_s": (1, 3600), "min_image_side": (1, 1024),
+    "max_decode_bytes": (1 << 20, 1 << 34), "request_timeout_s": (1, 3600), "max_worker_rss_bytes": (0, 1 << 40), "min_image_side": (1, 1024),
     "max_text_chars": (1, 10_000_000), "max_batch": (1, 100_000), "max_connections": (1, 100_000),
     "idle_timeout_s": (1, 3600), "width": (16, 8192), "height": (16, 8192),
 }

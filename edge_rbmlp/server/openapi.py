@@ -21,7 +21,7 @@ def openapi_spec(state) -> dict:
                    "schema": {"type": "string", "enum": names} if names else {"type": "string"}}
     tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
         "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 4},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 4},
         "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
                                                 "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]},
         "data": {"type": "array", "items": {}},
@@ -75,8 +75,9 @@ def openapi_spec(state) -> dict:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
                     "id": {"type": "string"}, "parameters": {"type": "object"},
-                    "inputs": {"type": "array", "items": tensor, "minItems": 1},
-                    "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                    "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+                    "outputs": {"type": "array", "maxItems": 3, "uniqueItems": True, "items": {
+                        "type": "object", "required": ["name"], "properties": {
                         "name": {"type": "string", "enum": ["probabilities", "class_index", "label"]},
                         "parameters": {"type": "object"}}}}}}},
                 "application/octet-stream": binary}},
@@ -95,7 +96,7 @@ def openapi_spec(state) -> dict:
                            "(text models), {\"b64\": base64 image} or pixel lists (image models).",
             "parameters": [model_param],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
-                "signature_name": {"type": "string"}, "instances": {"type": "array", "items": {}},
+                "signature_name": {"type": "string"}, "instances": {"type": "array", "items": {}, "minItems": 1},
                 "inputs": {}}}}}},
             "responses": {"200": ok_json("predictions", {"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "array", "items": prediction}}}), **_errors(400, 401, 404, 413)}}},

@@ -15,8 +15,14 @@ Two HTTP servers can run the Flask app (``[server] http_server`` / ``--http-serv
   Content-Length before it is read (:func:`~.app.create_app`'s front) and while reading.
   Requests hyper itself refuses as malformed get its own empty ``400``/``431`` with the
   connection closed (granian has no hook for a JSON body there).
+  hyper reads a request with both Content-Length and Transfer-Encoding as chunked (it drops
+  the length before the app sees it) and closes the connection after the answer, so what
+  follows such a body is never answered (RFC 9112 6.3); an HTTP/1.1 request without Host is
+  refused by the app's front (400, closed).
 * **waitress** (pure Python, the fallback where granian is missing, e.g. Python 3.9):
-  protocol errors are JSON too.
+  protocol errors are JSON too; our channel adds what waitress lacks: a total deadline of
+  ``idle_timeout_s`` for a request's head (waitress itself only times out silence), and a
+  request with both Content-Length and Transfer-Encoding refused (400, closed).
 """
 
 from __future__ import annotations
@@ -377,7 +383,9 @@ def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(),
         app = create_app(config, activity=activity)
         state = app.extensions["edge_rbmlp"]
         rss, _ = memory_bytes()
-        if rss is not None:
+        if config.limits.max_worker_rss_bytes:
+            state.activity.recycle_rss_bytes = config.limits.max_worker_rss_bytes
+        elif rss is not None:
             state.activity.recycle_rss_bytes = worker_memory_bound(rss, config.limits, config.threads)
     cls = GranianServer if kind == "granian" else WaitressServer
     return app, cls(app, config, sockets=sockets, extra_sockets=extra_sockets)
