@@ -49,10 +49,35 @@ def _print_json(obj) -> None:
 def _console():
     from rich.console import Console
 
-    return Console()
+    # piped or redirected: rich would wrap tables at 80 columns and cut cells; never narrower than a table
+    return Console() if sys.stdout.isatty() else Console(width=250, soft_wrap=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Lists each command with the whole first line of its help (click cuts it at the first ". ",
+    which the size command's "eq. 4-7" ends too early)."""
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            text = cmd.short_help or (cmd.help or "").strip().split("\n\n", 1)[0]
+            rows.append((name, " ".join(text.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# the engines' names (edge_rbmlp.engines.BACKENDS, spelled out here so that the CLI imports no numpy;
+# tests/test_cli.py checks that they agree)
+BACKEND_CHOICES = ("auto", "reference", "native", "tflite", "lce")
+backend_option = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+                              help="auto = the native engine, else the numpy reference")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edge-rbmlp")
 def main():
     """Residual binary MLPs on small devices: size, inspect, classify, evaluate, benchmark, serve."""
@@ -154,75 +179,171 @@ def info(model, as_json):
         _print_json(summary)
         return
     console = _console()
-    console.print(f"[b]{summary['name'] or path.name}[/b]  {summary['arch']}  {summary['options']}")
+    options = ", ".join(f"{k} {v}" for k, v in summary["options"].items()) if isinstance(summary["options"], dict) \
+        else str(summary["options"])
+    console.print(f"[b]{summary['name'] or path.name}[/b]  {summary['arch']}  ({options})")
     console.print(f"file: {path} ({summary['file_bytes']} bytes = {summary['file_bytes'] / 1024:.2f} KiB); "
                   f"paper formula: {summary['paper_kib']:.2f} KiB")
     inp = summary["input"]
     console.print(f"input: {inp['kind']}, {inp['size']} values"
                   + (f", vocabulary of {summary['vocab_words']} words" if summary["vocab_words"] else ""))
     console.print(f"labels ({summary['output_activation']}): {', '.join(summary['labels'])}")
-    if summary["accuracy"]:
-        console.print(f"accuracy: {json.dumps(summary['accuracy'])}")
-    if summary["provenance"]:
-        console.print(f"provenance: {json.dumps(summary['provenance'])}")
+    for title in ("accuracy", "provenance"):
+        if summary[title]:
+            console.print(f"{title}:")
+            for line in _readable(summary[title]):
+                console.print("  " + line, markup=False, highlight=False)
+
+
+def _readable(value, indent: str = ""):
+    """Lines of ``key: value`` for nested dicts and lists (no Python reprs, no JSON braces)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
+                yield f"{indent}{k}:"
+                yield from _readable(v, indent + "  ")
+            elif isinstance(v, list):
+                yield f"{indent}{k}: {', '.join(map(_scalar, v))}"
+            else:
+                yield f"{indent}{k}: {_scalar(v)}"
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, (dict, list)):
+                yield f"{indent}-"
+                yield from _readable(v, indent + "  ")
+            else:
+                yield f"{indent}- {_scalar(v)}"
+    else:
+        yield indent + _scalar(value)
+
+
+def _scalar(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
 
 
 # -- classify -----------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TEXT_SUFFIXES = (".txt",)
+CSV_FIELDS = ("input", "label", "confidence", "total_us", "decode_us", "preprocess_us", "inference_us",
+              "backend", "kernel", "error")
+
+
+def _expand_inputs(paths, kind: str):
+    """Files in command-line order; a directory gives its files (recursively, sorted) whose suffix fits
+    the model (images, or .txt for text models); ``-`` is standard input."""
+    suffixes = TEXT_SUFFIXES if kind == "text" else IMAGE_SUFFIXES
+    for path in paths:
+        if str(path) == "-":
+            yield path
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not found:
+                yield path, f"no {'/'.join(suffixes)} files in this directory"
+            yield from found
+        else:
+            yield path
+
+
 @main.command()
 @click.argument("model")
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--text", "texts", multiple=True, help="text to classify (repeatable)")
-@click.option("--backend", default="auto", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@backend_option
+@click.option("--json", "as_json", is_flag=True, help="print one JSON array (the same as --format json)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl", "csv"]), default=None,
+              help="text (default), json (one array), jsonl (one object per line, as results come) or csv")
 @user_errors
-def classify(model, images, texts, backend, as_json):
-    """Classify IMAGE files or --text strings with MODEL."""
+def classify(model, inputs, texts, backend, as_json, fmt):
+    """Classify image files, text files (.txt; - reads standard input) or --text strings with MODEL.
+
+    A directory stands for the files in it that fit the model (images, or .txt for a text model). A file
+    that cannot be read or decoded is reported and skipped; the exit status is 1 at the end if any input
+    failed or was refused."""
+    import csv
+
     from .engines import create
     from .models import load_model
 
-    if not images and not texts:
-        raise click.UsageError("give image files or --text")
-    if images and texts:
-        raise click.UsageError("give image files or --text, not both")
-    engine = create(load_model(model), backend)
-    results = []
-    if images:
-        for path in images:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise click.ClickException(f"{path}: {exc}") from None
-            try:
-                pred = engine.predict_image(data)  # decode, preprocess and inference, timed
-            except ValueError as exc:  # ImageError is a ValueError
-                raise click.ClickException(f"{path}: {exc}") from None
-            results.append({"input": str(path), **pred.to_dict(timing=True)})
-    else:
-        for text in texts:
-            pred = engine.predict_text(text)
-            results.append({"input": text if len(text) <= 60 else text[:57] + "...", **pred.to_dict(timing=True)})
-    for r in results:
-        r["backend"] = engine.name
-        r["kernel"] = engine.kernel
-    refused = [r for r in results if r["label"] is None]
-    if as_json:
-        _print_json(results)
-    else:
-        for r in results:
-            if r["label"] is None:
-                click.echo(f"{r['input']}: refused ({r['reason']})")
+    fmt = fmt or ("json" if as_json else "text")
+    if not inputs and not texts:
+        raise click.UsageError("give image or text files, a directory, - (standard input) or --text")
+    if inputs and texts:
+        raise click.UsageError("give files or --text, not both")
+    packed = load_model(model)
+    engine = create(packed, backend)
+    kind = packed.input_spec.kind
+    if kind not in ("image", "text"):
+        raise click.ClickException(f"model {model!r} takes raw {kind} vectors: use the Python API or POST /v2/...")
+    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore") if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    results, failed = [], 0
+
+    def emit(r):
+        r.setdefault("backend", engine.name)
+        r.setdefault("kernel", engine.kernel)
+        if fmt == "json":
+            results.append(r)
+        elif fmt == "jsonl":
+            click.echo(json.dumps(r, ensure_ascii=False))
+        elif fmt == "csv":
+            row = dict(r)
+            if r.get("probabilities"):
+                row["confidence"] = f"{max(r['probabilities']):.4f}"
+            writer.writerow(row)
+        elif "error" in r:
+            click.echo(f"{r['input']}: error: {r['error']}", err=True)
+        elif r["label"] is None:
+            click.echo(f"{r['input']}: refused ({r['reason']})")
+        else:
+            click.echo(f"{r['input']}: {r['label']} ({max(r['probabilities']):.3f})  "
+                       f"[{r['total_us']:.0f} us: decode {r.get('decode_us', 0):.0f}, preprocess "
+                       f"{r.get('preprocess_us', 0):.0f}, inference {r['inference_us']:.1f}]")
+
+    def short(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    items = [(t, None) for t in texts] if texts else _expand_inputs(inputs, kind)
+    for item in items:
+        if isinstance(item, tuple) and item[1] is not None:  # an empty directory
+            failed += 1
+            emit({"input": str(item[0]), "error": item[1]})
+            continue
+        item = item[0] if isinstance(item, tuple) else item
+        name = short(item) if texts else ("<stdin>" if str(item) == "-" else str(item))
+        try:
+            if texts:
+                pred = engine.predict_text(item)
             else:
-                click.echo(f"{r['input']}: {r['label']} ({max(r['probabilities']):.3f})  "
-                           f"[{r['total_us']:.0f} us: decode {r['decode_us']:.0f}, preprocess "
-                           f"{r['preprocess_us']:.0f}, inference {r['inference_us']:.1f}]")
-    if refused:
-        raise SystemExit(1)  # the same inputs are refused everywhere (HTTP answers 422)
+                data = sys.stdin.buffer.read() if str(item) == "-" else item.read_bytes()
+                if kind == "text":
+                    try:
+                        text = data.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+                    pred = engine.predict_text(text)
+                else:
+                    pred = engine.predict_image(data)  # decode, preprocess and inference, timed
+        except (OSError, ValueError) as exc:  # unreadable, not an image (ImageError is a ValueError), bad text
+            failed += 1
+            emit({"input": name, "error": exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)})
+            continue
+        r = {"input": name, **pred.to_dict(timing=True)}
+        failed += r["label"] is None  # the same inputs are refused everywhere (HTTP answers 422)
+        emit(r)
+    if fmt == "json":
+        _print_json(results)
+    if failed:
+        raise SystemExit(1)
 
 
 # -- eval ---------------------------------------------------------------------
 @main.command("eval")
 @click.argument("model")
-@click.option("--backend", default="auto", show_default=True)
+@backend_option
 @click.option("--dataset", type=click.Choice(["mnist", "imdb", "cifar10"]), default=None,
               help="data set (default: the one in the model's metadata)")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
@@ -246,7 +367,12 @@ def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
     try:
         q, labels = model_inputs(packed, split=split, limit=limit, dataset=name)
     except DatasetMissing as exc:
-        raise click.ClickException(str(exc)) from None
+        from .datasets import data_dir
+
+        raise click.ClickException(
+            f"{exc}\nOn a device without a checkout: copy the cache over from a machine that has it, e.g. "
+            f"`scp -r ~/.cache/edge-rbmlp/data/{name} pi@raspberrypi.local:{data_dir()}/` (the same layout), "
+            f"or point EDGE_RBMLP_DATA at a copy") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     start = time.perf_counter()
@@ -275,7 +401,7 @@ def evaluate(model, backend, dataset, split, limit, batch_size, as_json):
 
 # -- demo (the README's `make run` until the service lands) --------------------
 @main.command()
-@click.option("--backend", default="auto", show_default=True)
+@backend_option
 @user_errors
 def demo(backend):
     """Classify the bundled sample digits and reviews with the bundled models."""

@@ -1,6 +1,7 @@
 """The edge-rbmlp command line: info, classify, errors without tracebacks."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,7 +92,8 @@ def test_missing_model_and_corrupt_model(tmp_path):
 
 def test_unknown_backend_is_an_error(mnist_path):
     result = run("classify", mnist_path, next(SAMPLES_DIR.glob("*.png")), "--backend", "gpu")
-    assert result.exit_code != 0 and "unknown backend" in result.output
+    assert result.exit_code != 0 and "'gpu' is not one of" in result.output
+    assert all(b in result.output for b in ("auto", "reference", "native", "tflite", "lce"))
 
 
 def test_text_on_image_model_is_an_error(mnist_path):
@@ -101,3 +103,80 @@ def test_text_on_image_model_is_an_error(mnist_path):
 
 def test_usage_errors(mnist_path):
     assert run("classify", mnist_path).exit_code != 0
+
+
+def test_backend_choices_are_the_engines():
+    from edge_rbmlp.cli import BACKEND_CHOICES
+    from edge_rbmlp.engines import BACKENDS
+
+    assert sorted(BACKEND_CHOICES) == sorted(BACKENDS)
+    assert "[auto|reference|native|tflite|lce]" in run("classify", "--help").output.replace("\n", "")
+
+
+def test_top_level_help_shows_whole_summaries():
+    out = " ".join(run("--help").output.split())
+    assert "The paper's model size (eq. 4-7) of ARCH, and the bytes of our packed file for it." in out
+    assert "Eq. 4-7 against every row of the paper's Tables IV, V and VII, with the explanation that fits." in out
+
+
+def test_classify_a_directory_keeps_going_past_a_bad_file(tmp_path, mnist_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for p in sorted(SAMPLES_DIR.glob("*.png"))[:2]:
+        (d / p.name).write_bytes(p.read_bytes())
+    (d / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (d / "notes.txt").write_text("not an image: skipped for an image model")
+    result = run("classify", mnist_path, d, "--backend", "reference", "--format", "jsonl")
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [Path(r["input"]).name for r in rows] == sorted([p.name for p in d.glob("*.png")])
+    bad = [r for r in rows if "error" in r]
+    assert len(bad) == 1 and bad[0]["input"].endswith("b_broken.png")
+    assert all(r["label"] is not None for r in rows if "error" not in r)
+
+
+def test_classify_csv(mnist_path):
+    import csv
+    import io
+
+    images = sorted(SAMPLES_DIR.glob("*.png"))
+    result = run("classify", mnist_path, *images, "--backend", "reference", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["input"] for r in rows] == [str(p) for p in images]
+    assert all(0 <= float(r["confidence"]) <= 1 and r["error"] == "" for r in rows)
+
+
+def test_classify_text_files_and_stdin(imdb_path, tmp_path):
+    texts = sorted(SAMPLES_DIR.glob("*.txt"))
+    result = run("classify", imdb_path, SAMPLES_DIR, "--backend", "reference", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["input"] for r in rows] == [str(p) for p in texts]
+    direct = json.loads(run("classify", imdb_path, "--text", texts[0].read_text(), "--backend", "reference",
+                            "--json").output)
+    assert rows[0]["probabilities"] == pytest.approx(direct[0]["probabilities"])
+    piped = CliRunner().invoke(main, ["classify", str(imdb_path), "-", "--backend", "reference", "--json"],
+                               input=texts[0].read_text())
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.output)[0]["probabilities"] == pytest.approx(direct[0]["probabilities"])
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    bad = run("classify", imdb_path, tmp_path / "latin1.txt", texts[0], "--backend", "reference")
+    assert bad.exit_code == 1 and "not UTF-8" in bad.output and texts[0].name in bad.output
+
+
+def test_info_is_readable(mnist_path):
+    out = run("info", mnist_path).output
+    assert "{" not in out and "'" not in out, out
+    assert "command: random_packed_model" in out
+
+
+def test_paper_sizes_not_truncated_when_piped():
+    out = run("paper-sizes").output  # CliRunner's stdout is not a terminal
+    assert "…" not in out and "unexplained" in out
+
+
+def test_eval_without_data_says_how_to_copy_it(tmp_path, mnist_path, monkeypatch):
+    monkeypatch.setenv("EDGE_RBMLP_DATA", str(tmp_path / "empty"))
+    result = run("eval", mnist_path, "--dataset", "mnist", "--backend", "reference")
+    assert result.exit_code == 1 and "scp -r" in result.output and "EDGE_RBMLP_DATA" in result.output
