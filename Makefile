@@ -8,6 +8,7 @@ VENV       ?= .venv
 TEST_VENV  ?= .venv-test
 PIP_FLAGS  ?= -q --disable-pip-version-check
 PYTEST_ARGS ?=
+RUN_ARGS   ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
@@ -29,7 +30,7 @@ $(TEST_VENV)/.installed: $(SOURCES)
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/edge-rbmlp serve
+	$(VENV)/bin/edge-rbmlp serve $(RUN_ARGS)
 
 data: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m train data fetch
