@@ -108,7 +108,7 @@ class CgroupService(Service):
                 "runpy.run_module('edge_rbmlp.cli', run_name='__main__')")
         args = [self.args[0], "-c", gate] + self.args[3:]  # drop "-m edge_rbmlp.cli"
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
-                                     text=True, env=self.env, cwd=self.cwd)
+                                     text=True, env=self.env, cwd=getattr(self, "cwd", ROOT))
         if self.cgroup is not None and self.cgroup.path is not None:
             self.cgroup.add(self.proc.pid)
         self.proc.stdin.write("g")

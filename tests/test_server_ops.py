@@ -569,3 +569,45 @@ def test_embedded_granian_leaves_asyncio_alone(paths):
             assert asyncio.all_tasks(loop) == set()
         finally:
             loop.close()
+
+
+@pytest.mark.parametrize("http_server", HTTP_SERVERS)
+def test_request_heads_and_framing_on_both_servers(paths, http_server):
+    """What a proxy could read differently, on granian and waitress alike: a head sent one line at
+    a time is cut at idle_timeout_s in all (not reset by every line); a body with both
+    Content-Length and Transfer-Encoding never gets what follows it answered and the connection
+    closes; HTTP/1.1 without Host is a 400 and the connection closes; Content-Encoding is a 415."""
+    import time as time_
+
+    config = make_config(paths, limits={"idle_timeout_s": 2})
+    with running_server(config, http_server=http_server) as (url, app):
+        host, port = url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            t0, lines, closed = time_.monotonic(), 0, False
+            while time_.monotonic() - t0 < 12 and not closed:
+                time_.sleep(0.5)
+                try:
+                    s.sendall(b"X-Slow-%d: 1\r\n" % lines)
+                    lines += 1
+                    s.settimeout(0.05)
+                    closed = s.recv(65536) == b""
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = True
+            held = time_.monotonic() - t0
+        assert closed and held < 2 + 3, (closed, held, lines)
+        smuggle = (b"POST /classify/imdb HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                   b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                   b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for request_bytes, status in ((smuggle, None), (b"GET /healthz HTTP/1.1\r\n\r\n", b"400"),
+                                      (b"POST /classify/imdb HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Encoding: gzip\r\n"
+                                       b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", b"415")):
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(request_bytes)
+                reply = _read_until_closed(s)
+            assert len(re.findall(rb"(?:^|\r\n)HTTP/1\.1 \d{3}", reply)) == 1 and b'"pid"' not in reply, reply[:300]
+            assert b"connection: close" in reply.lower(), reply[:300]
+            if status:
+                assert reply.startswith(b"HTTP/1.1 " + status) and b'"error"' in reply, reply[:300]

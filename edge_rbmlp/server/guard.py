@@ -131,6 +131,7 @@ class Deadline:
 HEARTBEAT, OLDEST_REQUEST, IN_FLIGHT, RECYCLE, RSS_MIB = range(5)
 SLOTS = 5
 HEARTBEAT_S = 1.0
+RSS_CHECK_S = 0.5  # the resident memory is read after a request at most this often
 
 
 class Activity:
@@ -143,6 +144,7 @@ class Activity:
         self.lock = threading.Lock()
         self.started = {}  # id -> monotonic start
         self.recycle_wanted = False
+        self.rss_checked = 0.0
         self._stop = threading.Event()
         if shared is not None:
             shared[HEARTBEAT] = time.monotonic()
@@ -171,7 +173,8 @@ class Activity:
         with self.lock:
             self.started.pop(key, None)
             self._publish()
-        if self.recycle_rss_bytes and not self.recycle_wanted:
+        if self.recycle_rss_bytes and not self.recycle_wanted and time.monotonic() - self.rss_checked > RSS_CHECK_S:
+            self.rss_checked = time.monotonic()
             from .metrics import memory_bytes
 
             rss, _ = memory_bytes()
