@@ -159,7 +159,8 @@ def _runners(backend: str, model, model_path: Path, q1: np.ndarray, qb: np.ndarr
                               (lambda e, x: (lambda: e.run_prepared(x)))(eb, xb),
                               [backend, variant], note=str(e1.path.name)))
     if not runners:
-        raise BackendUnavailable("; ".join(errors) or f"backend {backend!r} has nothing to run")
+        # every variant fails the same way when the runtime is missing: say it once
+        raise BackendUnavailable("; ".join(dict.fromkeys(errors)) or f"backend {backend!r} has nothing to run")
     for err in errors:
         print(f"edge-rbmlp bench: warning: {err}", file=sys.stderr)
     return runners

@@ -180,3 +180,19 @@ def test_eval_without_data_says_how_to_copy_it(tmp_path, mnist_path, monkeypatch
     monkeypatch.setenv("EDGE_RBMLP_DATA", str(tmp_path / "empty"))
     result = run("eval", mnist_path, "--dataset", "mnist", "--backend", "reference")
     assert result.exit_code == 1 and "scp -r" in result.output and "EDGE_RBMLP_DATA" in result.output
+
+
+def test_bench_names_a_missing_runtime_once(monkeypatch):
+    """Every TFLite variant (float, int8) fails the same way without a runtime: one hint, not one per variant."""
+    from edge_rbmlp import bench
+    from edge_rbmlp.engines.base import BackendUnavailable
+    from edge_rbmlp.models import load_model, resolve_model_path
+
+    def missing(backend, variant, model, model_path, kernel=None):
+        raise BackendUnavailable("backend 'tflite' needs a TFLite runtime: pip install ai-edge-litert")
+
+    monkeypatch.setattr(bench, "_make_engine", missing)
+    q = np.zeros((2, 784), np.uint8)
+    with pytest.raises(BackendUnavailable) as info:
+        bench._runners("tflite", load_model("mnist"), resolve_model_path("mnist"), q, q)
+    assert str(info.value).count("pip install ai-edge-litert") == 1
