@@ -101,7 +101,6 @@ class CgroupService(Service):
 
     def __enter__(self):
         import subprocess
-        import tempfile
 
         t0 = time.perf_counter()
         gate = ("import sys,runpy; sys.stdin.read(1); sys.argv=['edge_rbmlp.cli']+sys.argv[1:]; "
@@ -120,10 +119,12 @@ class CgroupService(Service):
             self.__exit__(None, None, None)
             raise RuntimeError(f"the service did not start: {line!r}\n{self.stderr()}")
         self.url = match.group(1).replace("localhost", "127.0.0.1")
-        from load_test import wait_until_answers
-
-        self.ready_s = round(wait_until_answers(self.url, "/healthz") - t0, 3)
-        _ = tempfile
+        deadline = time.monotonic() + 120
+        while request(self.port, "GET", "/healthz", timeout=5)[0] != 200:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"the service does not answer /healthz:\n{self.stderr()}")
+            time.sleep(0.05)
+        self.ready_s = round(time.perf_counter() - t0, 3)
         return self
 
     @property

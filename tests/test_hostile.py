@@ -282,14 +282,14 @@ def test_shape_arithmetic_does_not_overflow(svc):
 # 8. slow headers -----------------------------------------------------------------------------------
 def test_slow_headers_are_cut_at_the_head_deadline(svc):
     n = 2 * MAX_CONNECTIONS + 40  # more than both workers' connection limits together
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
-        s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        socks.append([s, time.monotonic(), None])
     watch = Watch(svc, "slow headers")
+    socks = []
     lines = 0
     with watch.legit:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            s.sendall(b"POST /classify/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            socks.append([s, time.monotonic(), None])
         end = time.monotonic() + 4 * IDLE_TIMEOUT_S
         while time.monotonic() < end and any(closed is None for _, _, closed in socks):
             time.sleep(1.0)
@@ -317,7 +317,9 @@ def test_slow_headers_are_cut_at_the_head_deadline(svc):
     watch.finish([200] * 0, connections=n, header_lines_sent=lines, still_open=open_left,
                  longest_held_s=round(max(held), 1) if held else None)
     assert open_left == 0, f"{open_left} of {n} connections still open after {lines} header lines"
-    assert max(held) < IDLE_TIMEOUT_S + 4, max(held)
+    # the connections beyond both workers' limits wait in the backlog until others are cut: their
+    # head deadline starts when they are accepted, so they are held up to two deadlines
+    assert max(held) < 2 * IDLE_TIMEOUT_S + 4, max(held)
 
 
 # 9. CPU per small request --------------------------------------------------------------------------
