@@ -299,7 +299,11 @@ def test_a_broken_camera_is_reported_and_the_service_keeps_serving(paths, frames
 
 
 # -- device/install.sh --camera: V4L2 (python3-av, the video group) and MQTT (paho-mqtt, the password in env) --
-def _install(tmp_path, *args):
+DEBIAN = 'ID=debian\nVERSION_CODENAME=bookworm\n'
+RASPBIAN = 'ID=raspbian\nID_LIKE=debian\nVERSION_CODENAME=bookworm\n'
+
+
+def _install(tmp_path, *args, os_release=None):
     import os
     import subprocess
     from pathlib import Path
@@ -317,6 +321,10 @@ def _install(tmp_path, *args):
         (bin_dir / name).chmod(0o755)
     (tmp_path / "units").mkdir(exist_ok=True)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    if os_release is not None:  # pretend to be another OS (install.sh reads this instead of /etc/os-release)
+        (tmp_path / "os-release").write_text(os_release)
+        env["EDGE_RBMLP_OS_RELEASE"] = str(tmp_path / "os-release")
+        env["EDGE_RBMLP_RPI_ISSUE"] = str(tmp_path / "no-rpi-issue")
     run = subprocess.run(["bash", str(root / "device" / "install.sh"), *args, "--prefix", str(tmp_path / "opt"),
                           "--config-dir", str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units")],
                          capture_output=True, text=True, timeout=60, env=env)
@@ -330,8 +338,12 @@ def test_install_camera_adds_v4l2_the_video_group_and_mqtt(tmp_path):
 
     if os.geteuid() != 0:
         pytest.skip("install.sh refuses to run for real without root")
-    out, calls = _install(tmp_path, "--camera")
-    assert "python3-av" in calls and "python3-picamera2" in calls  # apt
+    out, calls = _install(tmp_path, "--camera", os_release=DEBIAN)
+    # apt: PyAV everywhere; python3-picamera2 only exists in the Raspberry Pi archive
+    assert "python3-av" in calls and "python3-picamera2" not in calls
+    (tmp_path / "pi").mkdir()
+    _, pi_calls = _install(tmp_path / "pi", "--camera", os_release=RASPBIAN)
+    assert "python3-av" in pi_calls and "python3-picamera2" in pi_calls
     assert f"{Path(__file__).resolve().parent.parent}[mqtt]" in calls  # pip install SOURCE[mqtt] (paho-mqtt)
     assert "getent group video" in calls and "groupadd --system video" in calls  # a system without the group
     env = (tmp_path / "etc" / "env").read_text()
@@ -340,9 +352,9 @@ def test_install_camera_adds_v4l2_the_video_group_and_mqtt(tmp_path):
     dropin = (tmp_path / "units" / "edge-rbmlp.service.d" / "camera.conf").read_text()
     assert "SupplementaryGroups=video" in dropin and "DeviceAllow=char-video4linux rw" in dropin
     # again: the password line is not added twice; without --camera no PyAV, no paho, no group
-    _install(tmp_path, "--camera")
+    _install(tmp_path, "--camera", os_release=DEBIAN)
     assert (tmp_path / "etc" / "env").read_text().count("EDGE_RBMLP_MQTT_PASSWORD") == 1
     plain = tmp_path / "plain"
     plain.mkdir()
-    _, calls = _install(plain)
-    assert "python3-av" not in calls and "[mqtt]" not in calls and "groupadd" not in calls
+    _, calls = _install(plain, os_release=RASPBIAN)
+    assert "python3-picamera2" not in calls and "python3-av" not in calls and "[mqtt]" not in calls and "groupadd" not in calls
