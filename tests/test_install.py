@@ -201,7 +201,7 @@ def test_debian_install_for_real_in_a_throwaway_root(tmp_path):
     modes = dict(line.split(" ", 1)[::-1] for line in (work / "modes.out").read_text().splitlines())
     assert modes["/etc/edge-rbmlp/env"] == "600" and modes["/var/lib/edge-rbmlp/models"] == "755"
     assert modes["/etc/systemd/system/edge-rbmlp.service"] == "644"
-    assert (work / "config.toml").read_text() == (ROOT / "device" / "config.toml").read_text()
+    assert (work / "config.toml").read_text() == (src / "device" / "config.toml").read_text()  # the copy installed
     # nothing reached the host
     assert not Path("/opt/edge-rbmlp").exists() and not Path("/etc/edge-rbmlp").exists()
     assert not Path("/var/lib/edge-rbmlp").exists()
