@@ -363,7 +363,8 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                            "keras_accuracy": acc["keras"]["accuracy"],
                            "agreement_with_keras": rbm["agreement_with_keras"]}
         packed.provenance = provenance
-        packed.description = (f"{cfg.arch} ({cfg.arch.input_mode} input) trained on {cfg.dataset} with larq; "
+        mode = cfg.arch.input_mode + (f", {cfg.arch.input_bits} bits" if cfg.arch.input_mode == "planes" else "")
+        packed.description = (f"{cfg.arch} ({mode} input) trained on {cfg.dataset} with larq; "
                               f"test accuracy {rbm['accuracy']:.4f}")
         file_sizes["model.rbm"] = packed.save(out / "model.rbm")
         if data.vocab is not None:
