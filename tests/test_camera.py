@@ -326,7 +326,8 @@ def _install(tmp_path, *args, os_release=None):
         env["EDGE_RBMLP_OS_RELEASE"] = str(tmp_path / "os-release")
         env["EDGE_RBMLP_RPI_ISSUE"] = str(tmp_path / "no-rpi-issue")
     run = subprocess.run(["bash", str(root / "device" / "install.sh"), *args, "--prefix", str(tmp_path / "opt"),
-                          "--config-dir", str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units")],
+                          "--config-dir", str(tmp_path / "etc"), "--unit-dir", str(tmp_path / "units"),
+                          "--models-dir", str(tmp_path / "models")],  # never the host's /var/lib
                          capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout, log.read_text() if log.exists() else ""
