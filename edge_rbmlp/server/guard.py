@@ -7,7 +7,8 @@
   :func:`check_json` counted); more than the whole budget is a 413, a budget
   busy with other requests for longer than the request's deadline a 503.
 * :func:`check_json`: JSON nesting depth and container count bounded before ``json.loads``
-  (a linear scan in numpy: strings removed by one regex, then the brackets' running sum).
+  (a linear scan in numpy, in chunks: the quotes' running parity marks strings, then the brackets'
+  running sum outside them).
 * :class:`Deadline`: the per-request time limit, checked between the stages of a request
   (decode, preprocess, each element of a batch): 503 once it has passed.
 * :class:`Activity`: the requests in flight and a heartbeat from a thread of the worker's own,
