@@ -309,11 +309,12 @@ def test_bench_http_against_a_real_server(paths):
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)[0]["errors"] == 0
         result = CliRunner().invoke(main, ["bench-http", url, "--requests", "5"])
-        assert result.exit_code == 0 and "req/s" in result.output
+        assert result.exit_code == 0 and "req/s" in result.output and "p50 ms" in result.output
         result = CliRunner().invoke(main, ["bench-http", url, "--model", "nope"])
         assert result.exit_code == 1 and "does not serve" in result.output
     result = CliRunner().invoke(main, ["bench-http", "http://127.0.0.1:9", "--requests", "1"])
     assert result.exit_code == 1 and "cannot reach" in result.output
+    assert "EDGE_RBMLP_TOKEN" in CliRunner().invoke(main, ["bench-http", "--help"]).output
 
 
 def test_sighup_reloads_a_replaced_model_and_refuses_a_corrupt_one(tmp_path):
@@ -611,3 +612,22 @@ def test_request_heads_and_framing_on_both_servers(paths, http_server):
             assert b"connection: close" in reply.lower(), reply[:300]
             if status:
                 assert reply.startswith(b"HTTP/1.1 " + status) and b'"error"' in reply, reply[:300]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_names_a_port_in_use(paths, workers):
+    """A port someone else listens on: one line naming the address and --port, exit 1 (one worker
+    and the supervisor alike), not an errno traceback."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "edge_rbmlp.cli", "serve", str(paths["mnist"]),
+                              "--host", "127.0.0.1", "--port", str(port), "--workers", workers],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        held.close()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"cannot listen on 127.0.0.1 port {port}: the port is in use" in run.stderr, run.stderr
+    assert "--port" in run.stderr and "Traceback" not in run.stderr

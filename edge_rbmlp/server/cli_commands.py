@@ -147,6 +147,11 @@ def _publisher(url: str, model: str):
     return publish
 
 
+def _ms(us) -> str:
+    """Microseconds as milliseconds for a table (HTTP round trips are ms; --json keeps the us)."""
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
 def _bench_http(url, models, requests, concurrency, as_json, against=()):
     import os
 
@@ -173,11 +178,11 @@ def _bench_http(url, models, requests, concurrency, as_json, against=()):
 
             results = bench_http(url, list(models) or None, requests, concurrency, token, factory)
         table = Table(title=f"HTTP end to end: {url} (concurrency {concurrency})")
-        for col in ("model", "requests", "errors", "p50 us", "p90 us", "p99 us", "max us", "req/s"):
+        for col in ("model", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"):
             table.add_column(col, justify="left" if col == "model" else "right")
         for r in results:
             table.add_row(r["model"], str(r["requests"]), str(r["errors"]), *(
-                "-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
+                _ms(r[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us")),
                 "-" if r["requests_per_s"] is None else f"{r['requests_per_s']:.0f}")
         console.print(table)
         for r in results:
@@ -201,7 +206,10 @@ def _bench_http(url, models, requests, concurrency, as_json, against=()):
                    "benchmarks/reference_services/), in turn, 3 rounds: requests/s side by side")
 def bench_http_command(url, models, requests, concurrency, as_json, against):
     """Measure a running service at URL end to end: latency percentiles and requests/s over
-    a fixed number of POST /classify requests (stops by itself)."""
+    a fixed number of POST /classify requests (stops by itself).
+
+    A service with an API token: set EDGE_RBMLP_TOKEN in the environment (sent as the bearer
+    token). The table shows milliseconds; --json gives microseconds (``*_us``)."""
     _bench_http(url, models, requests, concurrency, as_json, against)
 
 
@@ -216,12 +224,12 @@ def _bench_against(url, against, models, requests, concurrency, as_json, token):
         from rich.table import Table
 
         table = Table(title=f"HTTP end to end, side by side (concurrency {concurrency}, median of 3 rounds)")
-        for col in ("model", "service", "errors", "p50 us", "p99 us", "req/s", "vs first"):
+        for col in ("model", "service", "errors", "p50 ms", "p99 ms", "req/s", "vs first"):
             table.add_column(col, justify="left" if col in ("model", "service") else "right")
         for r in results:
-            table.add_row(r["model"], r["url"], str(r["errors"]), *(
-                "-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50_us", "p99_us", "requests_per_s")),
-                "-" if r["vs_first"] is None else f"{r['vs_first']:.2f}x")
+            table.add_row(r["model"], r["url"], str(r["errors"]), _ms(r["p50_us"]), _ms(r["p99_us"]),
+                          "-" if r["requests_per_s"] is None else f"{r['requests_per_s']:.0f}",
+                          "-" if r["vs_first"] is None else f"{r['vs_first']:.2f}x")
         Console().print(table)
     if any(r["errors"] for r in results):
         raise SystemExit(1)

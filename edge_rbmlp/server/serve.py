@@ -208,6 +208,19 @@ class WaitressServer:
 
 
 # -- granian ---------------------------------------------------------------------------------------------------------
+def bind_or_explain(sock: socket.socket, address: tuple) -> None:
+    """``sock.bind(address)``; a port already in use is said with the address and what to do."""
+    import errno
+
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"cannot listen on {address[0]} port {address[1]}: the port is in use "
+                                     f"(another edge-rbmlp serve, or another service; choose one with --port)") from None
+        raise
+
+
 def bind_sockets(host: str, port: int, backlog: int = 1024) -> List[socket.socket]:
     """Listening sockets on every address ``host`` resolves to (``localhost``: 127.0.0.1 and ::1),
     all on the same port (``0``: a free one)."""
@@ -223,7 +236,7 @@ def bind_sockets(host: str, port: int, backlog: int = 1024) -> List[socket.socke
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((addr[0], port) + tuple(addr[2:]))
+            bind_or_explain(sock, (addr[0], port) + tuple(addr[2:]))
             port = sock.getsockname()[1]
             sock.listen(backlog)
     except BaseException:

@@ -81,6 +81,8 @@ def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> Lis
         if (family, addr[0]) not in seen:
             seen.add((family, addr[0]))
             addresses.append((family, type_, proto, addr))
+    from .serve import bind_or_explain
+
     groups: List[List[socket.socket]] = []
     try:
         for _ in range(count):
@@ -92,7 +94,7 @@ def listen_sockets(host: str, port: int, count: int, backlog: int = 1024) -> Lis
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((addr[0], port) + tuple(addr[2:]))
+                bind_or_explain(sock, (addr[0], port) + tuple(addr[2:]))
                 if port == 0:
                     port = sock.getsockname()[1]  # every other socket takes the port the first one got
                 sock.listen(backlog)
