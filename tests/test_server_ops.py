@@ -631,3 +631,54 @@ def test_serve_names_a_port_in_use(paths, workers):
     assert run.returncode == 1, run.stdout + run.stderr
     assert f"cannot listen on 127.0.0.1 port {port}: the port is in use" in run.stderr, run.stderr
     assert "--port" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_access_log_one_line_per_request_and_off_by_default(paths, caplog):
+    import logging
+
+    from edge_rbmlp.server.app import ACCESS_LOGGER
+
+    quiet = create_app(make_config(paths)).test_client()
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        assert quiet.get("/healthz").status_code == 200
+    assert not [r for r in caplog.records if r.name == ACCESS_LOGGER]
+
+    client = create_app(make_config(paths, access_log=True)).test_client()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        assert client.post("/classify/mnist", data=png_bytes(drawn_seven()), content_type="image/png").status_code == 200
+        assert client.get('/no such "path"\n?x=1').status_code == 404
+        assert client.post("/classify/mnist", data=b"x" * 10, content_type="image/png").status_code in (400, 415, 422)
+    lines = [r.getMessage() for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert len(lines) == 3, lines
+    assert re.fullmatch(r'\S+ "POST /classify/mnist" 200 \d+ \d+\.\d\d ms', lines[0]), lines[0]
+    # a client's spaces, quotes and newlines are escaped: one line, fields still split on spaces
+    assert "\n" not in lines[1] and lines[1].split(" ")[2].startswith("/no\\x20such\\x20\\x22path\\x22"), lines[1]
+    assert " 404 " in lines[1] and " 4" in lines[2]
+
+
+def test_access_log_from_the_config_file_and_the_command_line(tmp_path):
+    from edge_rbmlp.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\naccess_log = true\n")
+    assert load_config(cfg).access_log is True and load_config(None).access_log is False
+    cfg.write_text('[server]\naccess_log = "yes"\n')
+    with pytest.raises(ConfigError, match="true or false"):
+        load_config(cfg)
+    assert "--access-log" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_waitress_queue_depth_is_info_not_a_warning(caplog):
+    import logging
+
+    from edge_rbmlp.server.serve import quiet_waitress_queue
+
+    quiet_waitress_queue()
+    quiet_waitress_queue()  # idempotent: one filter
+    with caplog.at_level(logging.DEBUG, logger="waitress.queue"):
+        logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
+        logging.getLogger("waitress.queue").warning("something else")
+    levels = {r.getMessage(): r.levelname for r in caplog.records if r.name == "waitress.queue"}
+    assert levels == {"Task queue depth is 3": "INFO", "something else": "WARNING"}
+    assert len(logging.getLogger("waitress.queue").filters) == 1

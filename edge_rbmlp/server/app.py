@@ -298,4 +298,52 @@ def create_app(config: Optional[ServerConfig] = None, served=None, activity: Opt
         return resp
 
     app.wsgi_app = front(app.wsgi_app, config.limits.max_body_bytes, config, state.activity)
+    if config.access_log:
+        app.wsgi_app = access_log(app.wsgi_app)
+    return app
+
+
+ACCESS_LOGGER = "edge_rbmlp.access"
+
+
+def access_log(wsgi_app, logger: Optional[logging.Logger] = None):
+    """One INFO line per request on ``edge_rbmlp.access``: client, method and path (escaped and cut
+    at 200 characters: the log is not a channel for a client), status, answer bytes, milliseconds.
+    Outermost, so refusals of :func:`front` are logged too. Gets a stderr handler of its own when
+    nothing configured logging (``serve`` with one worker)."""
+    import time
+
+    log = logger or logging.getLogger(ACCESS_LOGGER)
+    if logger is None:
+        log.setLevel(logging.INFO)  # asked for: shown whatever the root logger's level
+        if not log.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(handler)
+            log.propagate = False
+
+    def show(text: str) -> str:  # no spaces, quotes or control characters of the client's in a line
+        return text[:200].encode("unicode_escape").decode("ascii").replace(" ", "\\x20").replace('"', "\\x22")
+
+    def app(environ, start_response):
+        t0 = time.perf_counter()
+        status = ["-"]
+
+        def recording_start_response(s, headers, exc_info=None):
+            status[0] = s.split(" ", 1)[0]
+            return start_response(s, headers, exc_info)
+
+        body = wsgi_app(environ, recording_start_response)
+        try:  # every answer of this service is small: joined here, so the line has its size and time
+            data = b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        query = environ.get("QUERY_STRING")
+        path = environ.get("PATH_INFO", "") + ("?" + query if query else "")
+        log.info('%s "%s %s" %s %d %.2f ms', environ.get("REMOTE_ADDR", "-"), show(environ.get("REQUEST_METHOD", "-")),
+                 show(path), status[0], len(data), (time.perf_counter() - t0) * 1e3)
+        return [data]
+
     return app

@@ -54,8 +54,10 @@ def _run(fn):
 @click.option("--max-body-bytes", type=int, default=None, help="request size limit  [default: 4 MiB]")
 @click.option("--insecure-public", is_flag=True, default=None,
               help="allow a non-loopback --host without an API token (EDGE_RBMLP_TOKEN or [server] token)")
+@click.option("--access-log", is_flag=True, default=None,
+              help="log one line per request (client, method, path, status, bytes, ms) to stderr / the journal")
 def serve_command(models, host, port, config_path, backend, threads, workers, http_server, camera, camera_source,
-                  camera_model, interval, max_body_bytes, insecure_public):
+                  camera_model, interval, max_body_bytes, insecure_public, access_log):
     """Serve MODELs (default: every bundled model) over HTTP: the web page at /, POST /classify/MODEL,
     the Open Inference Protocol under /v2, TF Serving's /v1, /metrics and /openapi.json."""
     from .config import load_config
@@ -64,7 +66,7 @@ def serve_command(models, host, port, config_path, backend, threads, workers, ht
     def go():
         overrides = {"models": list(models) or None, "host": host, "port": port, "backend": backend,
                      "threads": threads, "workers": workers, "http_server": http_server,
-                     "insecure_public": insecure_public,
+                     "insecure_public": insecure_public, "access_log": access_log,
                      "camera": {"enabled": camera, "model": camera_model, "interval": interval,
                                 "source": camera_source},
                      "limits": {"max_body_bytes": max_body_bytes}}

@@ -12,6 +12,7 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     http_server = "auto"          # auto = granian (Rust HTTP/1) when installed, else waitress
     token = ""                    # API token; EDGE_RBMLP_TOKEN in the environment overrides it
     insecure_public = false       # allow a non-loopback bind without a token
+    access_log = false            # one line per request (client, method, path, status, bytes, ms)
 
     [limits]
     max_body_bytes = 4194304      # refused (413) from Content-Length and while reading
@@ -164,6 +165,7 @@ class ServerConfig:
     http_server: str = "auto"
     token: Optional[str] = field(default=None, repr=False)  # never printed
     insecure_public: bool = False
+    access_log: bool = False  # one INFO line per request on the edge_rbmlp.access logger
     limits: Limits = field(default_factory=Limits)
     camera: CameraConfig = field(default_factory=CameraConfig)
     readers: Tuple[ReaderConfig, ...] = ()

@@ -160,6 +160,22 @@ def _json_channel_class(limit: int, head_timeout: float):
     return JsonErrorChannel
 
 
+class QueueDepthAsInfo(logging.Filter):
+    """waitress logs "Task queue depth is N" at WARNING whenever every thread is busy: that is load,
+    not a fault (the requests wait their turn), so it is said at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("Task queue depth"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_waitress_queue() -> None:
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, QueueDepthAsInfo) for f in queue_log.filters):
+        queue_log.addFilter(QueueDepthAsInfo())
+
+
 class WaitressServer:
     """waitress on ``config.host:config.port`` or on given listening sockets."""
 
@@ -167,6 +183,8 @@ class WaitressServer:
 
     def __init__(self, app, config: ServerConfig, sockets=None, extra_sockets=()):
         from waitress.server import create_server
+
+        quiet_waitress_queue()
 
         sockets = list(sockets or []) + list(extra_sockets)
         where = {"sockets": sockets} if sockets else {"host": config.host, "port": config.port}
