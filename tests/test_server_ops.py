@@ -682,3 +682,12 @@ def test_waitress_queue_depth_is_info_not_a_warning(caplog):
     levels = {r.getMessage(): r.levelname for r in caplog.records if r.name == "waitress.queue"}
     assert levels == {"Task queue depth is 3": "INFO", "something else": "WARNING"}
     assert len(logging.getLogger("waitress.queue").filters) == 1
+
+
+def test_bench_http_says_an_error_answer_as_text():
+    from edge_rbmlp.server.loadgen import error_text
+
+    assert error_text(422, "Unprocessable Entity", b'{"error": "no digit in the picture", "label": null}') == \
+        "422 Unprocessable Entity: no digit in the picture"
+    assert error_text(502, "Bad Gateway", b"<html>upstream down</html>") == "502 Bad Gateway: <html>upstream down</html>"
+    assert error_text(400, "Bad Request", b"") == "400 Bad Request"

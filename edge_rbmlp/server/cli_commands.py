@@ -189,7 +189,8 @@ def _bench_http(url, models, requests, concurrency, as_json, against=()):
         console.print(table)
         for r in results:
             if r["errors"]:
-                console.print(f"[red]{r['model']}: {r['errors']} errors, first: {r['first_error']}[/red]")
+                console.print(f"{r['model']}: {r['errors']} errors, first: {r['first_error']}", style="red",
+                              markup=False, highlight=False)
         return results
 
     results = _run(go)

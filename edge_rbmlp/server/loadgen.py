@@ -83,6 +83,19 @@ def _label_of(body: bytes) -> str:
         return "?"
 
 
+def error_text(status: int, reason: str, body: bytes) -> str:
+    """An error answer as one readable line: ``422 Unprocessable Entity: no digit in the picture``
+    (the service's JSON ``error`` text when there is one, else the start of the body)."""
+    text = body[:400].decode("utf-8", "replace").strip()
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            text = parsed["error"]
+    except ValueError:
+        pass
+    return f"{status} {reason}" + (f": {text[:200]}" if text else "")
+
+
 def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int = 1,
         token: Optional[str] = None, timeout: float = 30.0, progress=None) -> dict:
     """``requests`` POSTs at ``concurrency``; returns percentiles (us), req/s and error count."""
@@ -111,6 +124,8 @@ def run(url: str, model: str, kind: str, requests: int = 500, concurrency: int =
                     resp = conn.getresponse()
                     data = resp.read()
                     ok = resp.status == 200
+                    if not ok:
+                        data = error_text(resp.status, resp.reason, data).encode()
                 except (OSError, http.client.HTTPException) as exc:  # reset, refused, cut-off answer
                     ok, data = False, f"{type(exc).__name__}: {exc}".encode()
                     conn.close()
