@@ -491,7 +491,11 @@ def _sandboxed(ns: Pid1, ns_pid: str) -> None:
     limits = ns.run("sh", "-c", "cd /sys/fs/cgroup && cat memory/system.slice/edge-rbmlp.service/memory.limit_in_bytes"
                     " pids/system.slice/edge-rbmlp.service/pids.max 2>/dev/null || cat system.slice/edge-rbmlp.service/"
                     "memory.max system.slice/edge-rbmlp.service/pids.max").stdout.split()
-    assert limits == [str(256 * 1024 * 1024), "64"], limits  # MemoryMax=256M, TasksMax=64
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "edge-rbmlp.service").read_text()
+    memory_max = re.search(r"^MemoryMax=(\d+)M$", unit, re.M)
+    tasks_max = re.search(r"^TasksMax=(\d+)$", unit, re.M)
+    assert memory_max and tasks_max, "the unit sets MemoryMax=...M and TasksMax="
+    assert limits == [str(int(memory_max.group(1)) * 1024 * 1024), tasks_max.group(1)], limits  # as the unit says
 
 
 # -- the tests -----------------------------------------------------------------------------------------------------
