@@ -85,3 +85,25 @@ def test_end_to_end_rows_report_the_split_and_the_accuracy():
 def test_no_e2e_leaves_only_the_engine_rows(model_path):
     result = run(str(model_path), ["native"], batch=4, rounds=1, calls=2, measure_memory=False, e2e=False)
     assert {r["variant"] for r in result["rows"]} == {"binary"}
+
+
+def test_tflite_runtime_prefers_litert_then_tflite_runtime_then_names_what_to_install(monkeypatch):
+    import sys
+    import types
+
+    from edge_rbmlp.engines.tflite import tflite_runtime
+
+    # None in sys.modules makes an import fail, as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = object
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    interpreter, name, _version = tflite_runtime()
+    assert (interpreter, name) == (object, "tflite-runtime")
+
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(BackendUnavailable, match="pip install ai-edge-litert"):
+        tflite_runtime()

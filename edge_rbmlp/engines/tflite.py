@@ -28,33 +28,28 @@ from ..model_file import PackedModel
 VARIANTS = ("float", "int8")
 
 
+# The TFLite runtimes in order of preference: (module to import, pip distribution).
+_TFLITE_RUNTIMES = (("ai_edge_litert.interpreter", "ai-edge-litert"),
+                    ("tflite_runtime.interpreter", "tflite-runtime"))
+
+
 def tflite_runtime():
     """``(Interpreter class, runtime name, version)`` of the fastest installed TFLite runtime."""
-    try:
-        from ai_edge_litert import interpreter as mod  # type: ignore
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
 
+    for module_name, dist in _TFLITE_RUNTIMES:
         try:
-            from importlib.metadata import version
-
-            ver = version("ai-edge-litert")
-        except Exception:  # pragma: no cover
-            ver = "unknown"
-        return mod.Interpreter, "ai-edge-litert", ver
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime import interpreter as mod  # type: ignore
-
+            mod = importlib.import_module(module_name)
+        except ImportError:
+            continue
         try:
-            from importlib.metadata import version
-
-            ver = version("tflite-runtime")
-        except Exception:  # pragma: no cover
+            ver = version(dist)
+        except PackageNotFoundError:  # pragma: no cover - a runtime importable without its metadata
             ver = "unknown"
-        return mod.Interpreter, "tflite-runtime", ver
-    except ImportError:
-        raise BackendUnavailable("backend 'tflite' needs a TFLite runtime: pip install ai-edge-litert "
-                                 "(or pip install tflite-runtime)") from None
+        return mod.Interpreter, dist, ver
+    raise BackendUnavailable("backend 'tflite' needs a TFLite runtime: pip install ai-edge-litert "
+                             "(or pip install tflite-runtime)")
 
 
 def lce_runtime():
