@@ -12,7 +12,7 @@ RUN_ARGS   ?=
 
 SOURCES := pyproject.toml setup.py $(shell find edge_rbmlp native -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.rbm' -o -name '*.tflite' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null)
 
-.PHONY: run test venv test-venv data models ood-fonts mqtt-broker clean test-asan test-arm test-armv7 browser systemd-tools soak load-client
+.PHONY: run test venv test-venv data models ood-fonts train-fonts mqtt-broker clean test-asan test-arm test-armv7 browser systemd-tools soak load-client
 
 venv: $(VENV)/.installed
 test-venv: $(TEST_VENV)/.installed
@@ -35,7 +35,7 @@ run: $(VENV)/.installed
 data: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m train data fetch
 
-test: $(TEST_VENV)/.installed data browser systemd-tools ood-fonts mqtt-broker
+test: $(TEST_VENV)/.installed data browser systemd-tools ood-fonts train-fonts mqtt-broker
 	$(TEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian packages the device-app tests use: headless Chromium for the web page (driven by
@@ -56,9 +56,18 @@ mqtt-broker:
 # handwriting-like faces beside matplotlib's own); installed only when missing
 OOD_FONTS = fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35 \
 	fonts-comic-neue fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-rufscript \
-	fonts-kaushanscript fonts-bwht
+	fonts-kaushanscript fonts-bwht fonts-dseg
 ood-fonts:
 	@dpkg -s $(OOD_FONTS) >/dev/null 2>&1 || $(APT_INSTALL) $(OOD_FONTS)
+
+# fonts the printed-digit augmentation renders from (`python -m train fit --printed-fraction`,
+# train/augment.py TRAIN_PRINT_FONTS / TRAIN_DISPLAY_FONTS): disjoint from the ood-fonts faces
+# (tests/test_augment.py checks it); fonts-dseg's Classic styles train, its Modern ones are ood-eval's
+TRAIN_FONTS = fonts-roboto-unhinted fonts-open-sans fonts-lato fonts-crosextra-carlito fonts-crosextra-caladea \
+	fonts-linuxlibertine fonts-inconsolata fonts-firacode fonts-cantarell fonts-jetbrains-mono fonts-sil-gentium \
+	fonts-oxygen fonts-league-spartan fonts-quicksand fonts-anonymous-pro fonts-b612 fonts-adf-accanthis fonts-dseg
+train-fonts:
+	@dpkg -s $(TRAIN_FONTS) >/dev/null 2>&1 || $(APT_INSTALL) $(TRAIN_FONTS)
 
 # wrk: a C load generator for the worker-scaling figure of `make soak` (a Python client would
 # take the cores the server needs)
@@ -89,13 +98,14 @@ test-asan: $(TEST_VENV)/.installed
 
 # Retrain the two bundled default models on the real data (deterministic for the seed) and
 # copy them into edge_rbmlp/models/ (variant choice and measurements: train/README.md)
-models: $(TEST_VENV)/.installed data
+models: $(TEST_VENV)/.installed data train-fonts
 	$(TEST_VENV)/bin/python -m train fit --dataset mnist --arch "B-D256N,D64N,PN" --input-mode planes --input-bits 2 --seed 0 --epochs 30 --lr-schedule cosine --augment digits --augment-fraction 0.25 --out build/models/mnist
 	$(TEST_VENV)/bin/python -m train bundle build/models/mnist --name mnist
 	$(TEST_VENV)/bin/python -m train fit --dataset imdb --arch "B-32,16,4,Q" --input-mode sign --seed 0 --epochs 3 --augment text --augment-fraction 0.75 --out build/models/imdb
 	$(TEST_VENV)/bin/python -m train bundle build/models/imdb --name imdb
 
-# the same for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max: portable kernel only)
+# the same for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max: portable and neon;
+# cortex-a7,neon=off: an ARMv7 without NEON, portable chosen at run time)
 test-armv7:
 	ARM_ARCH=armv7 bash native/arm/test-arm.sh
 

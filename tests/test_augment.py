@@ -218,3 +218,133 @@ def test_fit_with_augmentation_trains_and_records_it(tmp_path):
     data = load_data(cfg)
     _, _, history = train_model(cfg, data)
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+# -- printed and display digits (--printed-fraction) ------------------------------------------
+def _ood_font_table():
+    """Every font file the out-of-distribution sets render from, by group."""
+    pytest.importorskip("matplotlib", reason="the fonts-mpl set's fonts come with matplotlib (the train extra)")
+    from train import ood
+
+    return {"mpl": [str(ood._mpl_font_dir() / f) for f in ood.MPL_FONTS],
+            "print": [f for fs in ood.PRINT_FONTS.values() for f in fs],
+            "hand": [f for fs in ood.HAND_FONTS.values() for f in fs],
+            "display": [f for fs in ood.DISPLAY_FONTS.values() for f in fs]}
+
+
+def test_training_fonts_are_disjoint_from_every_ood_font():
+    """No file, file name or font family the training renders from is one an ood-eval set uses (fonts-mpl,
+    fonts-print, fonts-hand, photo-fonts, display), and no package derived from those faces is used."""
+    from PIL import ImageFont
+
+    train_files = aug.training_font_files(aug.TRAIN_PRINT_FONTS) + aug.training_font_files(aug.TRAIN_DISPLAY_FONTS)
+    ood_files = [f for fs in _ood_font_table().values() for f in fs]
+    assert len(train_files) >= 80 and len(set(train_files)) == len(train_files)
+    assert not set(train_files) & set(ood_files)
+    assert not {os.path.basename(f) for f in train_files} & {os.path.basename(f) for f in ood_files}
+
+    def family(f):
+        return ImageFont.truetype(f, 20).getname()[0].lower()
+
+    train_families = {family(f) for f in train_files}
+    ood_families = {family(f) for f in ood_files if os.path.exists(f)}
+    assert len(ood_families) >= 20, "the ood fonts are missing: run `make ood-fonts`"
+    assert not train_families & ood_families, train_families & ood_families
+    # faces derived from the ood ones (Liberation = Arimo/Tinos/Cousine, TeX Gyre = URW base35,
+    # Hack = DejaVu Sans Mono, FreeFont) and the ood packages themselves stay out of training
+    from train import ood
+
+    banned = {"fonts-croscore", "fonts-texgyre", "fonts-hack", "fonts-freefont-otf", "fonts-dejavu-core"}
+    banned |= set(ood.PRINT_FONTS) | set(ood.HAND_FONTS)
+    assert not banned & set(aug.TRAIN_FONT_PACKAGES)
+
+
+def test_font_overlap_check_can_fail(monkeypatch):
+    """The disjointness test above fails when a training table takes an ood font."""
+    from train import ood
+
+    leaked = ood.PRINT_FONTS["fonts-liberation"][0]
+    monkeypatch.setitem(aug.TRAIN_PRINT_FONTS, "fonts-liberation", [leaked])
+    with pytest.raises(AssertionError):
+        test_training_fonts_are_disjoint_from_every_ood_font()
+
+
+def test_makefile_installs_the_training_fonts():
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("Makefile").read_text()
+    m = re.search(r"^TRAIN_FONTS = ((?:.*\\\n)*.*)$", text, re.M)
+    assert m, "Makefile has no TRAIN_FONTS"
+    assert sorted(m.group(1).replace("\\\n", " ").split()) == aug.TRAIN_FONT_PACKAGES
+    assert re.search(r"^models: .*train-fonts", text, re.M) and re.search(r"^test: .*train-fonts", text, re.M)
+
+
+def test_missing_training_fonts_name_the_make_target(monkeypatch):
+    monkeypatch.setitem(aug.TRAIN_PRINT_FONTS, "fonts-not-there", ["/nonexistent/font.ttf"])
+    with pytest.raises(FileNotFoundError, match="make train-fonts"):
+        aug.printed_digits(5, 0)
+
+
+def test_printed_digits_deterministic_for_a_seed():
+    a, ya = aug.printed_digits(60, 7, display_share=0.5)
+    b, yb = aug.printed_digits(60, 7, display_share=0.5)
+    c, _ = aug.printed_digits(60, 8, display_share=0.5)
+    assert a.shape == (60, 28, 28) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and np.array_equal(ya, yb) and np.array_equal(ya, np.arange(60) % 10)
+    assert np.mean([not np.array_equal(x, z) for x, z in zip(a, c)]) > 0.9
+    # through the device preprocessing: MNIST style (light digit on a black border), rarely blank
+    assert np.mean(a.reshape(60, -1).max(axis=1) > 100) > 0.9
+    assert a[:, 0, :].mean() < 5 and a[:, :, 0].mean() < 5
+
+
+def test_display_renderers_draw_the_digits():
+    """Seven-segment and dot-matrix digits: both polarities; each digit's ink follows its number of lit
+    segments / dots, and the ten digits stay distinct after the device preprocessing."""
+    from edge_rbmlp.image import preprocess_digit
+
+    clean = aug.DisplayStyle(p_blur=0.0, noise=(0.0, 0.0), p_ghost=0.0, p_variant=0.0, slant=(0.0, 0.0),
+                             contrast=(1.0, 1.0), height_px=(80, 80), aspect=(0.5, 0.5), thickness=(0.15, 0.15),
+                             gap=(0.02, 0.02), shapes=("rect",), dot_fill=(0.8, 0.8), p_light_on_dark=0.0,
+                             margin=(1.5, 1.5))
+    lit = {aug.render_seven_segment: [len(aug.SEVEN_SEGMENTS[d]) for d in range(10)],
+           aug.render_dot_matrix: [sum(r.count("1") for r in aug.DOT_MATRIX[d]) for d in range(10)]}
+    for render, count in lit.items():
+        raw = [render(d, np.random.default_rng(0), clean) for d in range(10)]
+        ink = [int((255 - r.astype(np.int32)).sum()) for r in raw]
+        assert np.corrcoef(ink, count)[0, 1] > 0.95, (render.__name__, ink, count)
+        q = [preprocess_digit(r) for r in raw]
+        assert len({x.tobytes() for x in q}) == 10
+        assert all(x.max() > 100 for x in q)
+    levels = [np.median(aug.render_seven_segment(3, np.random.default_rng(s))) for s in range(40)]
+    assert min(levels) < 100 < max(levels)  # LED (dark background) and LCD (light background) both occur
+
+
+@needs_tf
+def test_augmented_epochs_with_printed_digits():
+    _need("mnist")
+    from edge_rbmlp.arch import parse
+    from train.pipeline import AugmentedEpochs, FitConfig, load_data
+
+    base = dict(dataset="mnist", arch=parse("B-D32N,16N,PN"), limit_train=200, limit_test=20, augment="digits",
+                augment_fraction=0.5, seed=3)
+    cfg = FitConfig(**base, printed_fraction=0.25)
+    data = load_data(cfg)
+    a, b = AugmentedEpochs(cfg, data), AugmentedEpochs(cfg, data)
+    assert a.n_per_epoch == 250
+    q0, y0 = a.epoch(0)
+    assert q0.shape == (250, 784) and np.array_equal(q0, b.epoch(0)[0])
+    assert np.array_equal(y0[:200], data.y_train) and np.array_equal(y0[200:], np.arange(50) % 10)
+    assert np.array_equal(a.printed_q, aug.printed_digits(50, np.random.default_rng([3, 1103]), 0.3)[0].reshape(50, -1))
+    # without printed digits the epochs are exactly those of before (the bundled recipe is unchanged)
+    plain = AugmentedEpochs(FitConfig(**base), data)
+    assert plain.printed_q is None and plain.n_per_epoch == 200
+    rng = np.random.default_rng([3, 1102, 0])
+    sel = rng.random(200) < 0.5
+    expect = data.q_train.copy()
+    expect[sel] = aug.augment_digits(expect[sel].reshape(-1, 28, 28), rng).reshape(int(sel.sum()), -1)
+    assert np.array_equal(plain.epoch(0)[0], expect)
+    # printed digits alone (no other augmentation) are a valid setting too
+    only = AugmentedEpochs(FitConfig(**dict(base, augment="none"), printed_fraction=0.1), data)
+    q, _ = only.epoch(0)
+    assert np.array_equal(q[:200], data.q_train) and len(q) == 220

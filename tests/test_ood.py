@@ -241,3 +241,70 @@ def test_bundled_mnist_model_scores_on_its_own_test_digits():
 
     r = ood.evaluate_model_on_set(edge_rbmlp.load("mnist"), ood.build_set("mnist-test", 300))
     assert r["accuracy"] > 0.95 and r["n"] == 300
+
+
+# fingerprints (sha256 of inputs and labels, first 16 hex digits) of the first 10 samples of every set as
+# built before the display set was added: adding sets must leave the others as they were
+PINNED_FINGERPRINTS_N10 = {
+    "mnist-test": "5e420b29fb8141c6", "mnist-affine": "4a28f87b1d6a6937", "mnist-elastic-stroke": "f83ab675f084a094",
+    "mnist-blur-noise": "7def88ec8262c211", "mnist-light": "fa59cac4a8247138", "uci-digits": "c26820579aae4a01",
+    "uci-8x8": "1f64c1872bde2930", "fonts-mpl": "8aa804650d40cb2e", "fonts-print": "21041fe96c39f0c1",
+    "fonts-hand": "ecc68ae8e861c1ea", "strokes": "e49138e2b8f62e25", "photo-mnist": "0ad2477224137e21",
+    "photo-fonts": "bf7f869299a60e60", "photo-uci": "f988f879aab40bb4",
+}
+
+
+def test_existing_sets_keep_their_fingerprints():
+    _need("mnist")
+    _need_fonts()
+    from train import ood
+
+    assert set(PINNED_FINGERPRINTS_N10) | {"display"} == set(ood.DIGIT_SETS)
+    for name, fp in PINNED_FINGERPRINTS_N10.items():
+        assert ood.build_set(name, 10).fingerprint()[:16] == fp, (
+            f"{name} changed (a renderer, a seed or a font list; or Pillow/scipy/matplotlib rendering differently)")
+
+
+def test_display_set_is_deterministic_and_held_out():
+    from train import augment, ood
+
+    try:
+        files = ood.font_files("display")
+    except ood.SetUnavailable as exc:
+        pytest.skip(str(exc))
+    a, b = ood.build_set("display", 80), ood.build_set("display", 80)
+    assert a.fingerprint() == b.fingerprint() and len(a) == 80
+    assert np.array_equal(a.labels, np.arange(80) % 10)
+    assert set(a.meta["kinds"]) == {"dseg-lcd", "dseg-led", "seven-segment", "dot-matrix"}
+    train_display = {f for fs in augment.TRAIN_DISPLAY_FONTS.values() for f in fs}
+    assert len(files) >= 20 and not set(files) & train_display
+    assert all("Modern" in f or "SEGGCHAN" in f for f in files)
+    # the procedural styles differ from the training's: segment ends the training never draws, sparser dots
+    assert not set(ood.EVAL_SEVEN_SEGMENT.shapes) & set(augment.DisplayStyle().shapes)
+    assert ood.EVAL_DOT_MATRIX.dot_fill[1] < augment.DisplayStyle().dot_fill[0] + 0.1
+    assert ood.build_set("display", 1000).labels.shape == (1000,)
+
+
+@needs_tf
+def test_augmented_baseline_trains_on_the_models_augmented_data(tmp_path):
+    """--augmented-baseline: a float MLP on the same augmented epochs as the model, cached beside the plain one."""
+    _need("mnist")
+    from train import ood
+
+    aug = ood.model_augmentation(str(Path(ood.__file__).resolve().parents[1] / "edge_rbmlp" / "models" / "mnist.rbm"))
+    assert aug["augment"] == "digits" and aug["seed"] == 0
+    msgs = []
+    plain = ood.MLPBaseline.load_or_train(tmp_path, epochs=1, limit_train=600, echo=msgs.append)
+    wide = dict(aug, printed_fraction=0.2)
+    a = ood.MLPBaseline.load_or_train(tmp_path, epochs=1, limit_train=600, echo=msgs.append, augment=wide)
+    assert a.meta["augment"]["printed_fraction"] == 0.2 and a.meta["n_train"] == 720
+    assert plain.meta["n_train"] == 600 and "augment" not in plain.meta
+    assert len(list(tmp_path.glob("mnist_mlp*.npz"))) == 2
+    assert not all(np.array_equal(x, y) for x, y in zip(a.weights, plain.weights))
+    msgs.clear()
+    again = ood.MLPBaseline.load_or_train(tmp_path, epochs=1, limit_train=600, echo=msgs.append, augment=wide)
+    assert msgs == [] and all(np.array_equal(x, y) for x, y in zip(a.weights, again.weights))
+    r = ood.ood_eval("mnist", ["strokes"], limit=10, baseline_dir=tmp_path, baseline_epochs=1,
+                     baseline_limit_train=600, augmented_baseline=True, echo=msgs.append)
+    assert r["baseline_augmented"]["augment"] == aug and 0 <= r["sets"][0]["baseline_augmented"]["accuracy"] <= 1
+    assert "augmented baseline" in ood.format_table(r)

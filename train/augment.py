@@ -341,3 +341,282 @@ def parse_mode(mode: str, dataset: str) -> str:
     if mode in ("digits", "digits+photo", "photo") and dataset != "mnist":
         raise ValueError(f"--augment {mode} is for the mnist data set")
     return mode
+
+
+# -- printed and display digits ---------------------------------------------------
+# Fonts the *training* renders from (``make train-fonts``). They must stay disjoint from every font the
+# out-of-distribution sets use (train/ood.py: MPL_FONTS, PRINT_FONTS, HAND_FONTS, DISPLAY_FONTS), and
+# from faces derived from those (tests/test_augment.py checks files, packages and family names):
+# not fonts-croscore (Arimo/Tinos/Cousine are Liberation's designs), fonts-texgyre (URW base35's),
+# fonts-hack (DejaVu Sans Mono's), fonts-freefont-otf (FreeFont).
+_TT = "/usr/share/fonts/truetype"
+_OT = "/usr/share/fonts/opentype"
+TRAIN_PRINT_FONTS = {  # Debian package -> font files
+    "fonts-roboto-unhinted": [f"{_TT}/roboto/unhinted/RobotoTTF/Roboto-{s}.ttf" for s in (
+        "Regular", "Bold", "Light", "Medium", "Black", "Italic", "BoldItalic", "Thin")]
+    + [f"{_TT}/roboto/unhinted/RobotoCondensed-{s}.ttf" for s in ("Regular", "Bold", "Light", "Italic")],
+    "fonts-open-sans": [f"{_TT}/open-sans/OpenSans-{s}.ttf" for s in (
+        "Regular", "Bold", "Light", "Semibold", "ExtraBold", "Italic", "CondBold", "CondLight")],
+    "fonts-lato": [f"{_TT}/lato/Lato-{s}.ttf" for s in ("Regular", "Bold", "Black", "Light", "Hairline", "Italic",
+                                                          "Heavy", "Medium")],
+    "fonts-crosextra-carlito": [f"{_TT}/crosextra/Carlito-{s}.ttf" for s in ("Regular", "Bold", "Italic")],
+    "fonts-crosextra-caladea": [f"{_TT}/crosextra/Caladea-{s}.ttf" for s in ("Regular", "Bold", "Italic")],
+    "fonts-linuxlibertine": [f"{_OT}/linux-libertine/{f}.otf" for f in (
+        "LinLibertine_R", "LinLibertine_RB", "LinLibertine_RI", "LinLibertine_DR", "LinBiolinum_R", "LinBiolinum_RB",
+        "LinBiolinum_RI")],
+    "fonts-inconsolata": [f"{_TT}/inconsolata/Inconsolata.otf"],
+    "fonts-firacode": [f"{_TT}/firacode/FiraCode-{s}.ttf" for s in ("Regular", "Bold", "Light")],
+    "fonts-cantarell": [f"{_OT}/cantarell/Cantarell-{s}.otf" for s in ("Regular", "Bold", "Light", "ExtraBold")],
+    "fonts-jetbrains-mono": [f"{_TT}/jetbrains-mono/JetBrainsMono-{s}.ttf" for s in (
+        "Regular", "Bold", "Light", "Italic", "ExtraBold", "Thin")],
+    "fonts-sil-gentium": [f"{_TT}/gentium/{f}.ttf" for f in ("Gentium-R", "Gentium-I", "GentiumAlt-R")],
+    "fonts-oxygen": [f"{_TT}/oxygen/{f}.ttf" for f in ("Oxygen-Sans", "Oxygen-Sans-Bold", "OxygenMono-Regular")],
+    "fonts-league-spartan": [f"{_OT}/league-spartan/LeagueSpartan-{s}.otf" for s in ("Regular", "Bold", "Light",
+                                                                                     "Black")],
+    "fonts-quicksand": [f"{_TT}/quicksand/Quicksand-{s}.ttf" for s in ("Regular", "Bold", "Light")],
+    "fonts-anonymous-pro": [f"{_TT}/anonymous-pro/Anonymous Pro{s}.ttf" for s in ("", " B", " I")],
+    "fonts-b612": [f"{_OT}/b612/B612{f}.otf" for f in ("-Regular", "-Bold", "-Italic", "Mono-Regular")],
+    "fonts-adf-accanthis": [f"{_TT}/adf/AccanthisADFStd{f}.otf" for f in ("-Regular", "-Bold", "No2-Regular",
+                                                                          "No3-Italic")],
+}
+# seven- and fourteen-segment faces: the Classic styles train; the Modern ones are held out (ood.py)
+TRAIN_DISPLAY_FONTS = {
+    "fonts-dseg": [f"{_TT}/dseg/DSEG{n}Classic{m}-{s}.ttf" for n in ("7", "14") for m in ("", "Mini")
+                   for s in ("Regular", "Bold", "Light", "Italic", "BoldItalic")],
+}
+TRAIN_FONT_PACKAGES = sorted(set(TRAIN_PRINT_FONTS) | set(TRAIN_DISPLAY_FONTS))
+
+
+def training_font_files(table: dict) -> List[str]:
+    """The files of a font table; a missing one is an error naming ``make train-fonts`` (never skipped)."""
+    import os
+
+    missing = sorted({pkg for pkg, fs in table.items() for f in fs if not os.path.exists(f)})
+    if missing:
+        raise FileNotFoundError(f"training fonts missing (Debian {', '.join(missing)}): run `make train-fonts`")
+    return [f for fs in table.values() for f in fs]
+
+
+@dataclass(frozen=True)
+class PrintStyle:
+    """Ranges of a printed digit as a camera or scanner sees it (a grey picture of any size)."""
+
+    font_px: tuple = (24, 96)
+    aspect: tuple = (0.75, 1.3)        # width stretch of the glyph
+    italic: tuple = (-0.12, 0.28)      # x shift per unit of height (synthetic oblique)
+    rotation_deg: float = 7.0
+    p_bold: float = 0.25               # extra stroke (PIL stroke_width) of 1-3 % of the size
+    margin: tuple = (1.15, 2.4)        # canvas side / glyph's larger side
+    p_light_on_dark: float = 0.25      # LED / backlit display polarity
+    contrast: tuple = (0.35, 1.0)
+    p_blur: float = 0.35
+    blur_px: tuple = (0.3, 1.6)        # relative to a 64 px glyph
+    noise: tuple = (0.0, 0.05)
+
+
+@dataclass(frozen=True)
+class DisplayStyle:
+    """Ranges of a procedurally drawn seven-segment or dot-matrix display digit."""
+
+    height_px: tuple = (28, 110)
+    aspect: tuple = (0.42, 0.62)        # digit width / height
+    thickness: tuple = (0.10, 0.22)     # segment thickness relative to half the height
+    gap: tuple = (0.005, 0.05)          # between segments, relative to the height
+    shapes: tuple = ("hex", "rect")     # segment ends: pointed (hexagon), square or "round"
+    slant: tuple = (0.0, 0.2)           # italic displays lean right
+    p_ghost: float = 0.3                # unlit segments faintly visible (LCD)
+    ghost: tuple = (0.06, 0.22)         # their contrast relative to a lit segment
+    p_light_on_dark: float = 0.5        # LED / backlit vs reflective LCD
+    p_variant: float = 0.35             # 6 without its top bar, 7 with a left bar, 9 without its bottom bar
+    dot_fill: tuple = (0.6, 0.95)       # dot diameter / dot pitch (dot matrix)
+    dot_shapes: tuple = ("round", "square")
+    margin: tuple = (1.15, 2.0)
+    contrast: tuple = (0.35, 1.0)
+    p_blur: float = 0.5
+    blur_px: tuple = (0.3, 1.8)         # relative to a 64 px digit
+    noise: tuple = (0.0, 0.05)
+
+
+SEVEN_SEGMENTS = {0: "abcdef", 1: "bc", 2: "abdeg", 3: "abcdg", 4: "bcfg", 5: "acdfg", 6: "acdefg", 7: "abc",
+                  8: "abcdefg", 9: "abcdfg"}
+SEVEN_VARIANTS = {6: "cdefg", 7: "abcf", 9: "abcfg"}
+# 5x7 dot-matrix digits (the common HD44780 character generator's), rows top to bottom
+DOT_MATRIX = {
+    0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
+    1: ("00100", "01100", "00100", "00100", "00100", "00100", "01110"),
+    2: ("01110", "10001", "00001", "00010", "00100", "01000", "11111"),
+    3: ("11111", "00010", "00100", "00010", "00001", "10001", "01110"),
+    4: ("00010", "00110", "01010", "10010", "11111", "00010", "00010"),
+    5: ("11111", "10000", "11110", "00001", "00001", "10001", "01110"),
+    6: ("00110", "01000", "10000", "11110", "10001", "10001", "01110"),
+    7: ("11111", "00001", "00010", "00100", "01000", "01000", "01000"),
+    8: ("01110", "10001", "10001", "01110", "10001", "10001", "01110"),
+    9: ("01110", "10001", "10001", "01111", "00001", "00010", "01100"),
+}
+DOT_MATRIX_VARIANTS = {0: ("01110", "10001", "10001", "10001", "10001", "10001", "01110")}
+
+
+def _finish(ink: np.ndarray, rng: np.random.Generator, margin: tuple, p_lod: float, contrast: tuple,
+            p_blur: float, blur_px: tuple, noise: tuple, size_px: float) -> np.ndarray:
+    """Ink coverage ``[h, w]`` in 0..1 -> a grey picture: margins, polarity, contrast, blur, noise."""
+    ndi = _ndimage()
+    h, w = ink.shape
+    side = int(round(max(h, w) * rng.uniform(*margin)))
+    ch, cw = max(side, h + 2), max(int(round(side * rng.uniform(0.9, 1.4))), w + 2)
+    canvas = np.zeros((ch, cw), np.float32)
+    oy, ox = int(rng.integers(0, ch - h + 1)), int(rng.integers(0, cw - w + 1))
+    canvas[oy:oy + h, ox:ox + w] = ink
+    c = rng.uniform(*contrast)
+    if rng.random() < p_lod:  # light digit on a dark display
+        bg = rng.uniform(0.0, 1.0 - c)
+        img = bg + c * canvas
+    else:
+        bg = rng.uniform(c, 1.0)
+        img = bg - c * canvas
+    if rng.random() < p_blur:
+        img = ndi.gaussian_filter(img, rng.uniform(*blur_px) * size_px / 64.0)
+    img = img + rng.uniform(*noise) * rng.standard_normal(img.shape).astype(np.float32)
+    return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def render_printed(font_path: str, digit: int, seed: SeedLike, style: PrintStyle = PrintStyle()) -> np.ndarray:
+    """``uint8 [H, W]``: one digit printed from a font (dark on light or, sometimes, light on dark)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = rng_of(seed)
+    size = int(rng.integers(style.font_px[0], style.font_px[1] + 1))
+    font = ImageFont.truetype(font_path, size)
+    stroke = int(round(size * rng.uniform(0.01, 0.03))) if rng.random() < style.p_bold else 0
+    text = str(digit)
+    l, t, r, b = font.getbbox(text, stroke_width=stroke)
+    pad = 4 + stroke
+    glyph = Image.new("L", (r - l + 2 * pad, b - t + 2 * pad), 0)
+    ImageDraw.Draw(glyph).text((pad - l, pad - t), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    w, h = glyph.size
+    k = rng.uniform(*style.italic)
+    a = rng.uniform(*style.aspect)
+    nw = max(1, int(round(w * a + abs(k) * h)))
+    # x_out = a x_in + k (h - y) + off: stretched, leaning right for k > 0 (off keeps x_out >= 0)
+    off = max(0.0, -k * h)
+    glyph = glyph.transform((nw, h), Image.AFFINE, (1.0 / a, k / a, (-k * h - off) / a, 0.0, 1.0, 0.0), Image.BICUBIC)
+    glyph = glyph.rotate(float(rng.uniform(-style.rotation_deg, style.rotation_deg)), Image.BICUBIC, expand=True)
+    ink = np.asarray(glyph, np.float32) / 255.0
+    return _finish(ink, rng, style.margin, style.p_light_on_dark, style.contrast, style.p_blur, style.blur_px,
+                   style.noise, float(max(ink.shape)))
+
+
+def _segment_polygon(p0, p1, t: float, shape: str) -> List[tuple]:
+    p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
+    d = p1 - p0
+    d = d / max(np.hypot(*d), 1e-9)
+    nrm = np.array([-d[1], d[0]]) * t / 2
+    if shape == "hex":
+        q0, q1 = p0 + d * t / 2, p1 - d * t / 2
+        pts = [p0, q0 + nrm, q1 + nrm, p1, q1 - nrm, q0 - nrm]
+    elif shape == "round":  # a stadium: half circles at both ends
+        q0, q1 = p0 + d * t / 2, p1 - d * t / 2
+        ang = np.linspace(-np.pi / 2, np.pi / 2, 9)
+        u = nrm / max(np.hypot(*nrm), 1e-9)
+        arc = [np.cos(a) * d + np.sin(a) * u for a in ang]
+        pts = [q1 + (t / 2) * v for v in arc] + [q0 - (t / 2) * v for v in arc]
+    else:
+        q0, q1 = p0 + d * t * 0.1, p1 - d * t * 0.1
+        pts = [q0 + nrm, q1 + nrm, q1 - nrm, q0 - nrm]
+    return [tuple(p) for p in pts]
+
+
+def render_seven_segment(digit: int, seed: SeedLike, style: DisplayStyle = DisplayStyle()) -> np.ndarray:
+    """``uint8 [H, W]``: a seven-segment display digit (LED or LCD, maybe with faint unlit segments)."""
+    from PIL import Image, ImageDraw
+
+    rng = rng_of(seed)
+    H = float(rng.integers(style.height_px[0], style.height_px[1] + 1)) * 2  # drawn at 2x
+    W = H * rng.uniform(*style.aspect)
+    t = H / 2 * rng.uniform(*style.thickness)
+    g = H * rng.uniform(*style.gap)
+    shape = style.shapes[int(rng.integers(len(style.shapes)))]
+    slant = rng.uniform(*style.slant)
+    on = SEVEN_SEGMENTS[digit]
+    if digit in SEVEN_VARIANTS and rng.random() < style.p_variant:
+        on = SEVEN_VARIANTS[digit]
+    ghost = rng.uniform(*style.ghost) if rng.random() < style.p_ghost else 0.0
+    x0, x1, y0, ym, y1 = t / 2, W - t / 2, t / 2, H / 2, H - t / 2
+    seg = {"a": ((x0 + g, y0), (x1 - g, y0)), "g": ((x0 + g, ym), (x1 - g, ym)), "d": ((x0 + g, y1), (x1 - g, y1)),
+           "f": ((x0, y0 + g), (x0, ym - g)), "b": ((x1, y0 + g), (x1, ym - g)),
+           "e": ((x0, ym + g), (x0, y1 - g)), "c": ((x1, ym + g), (x1, y1 - g))}
+    pad = int(np.ceil(t + slant * H)) + 4
+    img = Image.new("L", (int(np.ceil(W)) + 2 * pad, int(np.ceil(H)) + 2 * pad), 0)
+    draw = ImageDraw.Draw(img)
+    for name, (p0, p1) in seg.items():
+        level = 255 if name in on else int(round(255 * ghost))
+        if level == 0:
+            continue
+        poly = [(pad + x + slant * (H - y), pad + y) for x, y in _segment_polygon(p0, p1, t, shape)]
+        draw.polygon(poly, fill=level)
+    img = img.resize((max(1, img.size[0] // 2), max(1, img.size[1] // 2)), Image.BILINEAR)
+    ink = np.asarray(img, np.float32) / 255.0
+    return _finish(ink, rng, style.margin, style.p_light_on_dark, style.contrast, style.p_blur, style.blur_px,
+                   style.noise, H / 2)
+
+
+def render_dot_matrix(digit: int, seed: SeedLike, style: DisplayStyle = DisplayStyle()) -> np.ndarray:
+    """``uint8 [H, W]``: a 5x7 dot-matrix display digit."""
+    from PIL import Image, ImageDraw
+
+    rng = rng_of(seed)
+    rows = DOT_MATRIX[digit]
+    if digit in DOT_MATRIX_VARIANTS and rng.random() < style.p_variant:
+        rows = DOT_MATRIX_VARIANTS[digit]
+    H = float(rng.integers(style.height_px[0], style.height_px[1] + 1)) * 2
+    pitch_y = H / 7
+    pitch_x = pitch_y * rng.uniform(0.85, 1.15)
+    fill = rng.uniform(*style.dot_fill)
+    shape = style.dot_shapes[int(rng.integers(len(style.dot_shapes)))]
+    slant = rng.uniform(*style.slant)
+    ghost = rng.uniform(*style.ghost) if rng.random() < style.p_ghost else 0.0
+    pad = int(np.ceil(pitch_x + slant * H)) + 4
+    img = Image.new("L", (int(np.ceil(5 * pitch_x)) + 2 * pad, int(np.ceil(H)) + 2 * pad), 0)
+    draw = ImageDraw.Draw(img)
+    r = fill * min(pitch_x, pitch_y) / 2
+    for j, row in enumerate(rows):
+        for i, bit in enumerate(row):
+            level = 255 if bit == "1" else int(round(255 * ghost))
+            if level == 0:
+                continue
+            cy = pad + (j + 0.5) * pitch_y
+            cx = pad + (i + 0.5) * pitch_x + slant * (H - (j + 0.5) * pitch_y)
+            box = [cx - r, cy - r, cx + r, cy + r]
+            (draw.ellipse if shape == "round" else draw.rectangle)(box, fill=level)
+    img = img.resize((max(1, img.size[0] // 2), max(1, img.size[1] // 2)), Image.BILINEAR)
+    ink = np.asarray(img, np.float32) / 255.0
+    return _finish(ink, rng, style.margin, style.p_light_on_dark, style.contrast, style.p_blur, style.blur_px,
+                   style.noise, H / 2)
+
+
+def printed_digits(n: int, seed: SeedLike, display_share: float = 0.3, print_style: PrintStyle = PrintStyle(),
+                   display_style: DisplayStyle = DisplayStyle()):
+    """``(uint8 [n, 28, 28], int64 [n])``: digits printed from the training fonts (``1 - display_share``)
+    and display digits (``display_share``: a third each DSEG Classic faces, procedural seven-segment,
+    procedural 5x7 dot matrix), each passed through the device's ``edge_rbmlp.image.preprocess_digit``.
+    Labels cycle 0..9; fonts and kinds are drawn from the generator (deterministic for the seed)."""
+    from edge_rbmlp.image import preprocess_digit
+
+    rng = rng_of(seed)
+    prints = training_font_files(TRAIN_PRINT_FONTS)
+    displays = training_font_files(TRAIN_DISPLAY_FONTS)
+    out = np.empty((n, 28, 28), np.uint8)
+    labels = np.arange(n, dtype=np.int64) % 10
+    for i in range(n):
+        d = int(labels[i])
+        if rng.random() >= display_share:
+            img = render_printed(prints[int(rng.integers(len(prints)))], d, rng, print_style)
+        else:
+            kind = int(rng.integers(3))
+            if kind == 0:
+                img = render_printed(displays[int(rng.integers(len(displays)))], d, rng, print_style)
+            elif kind == 1:
+                img = render_seven_segment(d, rng, display_style)
+            else:
+                img = render_dot_matrix(d, rng, display_style)
+        out[i] = preprocess_digit(img)
+    return out, labels

@@ -100,6 +100,12 @@ def _command_line() -> str:
               help="Share of each epoch's samples that is augmented (digits, text).")
 @click.option("--photo-fraction", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
               help="Share of the train set also rendered once as synthetic photos and added to every epoch.")
+@click.option("--printed-fraction", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="MNIST: this share of the train set's size is added as digits printed from fonts and drawn as "
+              "seven-segment / dot-matrix display digits (rendered once, through the device preprocessing; "
+              "fonts from `make train-fonts`, disjoint from the ood-eval fonts).")
+@click.option("--display-share", type=click.FloatRange(0.0, 1.0), default=0.3, show_default=True,
+              help="Share of the --printed-fraction digits that are display digits.")
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (fast tests).")
 @click.option("--name", default=None, help="Model name in the metadata (default: the data set).")
@@ -108,7 +114,7 @@ def _command_line() -> str:
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
-        vocab_size, augment, augment_fraction, photo_fraction, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
+        vocab_size, augment, augment_fraction, photo_fraction, printed_fraction, display_share, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
     from edge_rbmlp.datasets import DatasetMissing
@@ -128,12 +134,15 @@ def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs
         parse_mode(augment, dataset)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--augment")
+    if printed_fraction > 0 and dataset != "mnist":
+        raise click.BadParameter("printed digits are for the mnist data set", param_hint="--printed-fraction")
 
     cfg = FitConfig(dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, dropout=dropout,
                     seed=seed, vocab_size=vocab_size, limit_train=limit_train, limit_test=limit_test,
                     name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
                     lr_schedule=lr_schedule, recalibrate_bn=recalibrate_bn, augment=augment,
-                    augment_fraction=augment_fraction, photo_fraction=photo_fraction, command=_command_line())
+                    augment_fraction=augment_fraction, photo_fraction=photo_fraction,
+                    printed_fraction=printed_fraction, display_share=display_share, command=_command_line())
     try:
         report = run_fit(cfg, out)
     except DatasetMissing as exc:
@@ -155,6 +164,9 @@ def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs
               default=Path("build") / "ood-baselines", show_default=True,
               help="Where the trained baselines are cached (trained on first use).")
 @click.option("--baseline-epochs", type=int, default=10, show_default=True, help="Float MLP baseline epochs.")
+@click.option("--augmented-baseline", is_flag=True,
+              help="Digits: also a float MLP 128-88 trained on the model's own augmented data (the settings in its "
+              "provenance), --baseline-epochs long (cached in --baseline-dir).")
 @click.option("--baseline-limit-train", type=int, default=None,
               help="Train the baseline on only N samples (tests; cached under its own name).")
 @click.option("--set-cache", type=click.Path(file_okay=False, path_type=Path),
@@ -162,8 +174,8 @@ def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs
               help="Keep the rendered digit sets here (keyed by the code's hash); --no-set-cache renders anew.")
 @click.option("--no-set-cache", is_flag=True, help="Render every set anew (nothing written).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baseline_epochs, baseline_limit_train,
-                 set_cache, no_set_cache, as_json) -> None:
+def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baseline_epochs, augmented_baseline,
+                 baseline_limit_train, set_cache, no_set_cache, as_json) -> None:
     """Accuracy of a model on the out-of-distribution sets (fonts, pen strokes, UCI handwriting, synthetic
     photos, distorted MNIST; short IMDB reviews) beside a float baseline trained on the same data."""
     import json
@@ -176,11 +188,12 @@ def ood_eval_cmd(model, sets, limit, backend, no_baseline, baseline_dir, baselin
     try:
         result = ood.ood_eval(model, names or None, limit=limit, baseline=not no_baseline, baseline_dir=baseline_dir,
                               baseline_epochs=baseline_epochs, baseline_limit_train=baseline_limit_train,
-                              backend=backend, set_cache=None if no_set_cache else set_cache, echo=echo)
+                              backend=backend, set_cache=None if no_set_cache else set_cache, echo=echo,
+                              augmented_baseline=augmented_baseline)
     except DatasetMissing as exc:
         raise click.ClickException(str(exc))
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--sets")
+        raise click.BadParameter(str(exc), param_hint="--augmented-baseline" if "augment" in str(exc) else "--sets")
     result["command"] = _command_line()
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))

@@ -22,6 +22,10 @@ baseline, sees them through the device preprocessing ``edge_rbmlp.image.preproce
 * ``photo-mnist``           synthetic photos (uneven light, shadow, blur, noise, perspective, JPEG) of MNIST test digits
 * ``photo-fonts``           ... of digits rendered from all the fonts above
 * ``photo-uci``             ... of the UCI handwritten digits
+* ``display``               display digits (meters, clocks): DSEG's Modern seven/fourteen-segment faces (the
+                            training renders only its Classic ones) as LCD and LED, and procedural
+                            seven-segment (round-ended) and 5x7 dot-matrix drawings in styles the training's
+                            renderer never uses
 
 text (strings, given to ``engine.predict_text``):
 
@@ -47,7 +51,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .augment import DigitAugment, PhotoStyle, augment_digits, first_words, render_photo, rng_of, sentences_of
+from .augment import (DigitAugment, DisplayStyle, PhotoStyle, augment_digits, first_words, render_dot_matrix,
+                      render_photo, render_seven_segment, rng_of, sentences_of)
 
 DEFAULT_BASELINE_DIR = Path("build") / "ood-baselines"
 
@@ -127,6 +132,23 @@ HAND_FONTS = {
 }
 
 
+# display faces held out from training (train/augment.py trains on DSEG's Classic styles only)
+DISPLAY_FONTS = {
+    "fonts-dseg": [f"{_TT}/dseg/DSEG{n}Modern{m}-{s}.ttf" for n in ("7", "14") for m in ("", "Mini")
+                   for s in ("Regular", "Bold", "Light", "Italic", "BoldItalic", "LightItalic")]
+    + [f"{_TT}/dseg/DSEG7SEGGCHAN-Regular.ttf"],
+}
+# procedural display digits in styles the training's DisplayStyle() never draws: round-ended, thicker,
+# wider-spaced segments; sparser dots
+EVAL_SEVEN_SEGMENT = DisplayStyle(height_px=(30, 120), aspect=(0.5, 0.72), thickness=(0.16, 0.3), gap=(0.02, 0.07),
+                                  shapes=("round",), slant=(0.05, 0.25), p_ghost=0.5, ghost=(0.08, 0.25),
+                                  p_light_on_dark=0.5, p_variant=0.5, margin=(1.2, 2.2), contrast=(0.3, 0.9),
+                                  p_blur=0.6, blur_px=(0.4, 2.0), noise=(0.0, 0.06))
+EVAL_DOT_MATRIX = DisplayStyle(height_px=(30, 120), dot_fill=(0.45, 0.65), dot_shapes=("round",), slant=(0.0, 0.15),
+                               p_ghost=0.5, ghost=(0.08, 0.25), p_light_on_dark=0.5, p_variant=0.5, margin=(1.2, 2.2),
+                               contrast=(0.3, 0.9), p_blur=0.6, blur_px=(0.4, 2.0), noise=(0.0, 0.06))
+
+
 def font_files(group: str) -> List[str]:
     """The fixed font list of a group; raises :class:`SetUnavailable` naming what to install."""
     if group == "mpl":
@@ -136,7 +158,7 @@ def font_files(group: str) -> List[str]:
         if missing:
             raise SetUnavailable(f"matplotlib's fonts are missing ({missing[0]}): pip install matplotlib")
         return files
-    table = {"print": PRINT_FONTS, "hand": HAND_FONTS}[group]
+    table = {"print": PRINT_FONTS, "hand": HAND_FONTS, "display": DISPLAY_FONTS}[group]
     files = [f for fs in table.values() for f in fs]
     missing = sorted({pkg for pkg, fs in table.items() for f in fs if not os.path.exists(f)})
     if missing:
@@ -402,6 +424,25 @@ def build_digit_set(name: str, n: Optional[int] = None) -> EvalSet:
         light = [255 - im for im in fs.inputs]
         return EvalSet(name, "image", _photos(light, 403), fs.labels,
                        f"synthetic photos of digits printed from {len(files)} fonts", 402, fs.meta)
+    if name == "display":
+        files = font_files("display")
+        rng = np.random.default_rng(205)
+        k = n or 1000
+        images, kinds = [], []
+        for i in range(k):
+            digit, kind = i % 10, (i // 10) % 4
+            if kind < 2:  # a held-out DSEG face, as an LCD (dark on light) or, for kind 1, an LED (light on dark)
+                img = render_font_digit(files[(i // 40) % len(files)], digit, rng)
+                images.append(255 - img if kind == 1 else img)
+            elif kind == 2:
+                images.append(render_seven_segment(digit, rng, EVAL_SEVEN_SEGMENT))
+            else:
+                images.append(render_dot_matrix(digit, rng, EVAL_DOT_MATRIX))
+            kinds.append(("dseg-lcd", "dseg-led", "seven-segment", "dot-matrix")[kind])
+        return EvalSet(name, "image", images, np.arange(k, dtype=np.int64) % 10,
+                       f"display digits: {len(files)} held-out DSEG faces (Modern, SEGGCHAN) as LCD and LED, "
+                       "round-ended seven-segment and sparse 5x7 dot-matrix drawings", 205,
+                       {"fonts": sorted({os.path.basename(f) for f in files}), "kinds": kinds})
     if name == "photo-uci":
         images, labels = _uci()
         idx = np.linspace(0, len(labels) - 1, n or 1000).round().astype(np.int64)
@@ -412,7 +453,7 @@ def build_digit_set(name: str, n: Optional[int] = None) -> EvalSet:
 
 
 DIGIT_SETS = ["mnist-test", "mnist-affine", "mnist-elastic-stroke", "mnist-blur-noise", "mnist-light", "uci-digits", "uci-8x8",
-              "fonts-mpl", "fonts-print", "fonts-hand", "strokes", "photo-mnist", "photo-fonts", "photo-uci"]
+              "fonts-mpl", "fonts-print", "fonts-hand", "strokes", "photo-mnist", "photo-fonts", "photo-uci", "display"]
 TEXT_CUTS = (5, 10, 20, 50)
 TEXT_SETS = ["imdb-test"] + [f"imdb-first-{k}" for k in TEXT_CUTS] + ["imdb-sentence"]
 
@@ -500,14 +541,21 @@ class MLPBaseline:
 
     @classmethod
     def load_or_train(cls, cache_dir: Path, epochs: int = 10, seed: int = 0, limit_train: Optional[int] = None,
-                      echo: Callable[[str], None] = print) -> "MLPBaseline":
-        tag = f"mnist_mlp128-88_e{epochs}_s{seed}" + (f"_n{limit_train}" if limit_train else "") + f"_{_data_tag('mnist')}"
+                      echo: Callable[[str], None] = print, augment: Optional[dict] = None) -> "MLPBaseline":
+        """``augment``: train on the same augmented epochs as a candidate (the keys of its report's
+        ``provenance.hyperparameters``: augment, augment_fraction, photo_fraction, printed_fraction,
+        display_share; and its seed) instead of plain MNIST: epoch ``e`` of the baseline sees exactly the
+        arrays of the candidate's epoch ``e`` (``train.pipeline.AugmentedEpochs``)."""
+        aug = _augment_key(augment) if augment else None
+        tag = (f"mnist_mlp128-88_e{epochs}_s{seed}" + (f"_n{limit_train}" if limit_train else "")
+               + (f"_aug{hashlib.sha256(json.dumps(aug, sort_keys=True).encode()).hexdigest()[:10]}" if aug else "")
+               + f"_{_data_tag('mnist')}")
         path = Path(cache_dir) / f"{tag}.npz"
         if path.exists():
             z = np.load(path, allow_pickle=False)
             meta = json.loads(str(z["meta"]))
             return cls([z[f"w{i}"] for i in range(int(z["n"]))], meta)
-        echo(f"training the float MLP baseline ({epochs} epochs) -> {path}")
+        echo(f"training the float MLP baseline ({epochs} epochs{', augmented: ' + str(aug) if aug else ''}) -> {path}")
         from edge_rbmlp import datasets
 
         from .tf_setup import import_tf, set_seed
@@ -523,18 +571,70 @@ class MLPBaseline:
         model.compile(tf.keras.optimizers.Adam(0.001),
                       tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         t0 = time.time()
-        model.fit(xi.reshape(len(xi), -1).astype(np.float32) / 255.0, yi, batch_size=32, epochs=epochs, verbose=0,
-                  shuffle=True)
+        if aug is None:
+            model.fit(xi.reshape(len(xi), -1).astype(np.float32) / 255.0, yi, batch_size=32, epochs=epochs, verbose=0,
+                      shuffle=True)
+            n_train = len(yi)
+        else:
+            epochs_of = _augmented_epochs(aug, xi, yi)
+            n_train = 0
+            for e in range(epochs):
+                q, y = epochs_of.epoch(e)
+                n_train = len(y)
+                model.fit(q.reshape(len(q), -1).astype(np.float32) / 255.0, y, batch_size=32, initial_epoch=e,
+                          epochs=e + 1, verbose=0, shuffle=True)
         weights = [w.astype(np.float32) for w in model.get_weights()]
         base = cls(weights, {})
         acc = float(np.mean(base.predict_q(xt.reshape(len(xt), -1)) == yt))
         base.meta = {"model": "Dense 128 ReLU, Dense 88 ReLU, Dense 10 (softmax), Adam 0.001, batch 32",
-                     "epochs": epochs, "seed": seed, "n_train": int(len(yi)), "mnist_test_accuracy": acc,
-                     "training_seconds": round(time.time() - t0, 1)}
+                     "epochs": epochs, "seed": seed, "n_train": int(n_train), "mnist_test_accuracy": acc,
+                     "training_seconds": round(time.time() - t0, 1), **({"augment": aug} if aug else {})}
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, n=len(weights), meta=json.dumps(base.meta), **{f"w{i}": w for i, w in enumerate(weights)})
         echo(f"float MLP baseline: MNIST test accuracy {acc:.4f} ({base.meta['training_seconds']} s)")
         return base
+
+
+AUGMENT_KEYS = ("augment", "augment_fraction", "photo_fraction", "printed_fraction", "display_share", "seed")
+
+
+def _augment_key(hp: dict) -> dict:
+    """The augmentation settings that define a candidate's training data (defaults as ``FitConfig``'s)."""
+    out = {"augment": hp.get("augment", "none"), "augment_fraction": float(hp.get("augment_fraction", 0.5)),
+           "photo_fraction": float(hp.get("photo_fraction", 0.1)),
+           "printed_fraction": float(hp.get("printed_fraction", 0.0)),
+           "display_share": float(hp.get("display_share", 0.3)), "seed": int(hp.get("seed", 0))}
+    if out["augment"] != "none" and "photo" not in out["augment"]:
+        out.pop("photo_fraction")  # not used
+    if out["printed_fraction"] == 0:
+        out.pop("display_share")
+    return out
+
+
+def _augmented_epochs(aug: dict, xi: np.ndarray, yi: np.ndarray):
+    """``train.pipeline.AugmentedEpochs`` over these MNIST arrays with a candidate's settings."""
+    from edge_rbmlp.inputs import InputSpec
+
+    from .pipeline import AugmentedEpochs, Data, FitConfig
+
+    cfg = FitConfig(dataset="mnist", arch=None, seed=aug["seed"], augment=aug["augment"],
+                    augment_fraction=aug["augment_fraction"], photo_fraction=aug.get("photo_fraction", 0.1),
+                    printed_fraction=aug["printed_fraction"], display_share=aug.get("display_share", 0.3))
+    q = xi.reshape(len(xi), -1)
+    data = Data("mnist", InputSpec.image(28, 28), [str(i) for i in range(10)], "softmax", q, yi, q[:0], yi[:0])
+    return AugmentedEpochs(cfg, data)
+
+
+def model_augmentation(model: str) -> Optional[dict]:
+    """The augmentation settings recorded in a model's provenance (``None``: trained on plain data)."""
+    from edge_rbmlp import load_packed_model
+
+    prov = load_packed_model(model).provenance or {}
+    hp = dict(prov.get("hyperparameters") or {})
+    if hp.get("augment", "none") == "none" and not hp.get("printed_fraction"):
+        return None
+    hp.setdefault("seed", prov.get("seed", 0))
+    return _augment_key(hp)
 
 
 class LogRegBaseline:
@@ -652,8 +752,12 @@ def evaluate_baseline_on_set(baseline, es: EvalSet) -> dict:
 def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: Optional[int] = None,
              baseline: bool = True, baseline_dir: Path = DEFAULT_BASELINE_DIR, baseline_epochs: int = 10,
              baseline_limit_train: Optional[int] = None, backend: str = "auto",
-             set_cache: Optional[Path] = None, echo: Callable[[str], None] = print) -> dict:
-    """Evaluate a bundled model name or ``.rbm`` path on every set of its kind, beside the baseline."""
+             set_cache: Optional[Path] = None, echo: Callable[[str], None] = print,
+             augmented_baseline: bool = False) -> dict:
+    """Evaluate a bundled model name or ``.rbm`` path on every set of its kind, beside the baseline.
+
+    ``augmented_baseline`` (digits): also a float MLP 128-88 trained on the same augmented data as the
+    model (its provenance's augmentation settings), for ``baseline_epochs``."""
     import edge_rbmlp
 
     kind = _model_kind(model)
@@ -669,6 +773,18 @@ def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: 
                                              echo=echo)
         else:
             base = LogRegBaseline.load_or_train(baseline_dir, limit_train=baseline_limit_train, echo=echo)
+    base_aug = None
+    if augmented_baseline:
+        if kind != "image":
+            raise ValueError("the augmented baseline is for digit models")
+        import edge_rbmlp.models as bundled
+
+        path = str(Path(bundled.__file__).parent / f"{model}.rbm") if model == "mnist" else model
+        aug = model_augmentation(path)
+        if aug is None:
+            raise ValueError(f"{model} was trained without augmentation: its baseline is the plain float MLP")
+        base_aug = MLPBaseline.load_or_train(baseline_dir, epochs=baseline_epochs, limit_train=baseline_limit_train,
+                                             echo=echo, augment=aug)
     rows = []
     for name in names:
         try:
@@ -681,26 +797,35 @@ def ood_eval(model: str = "mnist", sets: Optional[Sequence[str]] = None, limit: 
                "fingerprint": es.fingerprint()[:16], "model": evaluate_model_on_set(engine, es)}
         if base is not None:
             row["baseline"] = evaluate_baseline_on_set(base, es)
+        if base_aug is not None:
+            row["baseline_augmented"] = evaluate_baseline_on_set(base_aug, es)
         rows.append(row)
     return {"model": model, "kind": kind, "backend": getattr(engine, "name", None),
             "baseline": None if base is None else {"name": base.name, **base.meta},
+            "baseline_augmented": None if base_aug is None else {"name": base_aug.name + ", same augmented data",
+                                                                 **base_aug.meta},
             "limit": limit, "sets": rows}
 
 
 def format_table(result: dict) -> str:
     has_base = result.get("baseline") is not None
-    head = "| set | n | model | " + ("baseline | model - baseline | " if has_base else "") + "refused | model, argmax |"
-    sep = "|---|---:|---:|" + ("---:|---:|" if has_base else "") + "---:|---:|"
+    has_aug = result.get("baseline_augmented") is not None
+    head = ("| set | n | model | " + ("baseline | model - baseline | " if has_base else "")
+            + ("augmented baseline | " if has_aug else "") + "refused | model, argmax |")
+    sep = "|---|---:|---:|" + ("---:|---:|" if has_base else "") + ("---:|" if has_aug else "") + "---:|---:|"
     lines = [head, sep]
     for r in result["sets"]:
         if "skipped" in r:
-            lines.append(f"| {r['set']} | - | skipped: {r['skipped']} |" + (" | |" if has_base else "") + " | |")
+            lines.append(f"| {r['set']} | - | skipped: {r['skipped']} |" + (" | |" if has_base else "")
+                         + (" |" if has_aug else "") + " | |")
             continue
         m = r["model"]["accuracy"]
         cells = [r["set"], str(r["n"]), f"{m:.4f}"]
         if has_base:
             b = r["baseline"]["accuracy"]
             cells += [f"{b:.4f}", f"{m - b:+.4f}"]
+        if has_aug:
+            cells.append(f"{r['baseline_augmented']['accuracy']:.4f}")
         cells.append(str(r["model"]["rejected"]))
         f = r["model"].get("accuracy_forced")
         cells.append("-" if f is None else f"{f:.4f}")

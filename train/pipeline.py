@@ -45,6 +45,8 @@ class FitConfig:
     augment: str = "none"  # none | digits | digits+photo | photo | text
     augment_fraction: float = 0.5  # share of each epoch's samples that is augmented (digits, text)
     photo_fraction: float = 0.1  # share of the train set also rendered as synthetic photos, added to every epoch
+    printed_fraction: float = 0.0  # MNIST: printed/display digits (train.augment.printed_digits) added, share of n
+    display_share: float = 0.3  # share of those that are display digits (seven-segment, dot matrix)
 
 
 @dataclass
@@ -170,15 +172,28 @@ class AugmentedEpochs:
             self.photo_q = aug.photo_digits(data.q_train[idx].reshape(k, 28, 28), rng).reshape(k, -1)
             self.photo_y = data.y_train[idx]
             print(f"augment: {k} synthetic photos rendered and preprocessed in {time.time() - t0:.1f} s", flush=True)
+        self.printed_q = self.printed_y = None
+        if cfg.printed_fraction > 0:
+            if data.dataset != "mnist":
+                raise ValueError("printed digits are for the mnist data set")
+            k = int(round(cfg.printed_fraction * n))
+            t0 = time.time()
+            pq, self.printed_y = aug.printed_digits(k, np.random.default_rng([cfg.seed, 1103]), cfg.display_share)
+            self.printed_q = pq.reshape(k, -1)
+            print(f"augment: {k} printed/display digits rendered and preprocessed in {time.time() - t0:.1f} s",
+                  flush=True)
 
     @property
     def n_per_epoch(self) -> int:
-        return len(self.data.y_train) + (0 if self.photo_q is None else len(self.photo_q))
+        return (len(self.data.y_train) + (0 if self.photo_q is None else len(self.photo_q))
+                + (0 if self.printed_q is None else len(self.printed_q)))
 
     def epoch(self, e: int):
         cfg, data, aug = self.cfg, self.data, self.aug
         rng = np.random.default_rng([cfg.seed, 1102, e])
         q, y = data.q_train, data.y_train
+        if self.printed_q is not None:  # the printed digits get the same per-epoch distortions
+            q, y = np.concatenate([q, self.printed_q]), np.concatenate([y, self.printed_y])
         sel = rng.random(len(y)) < cfg.augment_fraction
         if cfg.augment in ("digits", "digits+photo") and sel.any():
             q = q.copy()
@@ -197,7 +212,7 @@ def train_model(cfg: FitConfig, data: Data):
 
     set_seed(cfg.seed)
     model = build_model(cfg.arch, data.spec, data.n_outputs, cfg.dropout, data.output_activation)
-    augmented = AugmentedEpochs(cfg, data) if cfg.augment != "none" else None
+    augmented = AugmentedEpochs(cfg, data) if cfg.augment != "none" or cfg.printed_fraction > 0 else None
     lr = cfg.lr
     if cfg.lr_schedule == "cosine":
         n_train = augmented.n_per_epoch if augmented is not None else len(data.y_train)
@@ -344,7 +359,9 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                                       "recalibrate_bn_samples": cfg.recalibrate_bn,
                                       **({"augment": cfg.augment, "augment_fraction": cfg.augment_fraction,
                                           "photo_fraction": cfg.photo_fraction}
-                                         if cfg.augment != "none" else {})},
+                                         if cfg.augment != "none" else {}),
+                                      **({"printed_fraction": cfg.printed_fraction, "display_share": cfg.display_share}
+                                         if cfg.printed_fraction > 0 else {})},
                   "training_seconds": round(train_seconds, 1)}
     n_classes = len(data.labels) if data.output_activation == "softmax" else 1
     report = {
