@@ -88,15 +88,18 @@ def test_cifar10_absent_is_refused(tmp_path, monkeypatch):
     assert "CIFAR-10 is not in the data cache" in res.output and "cifar-10-batches-py" in res.output
 
 
-def _fake_trial(out, variant, seed, acc, input_mode):
+def _fake_trial(out, variant, seed, acc, input_mode, history=None):
     """A trial file as `reproduce` writes it, reduced to the fields the aggregation reads."""
     from train import reproduce as rp
 
     settings = rp.settings_for(input_mode=input_mode)
     path = rp.trial_path(out, "mnist", variant, seed, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"variant": variant, "seed": seed, "accuracy": acc, "settings": settings,
-                                "n_test": 10000, "train_seconds": 1.0}))
+    rec = {"variant": variant, "seed": seed, "accuracy": acc, "settings": settings, "n_test": 10000,
+           "train_seconds": 1.0}
+    if history is not None:
+        rec["history"] = {"accuracy": history}
+    path.write_text(json.dumps(rec))
 
 
 def test_headline_is_the_int8_grid_with_a_verdict_per_row(tmp_path):
@@ -126,6 +129,31 @@ def test_headline_is_the_int8_grid_with_a_verdict_per_row(tmp_path):
     # the sign-input grid is the ablation beside it
     assert "| `B-128` | 0.9024 | 0.8000 ± 0.0010 | 3 | 0.7000 ± 0.0010 | 3 | -0.1000 |" in text
     assert "rows have" not in text
+
+
+def test_flagged_row_gets_what_its_training_curves_say(tmp_path):
+    """The MNIST `B-128,88,88` row (far above the paper) carries facts computed from its trial files: the
+    epoch at which the mean training accuracy first reaches the paper's value, the last epoch's gain, and
+    where the paper's value lies between the two input readings; it stays flagged."""
+    from train import reproduce as rp
+
+    out = tmp_path / "results"
+    for seed, d in enumerate((-0.002, 0.0, 0.002)):
+        _fake_trial(out, "B-128,88,88", seed, 0.8960 + d, "int8",
+                    history=[0.70 + d, 0.80 + d, 0.85 + d, 0.87 + d, 0.89 + d])  # mean reaches 0.8510 at epoch 4
+        _fake_trial(out, "B-128,88,88", seed, 0.60 + d, "sign")
+    text = rp._observation(out, "mnist", "B-128,88,88")
+    assert "first reaches the paper's 0.8510 at epoch 4 of 5 and still gains +0.0200 in the last epoch" in text
+    assert "lies between our two input readings (sign input 0.5980-0.6020, real input 0.8940-0.8980" in text
+    rows = {r["variant"]: r for r in rp.headline_rows(out, "mnist")}
+    assert rows["B-128,88,88"]["verdict"] == "above" and rows["B-128,88,88"]["flagged"]
+    rp.update_readme(out)
+    line = next(x for x in (out / "README.md").read_text().splitlines() if x.startswith("| 3 | `B-128,88,88`"))
+    assert "**unexplained**" in line and "at epoch 4 of 5" in line
+    # a curve that never gets there says so
+    for seed in range(3):
+        _fake_trial(out, "B-128,88,88", seed, 0.80, "int8", history=[0.70, 0.80])
+    assert "never reaches the paper's 0.8510 in 2 epochs" in rp._observation(out, "mnist", "B-128,88,88")
 
 
 def test_sweep_settings_get_their_own_file_names():
