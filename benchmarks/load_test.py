@@ -47,12 +47,15 @@ from edge_rbmlp.server.metrics import memory_bytes  # noqa: E402
 class Service:
     """``edge-rbmlp serve`` in a subprocess on a free loopback port; stopped on exit."""
 
+    # the interpreter our services run on (--service-python: e.g. a device venv as ``make run`` makes it)
+    python = sys.executable
+
     def __init__(self, models=("mnist", "imdb"), workers: int = 1, threads: int = 4, backend: str = "auto",
                  extra_args=(), cwd: Optional[Path] = None):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "EDGE_RBMLP_TOKEN"):
             env.pop(name, None)
-        self.args = [sys.executable, "-m", "edge_rbmlp.cli", "serve", *models, "--port", "0",
+        self.args = [self.python, "-m", "edge_rbmlp.cli", "serve", *models, "--port", "0",
                      "--workers", str(workers), "--threads", str(threads), "--backend", backend, *extra_args]
         self.env = env
         self.cwd = cwd or ROOT  # another checkout's edge_rbmlp (python -m imports it from the cwd)
@@ -60,10 +63,14 @@ class Service:
         self.url = ""
         self.stderr_file = tempfile.TemporaryFile(mode="w+")
 
+    def _popen(self) -> subprocess.Popen:
+        """Start the process (subclasses start it otherwise: tests/hostilekit.py's in a cgroup)."""
+        return subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True, env=self.env,
+                                cwd=self.cwd)
+
     def __enter__(self) -> "Service":
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr_file, text=True,
-                                     env=self.env, cwd=self.cwd)
+        self.proc = self._popen()
         line = self.proc.stdout.readline()
         self.banner = line
         match = re.search(r"(http://[^/\s]+)/", line)
@@ -72,7 +79,11 @@ class Service:
             raise RuntimeError(f"the service did not start: {line!r}\n{self.stderr()}")
         self.url = match.group(1).replace("localhost", "127.0.0.1")
         # ready: from the start of the process to the first answered GET /healthz
-        self.ready_s = round(wait_until_answers(self.url, "/healthz") - t0, 3)
+        try:
+            self.ready_s = round(wait_until_answers(self.url, "/healthz", proc=self.proc) - t0, 3)
+        except (OSError, RuntimeError) as exc:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the service does not answer /healthz ({exc}):\n{self.stderr()}") from None
         return self
 
     def stderr(self) -> str:
@@ -107,8 +118,9 @@ class Service:
         self.stderr_file.close()
 
 
-def wait_until_answers(url: str, path: str, timeout: float = 60.0) -> float:
-    """perf_counter() at the first 200 answer to GET ``path``."""
+def wait_until_answers(url: str, path: str, timeout: float = 120.0, proc: Optional[subprocess.Popen] = None) -> float:
+    """perf_counter() at the first 200 answer to GET ``path``; RuntimeError when ``proc`` exits or
+    ``timeout`` passes first."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -120,11 +132,14 @@ def wait_until_answers(url: str, path: str, timeout: float = 60.0) -> float:
             conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return time.perf_counter()
-        except OSError:
-            if time.perf_counter() > deadline:
-                raise
+        except (OSError, http.client.HTTPException):
+            pass
         finally:
             conn.close()
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process exited with {proc.returncode}")
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"no 200 answer to GET {path} within {timeout:.0f} s")
         time.sleep(0.005)
 
 
@@ -152,7 +167,7 @@ class Reference:
             self.__exit__()
             raise RuntimeError(f"reference service {self.name} did not start: {line!r} {err}")
         self.url = match.group(1)
-        self.ready_s = round(wait_until_answers(self.url, "/healthz") - t0, 3)
+        self.ready_s = round(wait_until_answers(self.url, "/healthz", proc=self.proc) - t0, 3)
         return self
 
     def pids(self) -> List[int]:
@@ -368,8 +383,11 @@ def reference_problem(name: str) -> Optional[str]:
     return None
 
 
+COMPARE_SERVICES = ("ours", "ours_waitress", "ours_2_workers", "ours_before", "flask_minimal", "flask_litert")
+
+
 def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=print, use_wrk: Optional[bool] = None,
-                requests: int = 2000, before: Optional[Path] = None) -> dict:
+                requests: int = 2000, before: Optional[Path] = None, only: Optional[List[str]] = None) -> dict:
     """Our service against the reference services, side by side in one run (issue 10): every
     service is up at once and each (service, model, concurrency) cell is measured in turn
     ``repeats`` times with wrk; the median counts. Services:
@@ -385,6 +403,7 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
 
     Ratios: ours / flask_minimal per model and concurrency, 2 workers / 1 worker at c=8, ours /
     flask_litert (digits). RSS and ready time (process start to the first answered /healthz) of each.
+    ``only``: the services to run (names above; all by default; ``ours_before`` needs ``before``).
     The client is wrk for ``seconds`` per cell (``use_wrk`` None: when installed), else the Python
     load generator for ``requests`` per cell (bounded; it takes cores from the services, so its
     ratios understate the faster services).
@@ -410,19 +429,21 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     skipped = {}
     cells: Dict[tuple, List[dict]] = {}
     info: Dict[str, dict] = {}
+    wanted = set(only or COMPARE_SERVICES)
+    unknown = wanted - set(COMPARE_SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services {sorted(unknown)}: choose from {', '.join(COMPARE_SERVICES)}")
+    ours_kinds = {"ours": (1, []), "ours_waitress": (1, ["--http-server", "waitress"]), "ours_2_workers": (2, [])}
     with ExitStack() as stack:
-        services = {
-            "ours": (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1)), ("mnist", "imdb")),
-            "ours_waitress": (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1,
-                                                          extra_args=["--http-server", "waitress"])),
-                              ("mnist", "imdb")),
-            "ours_2_workers": (stack.enter_context(Service(models=("mnist", "imdb"), workers=2, threads=1)),
-                               ("mnist", "imdb")),
-        }
-        if before is not None:
+        services = {name: (stack.enter_context(Service(models=("mnist", "imdb"), workers=workers, threads=1,
+                                                       extra_args=extra)), ("mnist", "imdb"))
+                    for name, (workers, extra) in ours_kinds.items() if name in wanted}
+        if before is not None and "ours_before" in wanted:
             services["ours_before"] = (stack.enter_context(Service(models=("mnist", "imdb"), workers=1, threads=1,
                                                                    cwd=before)), ("mnist", "imdb"))
         for name, models in (("flask_minimal", ("mnist", "imdb")), ("flask_litert", ("mnist",))):
+            if name not in wanted:
+                continue
             problem = reference_problem(name)
             if problem:
                 skipped[name] = problem
@@ -445,6 +466,7 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                         cpu0, t0 = cpu_seconds(pids), time.perf_counter()
                         r = measure(svc.url, model, c)
                         r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
+                        r["load_average_1min"] = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy
                         cells.setdefault((name, model, c), []).append(r)
         for name, (svc, _) in services.items():
             info[name] = {"rss_bytes": svc.rss_bytes(), "ready_s": svc.ready_s, "processes": len(svc.pids())}
@@ -457,7 +479,7 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     kinds = [("ours", [], None), ("ours_waitress", ["--http-server", "waitress"], None)]
     if before is not None:
         kinds.append(("ours_before", [], before))
-    for name, extra, cwd in kinds:
+    for name, extra, cwd in (k for k in kinds if k[0] in services):
         starts = []
         for _ in range(repeats):
             with Service(models=("mnist", "imdb"), workers=1, threads=1, extra_args=extra, cwd=cwd) as svc:
@@ -472,10 +494,12 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
         ordered = sorted(rs, key=lambda r: r["requests_per_s"])
         med = dict(ordered[len(ordered) // 2])
         med.update(service=name, model=model, concurrency=c, all_requests_per_s=[r["requests_per_s"] for r in rs],
+                   all_load_average_1min=[r["load_average_1min"] for r in rs],
                    non_2xx=sum(r["non_2xx"] for r in rs), socket_errors=sum(r["socket_errors"] for r in rs))
         rows.append(med)
         progress(f"  {name:15s} {model:6s} c={c}: {med['requests_per_s']:>8.0f} req/s (median of "
-                 f"{med['all_requests_per_s']}), p50 {med['p50_us']} us, {med['non_2xx'] + med['socket_errors']} errors")
+                 f"{med['all_requests_per_s']}, load {med['all_load_average_1min']}), p50 {med['p50_us']} us, "
+                 f"{med['non_2xx'] + med['socket_errors']} errors")
     rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in rows}
 
     def ratio(a, b):
@@ -583,6 +607,36 @@ def run_scaling(kinds: Dict[str, str], configs, connections: int, seconds: float
             "baseline": "{}x{}".format(*configs[0]), "rows": rows}
 
 
+def machine(load: bool = False) -> dict:
+    out = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+           "service_python": Service.python, "service_packages": service_packages()}
+    if load:
+        out["load_average"] = os.getloadavg()
+    return out
+
+
+def service_packages() -> Dict[str, str]:
+    """The versions of the service's dependencies on the interpreter it runs on."""
+    code = ("import importlib.metadata as m, json\nout = {}\n"
+            "for p in ('numpy', 'flask', 'werkzeug', 'granian', 'waitress', 'pillow', 'prometheus-client'):\n"
+            "    try: out[p] = m.version(p)\n    except m.PackageNotFoundError: pass\nprint(json.dumps(out))")
+    try:
+        return json.loads(subprocess.run([Service.python, "-c", code], capture_output=True, text=True, timeout=60).stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def compare_report(args) -> tuple:
+    """(run_compare's report, the problems in it) for the command line's --compare options."""
+    print("compare: our service against the reference services (wrk, same run)")
+    only = [n.strip() for n in args.compare_services.split(",") if n.strip()] if args.compare_services else None
+    compare = run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats, before=args.compare_before,
+                          only=only)
+    problems = [f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
+                f"{r['socket_errors']} socket errors" for r in compare["rows"] if r["non_2xx"] or r["socket_errors"]]
+    return compare, problems
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="mnist,imdb")
@@ -606,35 +660,28 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-only", action="store_true", help="only the comparison (no load, soak, scaling)")
     ap.add_argument("--compare-before", type=Path, default=None, metavar="CHECKOUT",
                     help="also serve an older checkout (its extension built in place) beside ours: the 'before' column")
+    ap.add_argument("--compare-services", default="", metavar="NAMES",
+                    help=f"comma-separated subset of the compared services ({', '.join(COMPARE_SERVICES)}; default all)")
+    ap.add_argument("--service-python", type=Path, default=None, metavar="PYTHON",
+                    help="run our services on this interpreter (e.g. .venv/bin/python, make run's venv); the "
+                         "checkout's code either way (they start in it), the reference services on this one")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.service_python:
+        Service.python = str(args.service_python)
     if args.compare_only:
-        print("compare: our service against the reference services (wrk, same run)")
-        report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                              "python": platform.python_version(), "load_average": os.getloadavg()},
-                  "compare": run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats,
-                                         before=args.compare_before)}
-        problems = [f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
-                    f"{r['socket_errors']} socket errors" for r in report["compare"]["rows"]
-                    if r["non_2xx"] or r["socket_errors"]]
+        report = {"machine": machine(load=True)}
+        report["compare"], problems = compare_report(args)
         report["problems"] = problems
         print(compare_markdown(report["compare"]))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=1) + "\n")
-            print(f"wrote {args.out}")
-        for p in problems:
-            print(f"PROBLEM: {p}", file=sys.stderr)
-        return 1 if problems else 0
+        return finish(report, problems, args.out)
 
     models = [m for m in args.models.split(",") if m]
     levels = [int(x) for x in args.levels.split(",") if x]
     from edge_rbmlp.models import load_model
 
     kinds = {m: load_model(m).input_spec.kind for m in models}
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version()},
-              "service": {"workers": args.workers, "threads": args.threads}}
+    report = {"machine": machine(), "service": {"workers": args.workers, "threads": args.threads}}
     problems: List[str] = []
     print(f"load: {args.requests} requests per level, levels {levels}, {args.workers} workers x {args.threads} threads")
     with Service(models=models, workers=args.workers, threads=args.threads) as service:
@@ -660,13 +707,8 @@ def main(argv=None) -> int:
                     problems.append(f"scaling {row['model']} {name}: {r['non_2xx']} non-2xx, "
                                     f"{r['socket_errors']} socket errors")
     if args.compare:
-        print("compare: our service against the reference services (wrk, same run)")
-        report["compare"] = run_compare(seconds=args.compare_seconds, repeats=args.compare_repeats,
-                                        before=args.compare_before)
-        for r in report["compare"]["rows"]:
-            if r["non_2xx"] or r["socket_errors"]:
-                problems.append(f"compare {r['service']} {r['model']} c={r['concurrency']}: {r['non_2xx']} non-2xx, "
-                                f"{r['socket_errors']} socket errors")
+        report["compare"], compare_problems = compare_report(args)
+        problems += compare_problems
     if args.engine_threads:
         print("engine: one native engine called from 1 and from 2 threads")
         report["engine_threads"] = run_engine_threads(kinds)
@@ -689,10 +731,15 @@ def main(argv=None) -> int:
         summary["compare_ratios"] = report["compare"]["ratios"]
     report["summary"] = summary
     print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.out}")
+    return finish(report, problems, args.out)
+
+
+def finish(report: dict, problems: List[str], out: Optional[Path]) -> int:
+    """Write ``report`` to ``out`` (JSON), say the problems; the exit status (1: any problem)."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out}")
     for p in problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0

@@ -79,6 +79,9 @@ def _limit_png_chunks() -> None:
     PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, 1024 * 1024)
 
 
+_PNG_LIMITED = False
+
+
 def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, reserve=None):
     """Decode PNG/JPEG/PGM/... bytes with Pillow, refusing oversized images before decoding.
 
@@ -90,9 +93,12 @@ def load_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, reserve=None):
     (the service's per-worker memory budget)."""
     from PIL import Image, UnidentifiedImageError
 
+    global _PNG_LIMITED
     if not data:
         raise ImageError("empty image")
-    _limit_png_chunks()
+    if not _PNG_LIMITED:
+        _limit_png_chunks()
+        _PNG_LIMITED = True
     try:
         img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -147,6 +153,9 @@ def _array_to_u8(arr: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(arr.astype(np.float64) * scale, 0.0, 255.0)).astype(np.uint8)
 
 
+_CHANNELS_U8 = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
 def image_array(image) -> np.ndarray:
     """PIL image or array -> uint8 ``HxW`` (grey), ``HxWx3`` (RGB) or ``HxWx4`` (RGBA), no copy where
     possible: the form the digit pipeline takes (colour is made grey inside it, in C)."""
@@ -164,7 +173,12 @@ def image_array(image) -> np.ndarray:
             image = image.convert("L")
         elif mode not in ("L", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
             image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-        arr = np.asarray(image)
+        channels = _CHANNELS_U8.get(image.mode)
+        if channels is not None:  # the bytes numpy would take through __array_interface__, without it
+            w, h = image.size
+            arr = np.frombuffer(image.tobytes(), np.uint8).reshape((h, w, channels) if channels > 1 else (h, w))
+        else:
+            arr = np.asarray(image)
     else:
         arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:

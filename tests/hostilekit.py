@@ -99,33 +99,19 @@ class CgroupService(Service):
         super().__init__(**kw)
         self.cgroup = cgroup
 
-    def __enter__(self):
+    def _popen(self):
         import subprocess
 
-        t0 = time.perf_counter()
         gate = ("import sys,runpy; sys.stdin.read(1); sys.argv=['edge_rbmlp.cli']+sys.argv[1:]; "
                 "runpy.run_module('edge_rbmlp.cli', run_name='__main__')")
         args = [self.args[0], "-c", gate] + self.args[3:]  # drop "-m edge_rbmlp.cli"
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
-                                     text=True, env=self.env, cwd=getattr(self, "cwd", ROOT))
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
+                                text=True, env=self.env, cwd=self.cwd)
         if self.cgroup is not None and self.cgroup.path is not None:
-            self.cgroup.add(self.proc.pid)
-        self.proc.stdin.write("g")
-        self.proc.stdin.close()
-        line = self.proc.stdout.readline()
-        self.banner = line
-        match = re.search(r"(http://[^/\s]+)/", line)
-        if not match:
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"the service did not start: {line!r}\n{self.stderr()}")
-        self.url = match.group(1).replace("localhost", "127.0.0.1")
-        deadline = time.monotonic() + 120
-        while request(self.port, "GET", "/healthz", timeout=5)[0] != 200:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the service does not answer /healthz:\n{self.stderr()}")
-            time.sleep(0.05)
-        self.ready_s = round(time.perf_counter() - t0, 3)
-        return self
+            self.cgroup.add(proc.pid)
+        proc.stdin.write("g")
+        proc.stdin.close()
+        return proc
 
     @property
     def port(self) -> int:

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from _runloop import arguments, serve_waitress
 
 BODY = b'{"model":"mnist","label":"7","class_index":7}'
 
@@ -20,9 +21,7 @@ def app(environ, start_response):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8083)
+    ap = arguments(__doc__, 8083)
     ap.add_argument("--server", choices=("waitress", "granian"), default="waitress")
     args = ap.parse_args(argv)
     if args.server == "granian":
@@ -37,17 +36,9 @@ def main(argv=None) -> int:
                 args.port = s.getsockname()[1]
         print(f"listening on http://{args.host}:{args.port}/", flush=True)
         Server(f"{__name__}:app", address=args.host, port=args.port, interface=Interfaces.WSGI, workers=1,
-               blocking_threads=1, log_enabled=False).serve(target_loader=lambda *a, **k: app)
+               blocking_threads=args.threads, log_enabled=False).serve(target_loader=lambda *a, **k: app)
         return 0
-    from waitress.server import create_server
-
-    server = create_server(app, host=args.host, port=args.port, threads=1)
-    print(f"listening on http://{args.host}:{server.effective_port}/", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_waitress(app, args.host, args.port, args.threads)
 
 
 if __name__ == "__main__":

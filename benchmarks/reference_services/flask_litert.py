@@ -11,13 +11,13 @@ its answers too. Needs the ``tflite`` extra (``pip install ai-edge-litert``).
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+from _runloop import arguments, serve_waitress
 from flask import Flask, jsonify, request
 from PIL import Image
 
@@ -60,26 +60,14 @@ def create_app(model_path: Path) -> Flask:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8082)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = arguments(__doc__, 8082)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = ap.parse_args(argv)
     if not args.model.exists():
         print(f"no TFLite model at {args.model}: build one with benchmarks/build_comparison_models.py",
               file=sys.stderr)
         return 2
-    app = create_app(args.model)
-    from waitress.server import create_server
-
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
-    print(f"listening on http://{args.host}:{server.effective_port}/", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_waitress(create_app(args.model), args.host, args.port, args.threads)
 
 
 if __name__ == "__main__":

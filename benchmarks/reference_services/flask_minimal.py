@@ -7,9 +7,9 @@ service on this server; ours cannot be faster per request unless its server is f
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from _runloop import arguments, serve_waitress
 from flask import Flask, jsonify
 
 app = Flask(__name__)
@@ -26,20 +26,8 @@ def healthz():
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8081)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
-    from waitress.server import create_server
-
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
-    print(f"listening on http://{args.host}:{server.effective_port}/", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    args = arguments(__doc__, 8081).parse_args(argv)
+    return serve_waitress(app, args.host, args.port, args.threads)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ class Engine:
         """Probabilities ``[batch, classes]`` -> Predictions (``refused[i]``: the reason sample i has no label)."""
         labels = self.model.labels
         out = []
-        for i, p in enumerate(probs.tolist()):
+        for i, p in enumerate(probs.tolist() if isinstance(probs, np.ndarray) else probs):
             reason = refused[i] if refused else None
             if reason is None:
                 index = p.index(max(p))
@@ -211,6 +211,7 @@ class Engine:
         t0 = clock()
         probs = self.probabilities_uint8(q)
         inference = (clock() - t0) * 1e6 / len(rows)
+        probs = probs.tolist()  # once: Python's max over a list, not over numpy scalars
         for i, row in enumerate(probs):
             if refused[i] is None:
                 refused[i] = confidence_reason(row, self.min_confidence)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from .errors import ApiError
-from .infer import (IMAGE_TYPES, SNIFFED_TYPES, classify_image, classify_text, decode_text, media_type,
-                    parse_json, read_body)
+from .infer import (IMAGE_TYPES, SNIFFED_TYPES, classify_image, classify_text, decode_text, media_params,
+                    media_type, parse_json, read_body)
 from .state import app_state
 
 bp = Blueprint("classify", __name__)
@@ -24,7 +24,7 @@ def _answer(served, pred):
 
 
 def _charset_ok() -> bool:
-    charset = request.mimetype_params.get("charset")
+    charset = media_params().get("charset")
     return charset is None or charset.lower().replace("_", "-") in ("utf-8", "utf8", "us-ascii", "ascii")
 
 
@@ -60,7 +60,7 @@ def classify(model):
         if kind != "text":
             raise ApiError(415, f"model {served.name!r} takes images, not text/plain")
         if not _charset_ok():
-            raise ApiError(415, f"text must be UTF-8, not charset={request.mimetype_params.get('charset')}")
+            raise ApiError(415, f"text must be UTF-8, not charset={media_params().get('charset')}")
         return _answer(served, classify_text(served, decode_text(body)))
     if mtype in IMAGE_TYPES:
         if kind != "image":

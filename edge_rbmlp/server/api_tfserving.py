@@ -23,8 +23,8 @@ from flask import Blueprint, jsonify
 
 from ..image import ImageError
 from .errors import ApiError
-from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, parse_json,
-                    read_body, text_inputs)
+from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, numeric_array,
+                    parse_json, read_body, text_inputs)
 from .state import ServedModel, app_state
 
 bp = Blueprint("v1", __name__)
@@ -90,12 +90,7 @@ def _instance_row(served: ServedModel, inst, i: int) -> np.ndarray:
     if not isinstance(inst, list):
         raise ApiError(400, f"{where}: expected a list of numbers, a string or {{\"b64\": ...}}, "
                             f"got {type(inst).__name__}")
-    try:
-        arr = np.asarray(inst)
-    except ValueError as exc:
-        raise ApiError(400, f"{where}: not a regular array: {exc}") from None
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise ApiError(400, f"{where}: values must be numbers")
+    arr = numeric_array(inst, f"{where}: not a regular array", f"{where}: values must be numbers")
     if arr.size != spec.size or not (arr.ndim == 1 or (spec.kind == "image" and arr.shape == (spec.height, spec.width))):
         shapes = f"{spec.size} values" + (f" or {spec.height}x{spec.width} rows" if spec.kind == "image" else "")
         raise ApiError(400, f"{where}: shape {list(arr.shape)}, expected {shapes}")

@@ -31,8 +31,8 @@ from flask import Blueprint, Response, jsonify, request
 from .. import __version__
 from ..image import ImageError
 from .errors import ApiError
-from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, parse_json,
-                    read_body, text_inputs)
+from .infer import (check_batch, check_time, decode_image, decode_text, image_input, infer_batch, numeric_array,
+                    parse_json, read_body, text_inputs)
 from .state import ServedModel, app_state
 
 bp = Blueprint("v2", __name__)
@@ -195,12 +195,8 @@ def _numeric_input(served: ServedModel, dtype_name: str, shape: List[int], data,
             raise ApiError(400, f"{where}: 'data' is missing")
         if isinstance(data, list) and not data:
             raise ApiError(400, f"{where}: 'data' is empty but shape {shape} needs {count} values")
-        try:
-            loose = np.asarray(data)
-        except ValueError as exc:
-            raise ApiError(400, f"{where}: 'data' is not a regular array: {exc}") from None
-        if loose.dtype == object or loose.dtype.kind not in "biuf":
-            raise ApiError(400, f"{where}: 'data' must hold numbers for datatype {dtype_name}")
+        loose = numeric_array(data, f"{where}: 'data' is not a regular array",
+                              f"{where}: 'data' must hold numbers for datatype {dtype_name}")
         if np_dtype.kind in "iu" and loose.dtype.kind == "f":
             raise ApiError(400, f"{where}: datatype {dtype_name} needs integers, got floating-point values")
         if np_dtype.kind == "b" and loose.dtype.kind != "b":

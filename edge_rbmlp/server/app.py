@@ -17,7 +17,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from .config import ServerConfig
 from .errors import ApiError, register_error_handlers
-from .guard import Activity, Deadline, MemoryBudget
+from .guard import RELEASE, Activity, CappedInput, Deadline, MemoryBudget, release_request_memory
 from .metrics import Metrics, label_model
 from .state import EXTENSION, AppState, load_served_models
 
@@ -56,46 +56,6 @@ class FastJSONProvider(DefaultJSONProvider):
     def response(self, *args, **kwargs):
         obj = self._prepare_response_obj(args, kwargs)
         return self._app.response_class(self._encode(obj) + "\n", mimetype=self.mimetype)
-
-
-class CappedInput:
-    """``wsgi.input`` of a body without Content-Length (chunked): reading past ``limit`` bytes
-    raises 413 (werkzeug does not limit a stream the server marks ``wsgi.input_terminated``)."""
-
-    __slots__ = ("stream", "left", "limit")
-
-    def __init__(self, stream, limit: int):
-        self.stream, self.left, self.limit = stream, limit, limit
-
-    def _take(self, data: bytes) -> bytes:
-        self.left -= len(data)
-        # exactly at the limit: one more byte tells a body that fits from one that is cut off
-        if self.left < 0 or (self.left == 0 and data and self.stream.read(1)):
-            from werkzeug.exceptions import RequestEntityTooLarge
-
-            self.left = -1
-            raise RequestEntityTooLarge(f"request body is larger than the {self.limit} byte limit")
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:  # read it all, but never hold more than the limit (+ one chunk)
-            parts = []
-            while True:
-                data = self._take(self.stream.read(min(65536, self.left + 1)))
-                if not data:
-                    return b"".join(parts)
-                parts.append(data)
-        return self._take(self.stream.read(min(size, self.left + 1)))
-
-    def readline(self, size: int = -1) -> bytes:
-        return self._take(self.stream.readline(size) if size is not None and size >= 0 else self.stream.readline())
-
-    def __iter__(self):
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
 
 
 STATE_CHANGING = frozenset(("POST", "PUT", "DELETE", "PATCH"))
@@ -197,7 +157,11 @@ def front(wsgi_app, limit: int, config: Optional[ServerConfig] = None, activity=
             return start_response(status, headers, exc_info)
 
         if activity is None:
-            return wsgi_app(environ, start)
+            try:
+                return wsgi_app(environ, start)
+            finally:
+                if RELEASE in environ:
+                    release_request_memory(environ)
         key = object()
         started = activity.begin(key)
         if timeout:
@@ -205,6 +169,8 @@ def front(wsgi_app, limit: int, config: Optional[ServerConfig] = None, activity=
         try:
             return wsgi_app(environ, start)
         finally:
+            if RELEASE in environ:  # what its JSON held of the memory budget (the answer is made)
+                release_request_memory(environ)
             activity.end(key)
 
     return app
@@ -231,6 +197,10 @@ def create_app(config: Optional[ServerConfig] = None, served=None, activity: Opt
     state.activity = activity if activity is not None else Activity()
     state.metrics = Metrics(lambda: state)
     app.extensions[EXTENSION] = state
+    if any(served.kind == "image" for served in models.values()):
+        from PIL import Image
+
+        Image.preinit()  # the image plugins imported now, not by the first picture's request
 
     from werkzeug.routing import BaseConverter
 
@@ -255,9 +225,6 @@ def create_app(config: Optional[ServerConfig] = None, served=None, activity: Opt
         return send_from_directory(WEB_DIR, filename, max_age=0)
 
     register_error_handlers(app)
-    from .infer import release_request_memory
-
-    app.teardown_request(release_request_memory)
 
     def _authorize():
         if request.endpoint in OPEN_ENDPOINTS:

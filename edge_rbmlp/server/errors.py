@@ -60,7 +60,7 @@ def register_error_handlers(app: Flask) -> None:
         code = exc.code or 500
         if code == 413:
             if exc.description and exc.description != RequestEntityTooLarge.description:
-                message = exc.description  # ours: app.CappedInput's body limit
+                message = exc.description  # ours: guard.CappedInput's body limit
             else:  # werkzeug's multipart parser (Content-Length over the limit never reaches Flask)
                 parts = app.config.get("MAX_FORM_PARTS") or 1000
                 message = (f"the multipart form has more than {parts} parts, or a field larger than "

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from typing import Optional
+
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError
 
@@ -72,6 +73,44 @@ def check_json(body: bytes, what: str = "JSON") -> int:
     return len(body) + JSON_BYTES_PER_VALUE * (values + n_open + 1)
 
 
+class CappedInput:
+    """``wsgi.input`` of a body without Content-Length (chunked): reading past ``limit`` bytes
+    raises 413 (werkzeug does not limit a stream the server marks ``wsgi.input_terminated``)."""
+
+    __slots__ = ("stream", "left", "limit")
+
+    def __init__(self, stream, limit: int):
+        self.stream, self.left, self.limit = stream, limit, limit
+
+    def _take(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        # exactly at the limit: one more byte tells a body that fits from one that is cut off
+        if self.left < 0 or (self.left == 0 and data and self.stream.read(1)):
+            self.left = -1
+            raise RequestEntityTooLarge(f"request body is larger than the {self.limit} byte limit")
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # read it all, but never hold more than the limit (+ one chunk)
+            parts = []
+            while True:
+                data = self._take(self.stream.read(min(65536, self.left + 1)))
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        return self._take(self.stream.read(min(size, self.left + 1)))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._take(self.stream.readline(size) if size is not None and size >= 0 else self.stream.readline())
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
 class MemoryBudget:
     """``total`` bytes shared by the threads of one process (see the module docstring)."""
 
@@ -81,32 +120,66 @@ class MemoryBudget:
         self.cond = threading.Condition()
         self.peak_reserved = 0
 
-    @contextmanager
-    def reserve(self, nbytes: int, what: str, deadline: Optional["Deadline"] = None, held: int = 0):
-        """Hold ``nbytes`` of the budget; ``held``: what the same request holds already (it cannot
-        wait for itself)."""
-        nbytes = max(0, int(nbytes))
-        if nbytes > self.total - held:
-            also = f" (with the {held / MIB:.1f} MiB its JSON holds)" if held else ""
-            raise ApiError(413, f"{what} needs {nbytes / MIB:.1f} MiB to decode{also}, more than the "
+    def reserve(self, nbytes: int, what: str, deadline: Optional["Deadline"] = None, held: int = 0) -> "Reservation":
+        """A context manager holding ``nbytes`` of the budget while entered; ``held``: what the same
+        request holds already (it cannot wait for itself)."""
+        return Reservation(self, max(0, int(nbytes)), what, deadline, held)
+
+    def _take(self, r: "Reservation") -> None:
+        nbytes = r.nbytes
+        if nbytes > self.total - r.held:
+            also = f" (with the {r.held / MIB:.1f} MiB its JSON holds)" if r.held else ""
+            raise ApiError(413, f"{r.what} needs {nbytes / MIB:.1f} MiB to decode{also}, more than the "
                                 f"{self.total / MIB:.0f} MiB memory budget of a worker (limits.max_decode_bytes)")
         with self.cond:
             while self.free < nbytes:
-                left = None if deadline is None else deadline.left()
+                left = None if r.deadline is None else r.deadline.left()
                 if left is not None and left <= 0:
-                    raise ApiError(503, f"busy: other requests hold the worker's memory budget; retry {what} later",
+                    raise ApiError(503, f"busy: other requests hold the worker's memory budget; retry {r.what} later",
                                    {"Retry-After": "1"})
                 self.cond.wait(1.0 if left is None else min(1.0, left))
             self.free -= nbytes
-            self.peak_reserved = max(self.peak_reserved, self.total - self.free)
-        try:
-            yield
-        finally:
-            with self.cond:
-                self.free += nbytes
-                self.cond.notify_all()
-            if nbytes >= 8 * MIB:
-                trim()
+            reserved = self.total - self.free
+            if reserved > self.peak_reserved:
+                self.peak_reserved = reserved
+
+    def _give(self, nbytes: int) -> None:
+        with self.cond:
+            self.free += nbytes
+            self.cond.notify_all()
+        if nbytes >= 8 * MIB:
+            trim()
+
+
+class Reservation:
+    """``with budget.reserve(...)``: what :meth:`MemoryBudget.reserve` returns (a plain class, not a
+    generator: it is entered on every image and JSON request)."""
+
+    __slots__ = ("budget", "nbytes", "what", "deadline", "held")
+
+    def __init__(self, budget: MemoryBudget, nbytes: int, what: str, deadline, held: int):
+        self.budget, self.nbytes, self.what, self.deadline, self.held = budget, nbytes, what, deadline, held
+
+    def __enter__(self) -> "Reservation":
+        self.budget._take(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.budget._give(self.nbytes)
+
+
+# environ keys of one request (app.front gives back what it holds when the answer is made)
+HELD = "edge_rbmlp.held"  # the bytes of the budget its JSON holds
+RELEASE = "edge_rbmlp.release"  # the reservations to give back
+
+
+def release_request_memory(environ) -> None:
+    """What the request of ``environ`` still holds of the budget (its parsed JSON), given back."""
+    held = environ.pop(RELEASE, None)
+    if held:
+        for r in reversed(held):
+            r.__exit__(None, None, None)
+    environ.pop(HELD, None)
 
 
 class Deadline:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
+from functools import lru_cache
 from typing import List, Optional
 
 import numpy as np
-from flask import g, request
+from flask import request
+from werkzeug.http import parse_options_header
 
 from ..engines.base import Prediction
 from ..image import ImageError, load_image
 from ..text import TextError, as_text
 from .errors import ApiError
-from .guard import Deadline, check_json
+from .guard import HELD, RELEASE, CappedInput, Deadline, check_json
 from .state import ServedModel, app_state
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/pjpeg", "image/x-portable-graymap", "image/x-portable-anymap",
@@ -24,13 +26,45 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/pjpeg", "image/x-portable-graym
 SNIFFED_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
 
 
+# environ keys of one request (beside guard.HELD and guard.RELEASE): its body once read, the
+# characters NFKC normalization made for it
+BODY = "edge_rbmlp.body"
+NFKC_CHARS = "edge_rbmlp.nfkc_chars"
+
+
 def read_body() -> bytes:
-    """The raw body, limited by ``MAX_CONTENT_LENGTH`` (from Content-Length and while reading)."""
-    return request.get_data(cache=True, parse_form_data=False)
+    """The raw body. app.front refused a Content-Length over the limit before the request got
+    here, and a body without one (chunked) reads through its CappedInput (413 past the limit),
+    so the body is read from ``wsgi.input`` at once (no werkzeug stream wrapper per request)."""
+    environ = request.environ
+    data = environ.get(BODY)
+    if data is None:
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit():
+            data = environ["wsgi.input"].read(int(length))
+        elif not length and isinstance(environ.get("wsgi.input"), CappedInput):
+            data = environ["wsgi.input"].read()
+        else:  # anything else as werkzeug reads it (bounded by MAX_CONTENT_LENGTH)
+            data = request.get_data(cache=True, parse_form_data=False)
+        environ[BODY] = data
+    return data
+
+
+@lru_cache(maxsize=256)
+def _content_type(value: str):
+    """``Content-Type`` -> (media type in lower case, its parameters): parsed once per distinct
+    header (a bounded cache: a client inventing types only evicts)."""
+    mtype, params = parse_options_header(value)
+    return mtype.lower(), params
 
 
 def media_type() -> str:
-    return (request.mimetype or "").lower()
+    return _content_type(request.environ.get("CONTENT_TYPE", ""))[0]
+
+
+def media_params() -> dict:
+    """The Content-Type's parameters (``charset``...); a copy, the parsed ones are shared."""
+    return dict(_content_type(request.environ.get("CONTENT_TYPE", ""))[1])
 
 
 def deadline() -> Optional[Deadline]:
@@ -45,7 +79,7 @@ def check_time(stage: str) -> None:
 
 
 def _held() -> int:
-    return getattr(g, "edge_rbmlp_held", 0)
+    return request.environ.get(HELD, 0)
 
 
 def parse_json(body: bytes, what: str = "request"):
@@ -54,21 +88,16 @@ def parse_json(body: bytes, what: str = "request"):
     (413 when more than the budget, 503 when it stays busy past the request's deadline)."""
     cost = check_json(body, f"{what} JSON")
     state = app_state()
-    cm = state.budget.reserve(cost, f"{what} JSON of {len(body)} bytes", deadline(), _held())
+    environ = request.environ
+    held = environ.get(HELD, 0)
+    cm = state.budget.reserve(cost, f"{what} JSON of {len(body)} bytes", environ.get("edge_rbmlp.deadline"), held)
     cm.__enter__()
-    g.edge_rbmlp_held = _held() + cost
-    g.setdefault("edge_rbmlp_release", []).append(cm)
+    environ[HELD] = held + cost
+    environ.setdefault(RELEASE, []).append(cm)
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
-
-
-def release_request_memory(exc=None) -> None:
-    """teardown_request: give back what :func:`parse_json` reserved."""
-    for cm in reversed(g.pop("edge_rbmlp_release", [])):
-        cm.__exit__(None, None, None)
-    g.pop("edge_rbmlp_held", None)
 
 
 NFKC_WINDOW = 4096
@@ -130,9 +159,10 @@ def decode_text(data, what: str = "text") -> str:
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(text)} characters, more than the {limits.max_text_chars} limit")
     if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
-        spent = getattr(g, "edge_rbmlp_nfkc_chars", 0)
+        environ = request.environ
+        spent = environ.get(NFKC_CHARS, 0)
         text, made = _nfkc_bounded(text, limits.max_text_chars, 2 * limits.max_text_chars - spent, what)
-        g.edge_rbmlp_nfkc_chars = spent + made
+        environ[NFKC_CHARS] = spent + made
     if not text.strip():
         raise ApiError(400, f"{what} is empty")
     check_time("text")
@@ -204,6 +234,18 @@ def classify_image(served: ServedModel, data: bytes) -> Prediction:
 def classify_text(served: ServedModel, text: str) -> Prediction:
     """Text -> Prediction, through the engine's one text path (the C tokenizer on the native engine)."""
     return record(served, served.engine.predict_texts([text]))[0]
+
+
+def numeric_array(values, irregular: str, not_numbers: str) -> np.ndarray:
+    """JSON values -> a numeric numpy array; 400 ``"{irregular}: {why}"`` when they are not a
+    regular array, 400 ``not_numbers`` when they are not numbers (the raw-tensor APIs)."""
+    try:
+        arr = np.asarray(values)
+    except ValueError as exc:
+        raise ApiError(400, f"{irregular}: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ApiError(400, not_numbers)
+    return arr
 
 
 def check_batch(n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from bisect import bisect_left
 from typing import Dict, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -71,6 +72,29 @@ class _StateCollector:
         yield g
 
 
+def _observer(child):
+    """``child.observe`` of a labelled histogram, cheaper: the bucket found by bisection and the two
+    values (sum, bucket) incremented directly, as ``Histogram.observe`` does (a linear scan of 17
+    bounds otherwise, five times a prediction). The histogram's own ``observe`` where its
+    internals are not the ones this was written against."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if not (isinstance(bounds, list) and isinstance(buckets, list) and len(bounds) == len(buckets)
+            and bounds and bounds[-1] == float("inf") and hasattr(total, "inc")
+            and all(hasattr(b, "inc") for b in buckets)):
+        return child.observe
+    add_sum, adds = total.inc, tuple(b.inc for b in buckets)
+
+    def observe(seconds: float) -> None:
+        if seconds != seconds:  # NaN: as Histogram.observe (no bucket)
+            return child.observe(seconds)
+        add_sum(seconds)
+        adds[bisect_left(bounds, seconds)](1)
+
+    return observe
+
+
 class Metrics:
     def __init__(self, state_fn):
         self.registry = CollectorRegistry(auto_describe=True)
@@ -95,16 +119,14 @@ class Metrics:
 
     def observe_prediction(self, model: str, backend: str, timing_us: Dict[str, float]) -> None:
         """One prediction's time split (``decode_us``, ``preprocess_us``, ``inference_us``, ``total_us``)."""
-        children = self._children.get((model, backend))
-        if children is None:  # the labelled series of a (model, backend) are looked up once
-            children = self._children[(model, backend)] = (
-                self.inference.labels(model, backend),
-                tuple((stage + "_us", self.stages.labels(model, stage)) for stage in STAGES))
-        inference, stages = children
+        observers = self._children.get((model, backend))
+        if observers is None:  # the labelled series of a (model, backend) are looked up once
+            observers = self._children[(model, backend)] = (
+                ("inference_us", _observer(self.inference.labels(model, backend))),
+                *((stage + "_us", _observer(self.stages.labels(model, stage))) for stage in STAGES))
         get = timing_us.get
-        inference.observe(get("inference_us", 0.0) * 1e-6)
-        for key, child in stages:
-            child.observe(get(key, 0.0) * 1e-6)
+        for key, observe in observers:
+            observe(get(key, 0.0) * 1e-6)
 
     def exposition(self) -> Tuple[bytes, str]:
         """The text format; under ``serve --workers N`` (prometheus-client's multiprocess mode,

@@ -404,7 +404,7 @@ def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(),
     (guard.Activity). The process's memory bound (guard.worker_memory_bound) is set from its
     resident memory once the models are loaded."""
     from .app import create_app
-    from .guard import bound_malloc, worker_memory_bound
+    from .guard import bound_malloc, trim, worker_memory_bound
     from .metrics import memory_bytes
 
     config.check_exposure()
@@ -413,6 +413,7 @@ def build_server(config: ServerConfig, app=None, sockets=None, extra_sockets=(),
         bound_malloc()
         app = create_app(config, activity=activity)
         state = app.extensions["edge_rbmlp"]
+        trim()  # what loading freed (the model files' bytes, parsing) back to the system
         rss, _ = memory_bytes()
         if config.limits.max_worker_rss_bytes:
             state.activity.recycle_rss_bytes = config.limits.max_worker_rss_bytes
