@@ -12,20 +12,32 @@ from .state import app_state
 bp = Blueprint("classify", __name__)
 
 
-def _answer(served, pred):
+def answer(served, pred) -> dict:
+    """The JSON of one classification (fastpath.py answers the same)."""
     t = pred.timing_us
-    return jsonify({"model": served.name, "label": pred.label, "class_index": pred.class_index,
-                    "probabilities": pred.probabilities, "latency_us": round(t["total_us"], 1),
-                    "decode_us": round(t["decode_us"], 1), "preprocess_us": round(t["preprocess_us"], 1),
-                    "inference_us": round(t["inference_us"], 1), "total_us": round(t["total_us"], 1),
-                    "backend": served.engine.name, "kernel": served.engine.kernel,
-                    **({"known_words": pred.known_words, "low_confidence": pred.low_confidence}
-                       if pred.known_words is not None else {})})
+    out = {"model": served.name, "label": pred.label, "class_index": pred.class_index,
+           "probabilities": pred.probabilities, "latency_us": round(t["total_us"], 1),
+           "decode_us": round(t["decode_us"], 1), "preprocess_us": round(t["preprocess_us"], 1),
+           "inference_us": round(t["inference_us"], 1), "total_us": round(t["total_us"], 1),
+           "backend": served.engine.name, "kernel": served.engine.kernel}
+    if pred.known_words is not None:
+        out["known_words"] = pred.known_words
+        out["low_confidence"] = pred.low_confidence
+    return out
+
+
+def _answer(served, pred):
+    return jsonify(answer(served, pred))
+
+
+def charset_ok(params) -> bool:
+    """Whether a text body's ``charset`` parameter (none: UTF-8) is one the service reads."""
+    charset = params.get("charset")
+    return charset is None or charset.lower().replace("_", "-") in ("utf-8", "utf8", "us-ascii", "ascii")
 
 
 def _charset_ok() -> bool:
-    charset = media_params().get("charset")
-    return charset is None or charset.lower().replace("_", "-") in ("utf-8", "utf8", "us-ascii", "ascii")
+    return charset_ok(media_params())
 
 
 @bp.post("/classify/<model>")

@@ -28,8 +28,6 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", CSP),
                     ("Referrer-Policy", "no-referrer"))
-# the ``method`` label of the request counter: anything else counts as "other" (bounded cardinality)
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 
 
 class FastJSONProvider(DefaultJSONProvider):
@@ -178,11 +176,14 @@ def front(wsgi_app, limit: int, config: Optional[ServerConfig] = None, activity=
 log = logging.getLogger("edge_rbmlp.server")
 
 
-def create_app(config: Optional[ServerConfig] = None, served=None, activity: Optional[Activity] = None) -> Flask:
+def create_app(config: Optional[ServerConfig] = None, served=None, activity: Optional[Activity] = None,
+               fast_path: bool = True) -> Flask:
     """Build the service for ``config`` (models loaded now; errors surface here, not per request).
 
     ``served`` (name -> ServedModel) replaces loading, for tests and embedding; ``activity`` is
-    what the workers' supervisor watches (a private one when None).
+    what the workers' supervisor watches (a private one when None); ``fast_path``: the two hot
+    routes' plain requests answered without Flask's request context (fastpath.py; False: every
+    request through Flask, the same answers).
     """
     config = config or ServerConfig()
     app = Flask(__name__, static_folder=None)
@@ -243,27 +244,19 @@ def create_app(config: Optional[ServerConfig] = None, served=None, activity: Opt
     if config.token:  # no token: nothing to check, no hook to call
         app.before_request(_authorize)
 
-    counters = {}  # (rule, model label, method label) -> the labelled counter (a bounded set)
+    account = state.metrics.request_accounting(lambda: state.models)
 
     @app.after_request
     def _account(resp):
         req = request._get_current_object()
-        url_rule, view_args = req.url_rule, req.view_args
-        model = view_args.get("model") if view_args else None
-        if model is not None and model not in state.models:
-            model = "unknown"
-        method = req.method if req.method in KNOWN_METHODS else "other"
-        rule = url_rule.rule if url_rule is not None else "unmatched"
-        key = (rule, model, method)
-        counter = counters.get(key)
-        if counter is None:
-            counter = counters[key] = state.metrics.requests.labels(rule, label_model(view_args, state.models),
-                                                                     method)
-        counter.inc()
-        if resp.status_code >= 400:
-            state.metrics.errors.labels(rule, label_model(view_args, state.models), str(resp.status_code)).inc()
+        url_rule = req.url_rule
+        account(url_rule.rule if url_rule is not None else "unmatched", req.view_args, req.method, resp.status_code)
         return resp
 
+    if fast_path:
+        from .fastpath import hot_routes
+
+        app.wsgi_app = hot_routes(app.wsgi_app, state, account, app.json.dumps)
     app.wsgi_app = front(app.wsgi_app, config.limits.max_body_bytes, config, state.activity)
     if config.access_log:
         app.wsgi_app = access_log(app.wsgi_app)

@@ -51,7 +51,7 @@ def read_body() -> bytes:
 
 
 @lru_cache(maxsize=256)
-def _content_type(value: str):
+def content_type(value: str):
     """``Content-Type`` -> (media type in lower case, its parameters): parsed once per distinct
     header (a bounded cache: a client inventing types only evicts)."""
     mtype, params = parse_options_header(value)
@@ -59,27 +59,26 @@ def _content_type(value: str):
 
 
 def media_type() -> str:
-    return _content_type(request.environ.get("CONTENT_TYPE", ""))[0]
+    return content_type(request.environ.get("CONTENT_TYPE", ""))[0]
 
 
 def media_params() -> dict:
     """The Content-Type's parameters (``charset``...); a copy, the parsed ones are shared."""
-    return dict(_content_type(request.environ.get("CONTENT_TYPE", ""))[1])
+    return dict(content_type(request.environ.get("CONTENT_TYPE", ""))[1])
+
+
+DEADLINE = "edge_rbmlp.deadline"  # set by app.front
 
 
 def deadline() -> Optional[Deadline]:
     """This request's deadline (set by app.front), or None outside a request the front saw."""
-    return request.environ.get("edge_rbmlp.deadline")
+    return request.environ.get(DEADLINE)
 
 
 def check_time(stage: str) -> None:
     limit = deadline()
     if limit is not None:
         limit.check(stage)
-
-
-def _held() -> int:
-    return request.environ.get(HELD, 0)
 
 
 def parse_json(body: bytes, what: str = "request"):
@@ -145,11 +144,14 @@ def _nfkc_bounded(text: str, limit: int, request_left: int, what: str):
     return "".join(out), made
 
 
-def decode_text(data, what: str = "text") -> str:
+def decode_text(data, what: str = "text", state=None, environ=None) -> str:
     """Bytes or str -> the NFKC-normalized text (what the tokenizer reads). At most ``max_text_chars``
     characters before and after normalizing, and what normalizing makes in one request at most
-    twice that (:func:`_nfkc_bounded`; ASCII and already normalized texts cost nothing there)."""
-    limits = app_state().config.limits
+    twice that (:func:`_nfkc_bounded`; ASCII and already normalized texts cost nothing there).
+    ``state``/``environ``: the app's and the request's, outside Flask's request context (fastpath.py)."""
+    limits = (state or app_state()).config.limits
+    if environ is None:
+        environ = request.environ
     if isinstance(data, (bytes, bytearray)) and len(data) > 4 * limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(data)} bytes, more than the {limits.max_text_chars} character limit")
     try:
@@ -159,30 +161,36 @@ def decode_text(data, what: str = "text") -> str:
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{what} is {len(text)} characters, more than the {limits.max_text_chars} limit")
     if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
-        environ = request.environ
         spent = environ.get(NFKC_CHARS, 0)
         text, made = _nfkc_bounded(text, limits.max_text_chars, 2 * limits.max_text_chars - spent, what)
         environ[NFKC_CHARS] = spent + made
     if not text.strip():
         raise ApiError(400, f"{what} is empty")
-    check_time("text")
+    limit = environ.get(DEADLINE)
+    if limit is not None:
+        limit.check("text")
     return text
 
 
-def decode_image(data: bytes):
-    state = app_state()
+def decode_image(data: bytes, state=None, environ=None):
+    """Image bytes -> a decoded PIL image, its decoding held in the worker's memory budget
+    (``state``/``environ`` as in :func:`decode_text`)."""
+    state = state or app_state()
+    if environ is None:
+        environ = request.environ
     limits = state.config.limits
     if not data:
         raise ApiError(400, "the request body is empty: send an image (PNG, JPEG, PGM, BMP)")
-    limit = deadline()
-    held = _held()
+    limit = environ.get(DEADLINE)
+    held = environ.get(HELD, 0)
     img = load_image(bytes(data), max_pixels=limits.max_image_pixels,
                      reserve=lambda nbytes, what: state.budget.reserve(nbytes, what, limit, held))
     w, h = img.info.get("decoded_size", img.size)
     if min(w, h) < limits.min_image_side:
         raise ApiError(400, f"image is {w}x{h} pixels; at least {limits.min_image_side}x{limits.min_image_side} "
                             f"is needed to show a digit")
-    check_time("image decoding")
+    if limit is not None:
+        limit.check("image decoding")
     return img
 
 
@@ -205,9 +213,9 @@ def text_inputs(served: ServedModel, texts: List[str]) -> np.ndarray:
     return served.engine.text_encoder.multi_hot_batch(texts)
 
 
-def record(served: ServedModel, preds: List[Prediction]) -> List[Prediction]:
+def record(served: ServedModel, preds: List[Prediction], state=None) -> List[Prediction]:
     """Account predictions in the metrics and the recent-latency window (the page's sparkline)."""
-    metrics = app_state().metrics
+    metrics = (state or app_state()).metrics
     for pred in preds:
         metrics.observe_prediction(served.name, served.engine.name, pred.timing_us)
         served.recent_us.append(pred.timing_us.get("total_us", 0.0))
@@ -219,21 +227,21 @@ def infer_batch(served: ServedModel, q: np.ndarray) -> List[Prediction]:
     return record(served, served.engine.predictions(q))
 
 
-def classify_image(served: ServedModel, data: bytes) -> Prediction:
+def classify_image(served: ServedModel, data: bytes, state=None, environ=None) -> Prediction:
     """Image bytes -> Prediction, through the engine's one image path; 422 when there is no digit."""
     t0 = time.perf_counter()
-    image = decode_image(data)
+    image = decode_image(data, state, environ)
     decode_us = (time.perf_counter() - t0) * 1e6
-    pred = record(served, served.engine.predict_images([image], decode_us=[decode_us]))[0]
+    pred = record(served, served.engine.predict_images([image], decode_us=[decode_us]), state)[0]
     if pred.refused:  # the same refusal as the CLI's and the Python API's, with what was measured
         raise ApiError(422, pred.reason, extra={"label": None, "class_index": None, "reason": pred.reason,
                                                 "probabilities": pred.probabilities})
     return pred
 
 
-def classify_text(served: ServedModel, text: str) -> Prediction:
+def classify_text(served: ServedModel, text: str, state=None) -> Prediction:
     """Text -> Prediction, through the engine's one text path (the C tokenizer on the native engine)."""
-    return record(served, served.engine.predict_texts([text]))[0]
+    return record(served, served.engine.predict_texts([text]), state)[0]
 
 
 def numeric_array(values, irregular: str, not_numbers: str) -> np.ndarray:

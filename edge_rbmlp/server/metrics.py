@@ -11,6 +11,8 @@ from typing import Dict, Optional, Tuple
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+# the ``method`` label of the request counter: anything else counts as "other" (bounded cardinality)
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 # inference latency buckets (seconds): 5 us .. 1 s
 STAGES = ("decode", "preprocess", "inference", "total")
 LATENCY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 1.0)
@@ -127,6 +129,30 @@ class Metrics:
         get = timing_us.get
         for key, observe in observers:
             observe(get(key, 0.0) * 1e-6)
+
+    def request_accounting(self, models):
+        """``account(rule, view_args, method, status)``: one answered request counted by route, model
+        and method (and by status when >= 400); ``models()``: the served models now. The labelled
+        counters are looked up once per (route, model, method): a bounded set, since unknown
+        models count as ``unknown`` and methods outside KNOWN_METHODS as ``other``."""
+        counters = {}
+        requests, errors = self.requests, self.errors
+
+        def account(rule: str, view_args, method: str, status: int) -> None:
+            served = models()
+            model = view_args.get("model") if view_args else None
+            if model is not None and model not in served:
+                model = "unknown"
+            method = method if method in KNOWN_METHODS else "other"
+            key = (rule, model, method)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = requests.labels(rule, label_model(view_args, served), method)
+            counter.inc()
+            if status >= 400:
+                errors.labels(rule, label_model(view_args, served), str(status)).inc()
+
+        return account
 
     def exposition(self) -> Tuple[bytes, str]:
         """The text format; under ``serve --workers N`` (prometheus-client's multiprocess mode,
