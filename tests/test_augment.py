@@ -348,3 +348,28 @@ def test_augmented_epochs_with_printed_digits():
     only = AugmentedEpochs(FitConfig(**dict(base, augment="none"), printed_fraction=0.1), data)
     q, _ = only.epoch(0)
     assert np.array_equal(q[:200], data.q_train) and len(q) == 220
+
+
+def test_printed_digits_redraw_what_the_device_refuses(monkeypatch):
+    """--printed-redraw: a picture the device refuses before classifying is drawn anew (up to N times)."""
+    import edge_rbmlp.image as image
+    import edge_rbmlp.reject as reject
+
+    calls = []
+    real = image.preprocess_digit_info
+
+    def counting(img, *a, **k):
+        calls.append(img.shape)
+        return real(img, *a, **k)
+
+    monkeypatch.setattr(image, "preprocess_digit_info", counting)
+    a, _ = aug.printed_digits(30, 4, display_share=1.0, redraw_refused=3)
+    assert 30 <= len(calls) < 120
+    assert np.array_equal(a, aug.printed_digits(30, 4, display_share=1.0, redraw_refused=3)[0])
+    calls.clear()
+    monkeypatch.setattr(reject, "picture_reason", lambda info, shape: "not one digit: always")
+    aug.printed_digits(10, 4, display_share=1.0, redraw_refused=3)
+    assert len(calls) == 40  # every sample drawn 1 + 3 times, the last kept
+    calls.clear()
+    aug.printed_digits(10, 4, display_share=1.0)  # 0: every first picture kept, as before the option
+    assert len(calls) == 10

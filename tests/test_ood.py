@@ -286,7 +286,7 @@ def test_display_set_is_deterministic_and_held_out():
 
 
 @needs_tf
-def test_augmented_baseline_trains_on_the_models_augmented_data(tmp_path):
+def test_augmented_baseline_trains_on_the_models_augmented_data(tmp_path, capfd):
     """--augmented-baseline: a float MLP on the same augmented epochs as the model, cached beside the plain one."""
     _need("mnist")
     from train import ood
@@ -296,7 +296,9 @@ def test_augmented_baseline_trains_on_the_models_augmented_data(tmp_path):
     msgs = []
     plain = ood.MLPBaseline.load_or_train(tmp_path, epochs=1, limit_train=600, echo=msgs.append)
     wide = dict(aug, printed_fraction=0.2)
+    capfd.readouterr()
     a = ood.MLPBaseline.load_or_train(tmp_path, epochs=1, limit_train=600, echo=msgs.append, augment=wide)
+    assert "printed/display digits" not in capfd.readouterr().out  # stdout stays clean for ood-eval --json
     assert a.meta["augment"]["printed_fraction"] == 0.2 and a.meta["n_train"] == 720
     assert plain.meta["n_train"] == 600 and "augment" not in plain.meta
     assert len(list(tmp_path.glob("mnist_mlp*.npz"))) == 2

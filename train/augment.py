@@ -594,12 +594,18 @@ def render_dot_matrix(digit: int, seed: SeedLike, style: DisplayStyle = DisplayS
 
 
 def printed_digits(n: int, seed: SeedLike, display_share: float = 0.3, print_style: PrintStyle = PrintStyle(),
-                   display_style: DisplayStyle = DisplayStyle()):
+                   display_style: DisplayStyle = DisplayStyle(), redraw_refused: int = 0):
     """``(uint8 [n, 28, 28], int64 [n])``: digits printed from the training fonts (``1 - display_share``)
     and display digits (``display_share``: a third each DSEG Classic faces, procedural seven-segment,
     procedural 5x7 dot matrix), each passed through the device's ``edge_rbmlp.image.preprocess_digit``.
-    Labels cycle 0..9; fonts and kinds are drawn from the generator (deterministic for the seed)."""
-    from edge_rbmlp.image import preprocess_digit
+    Labels cycle 0..9; fonts and kinds are drawn from the generator (deterministic for the seed).
+
+    ``redraw_refused``: a picture the device refuses before classifying it (``edge_rbmlp.reject.picture_reason``:
+    e.g. "not one digit" when the pipeline keeps one segment of a widely spaced display digit) is drawn
+    anew, up to this many times (the model never sees such crops on the device; as training samples they
+    are label noise); 0 keeps every picture (``--printed-fraction`` runs before that option)."""
+    from edge_rbmlp.image import preprocess_digit_info
+    from edge_rbmlp.reject import picture_reason
 
     rng = rng_of(seed)
     prints = training_font_files(TRAIN_PRINT_FONTS)
@@ -608,15 +614,18 @@ def printed_digits(n: int, seed: SeedLike, display_share: float = 0.3, print_sty
     labels = np.arange(n, dtype=np.int64) % 10
     for i in range(n):
         d = int(labels[i])
-        if rng.random() >= display_share:
-            img = render_printed(prints[int(rng.integers(len(prints)))], d, rng, print_style)
-        else:
-            kind = int(rng.integers(3))
-            if kind == 0:
-                img = render_printed(displays[int(rng.integers(len(displays)))], d, rng, print_style)
-            elif kind == 1:
-                img = render_seven_segment(d, rng, display_style)
+        for attempt in range(redraw_refused + 1):
+            if rng.random() >= display_share:
+                img = render_printed(prints[int(rng.integers(len(prints)))], d, rng, print_style)
             else:
-                img = render_dot_matrix(d, rng, display_style)
-        out[i] = preprocess_digit(img)
+                kind = int(rng.integers(3))
+                if kind == 0:
+                    img = render_printed(displays[int(rng.integers(len(displays)))], d, rng, print_style)
+                elif kind == 1:
+                    img = render_seven_segment(d, rng, display_style)
+                else:
+                    img = render_dot_matrix(d, rng, display_style)
+            out[i], info = preprocess_digit_info(img)
+            if attempt == redraw_refused or picture_reason(info, img.shape[:2]) is None:
+                break
     return out, labels

@@ -106,6 +106,9 @@ def _command_line() -> str:
               "fonts from `make train-fonts`, disjoint from the ood-eval fonts).")
 @click.option("--display-share", type=click.FloatRange(0.0, 1.0), default=0.3, show_default=True,
               help="Share of the --printed-fraction digits that are display digits.")
+@click.option("--printed-redraw", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Draw a printed/display digit anew (up to N times) when the device would refuse the picture "
+              "(e.g. 'not one digit' for widely spaced segments): such crops are label noise.")
 @click.option("--limit-train", type=int, default=None, help="Use only N training samples (fast tests).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test samples (fast tests).")
 @click.option("--name", default=None, help="Model name in the metadata (default: the data set).")
@@ -114,7 +117,8 @@ def _command_line() -> str:
 @click.option("--verbose", type=int, default=2, show_default=True, help="Keras fit verbosity (0, 1, 2).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs, batch_size, lr, dropout, lr_schedule, seed, recalibrate_bn,
-        vocab_size, augment, augment_fraction, photo_fraction, printed_fraction, display_share, limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
+        vocab_size, augment, augment_fraction, photo_fraction, printed_fraction, display_share, printed_redraw,
+        limit_train, limit_test, name, no_lce, no_int8, verbose, out) -> None:
     """Train a variant with larq on real data and export .rbm, TFLite (float, int8, LCE) and report.json."""
     from edge_rbmlp.arch import ArchError, parse
     from edge_rbmlp.datasets import DatasetMissing
@@ -142,7 +146,8 @@ def fit(dataset, notation, input_mode, input_bits, pool_size, quant_bits, epochs
                     name=name or dataset, lce=not no_lce, int8=not no_int8, verbose=verbose,
                     lr_schedule=lr_schedule, recalibrate_bn=recalibrate_bn, augment=augment,
                     augment_fraction=augment_fraction, photo_fraction=photo_fraction,
-                    printed_fraction=printed_fraction, display_share=display_share, command=_command_line())
+                    printed_fraction=printed_fraction, display_share=display_share, printed_redraw=printed_redraw,
+                    command=_command_line())
     try:
         report = run_fit(cfg, out)
     except DatasetMissing as exc:

@@ -595,7 +595,8 @@ class MLPBaseline:
         return base
 
 
-AUGMENT_KEYS = ("augment", "augment_fraction", "photo_fraction", "printed_fraction", "display_share", "seed")
+AUGMENT_KEYS = ("augment", "augment_fraction", "photo_fraction", "printed_fraction", "display_share", "printed_redraw",
+                "seed")
 
 
 def _augment_key(hp: dict) -> dict:
@@ -603,11 +604,14 @@ def _augment_key(hp: dict) -> dict:
     out = {"augment": hp.get("augment", "none"), "augment_fraction": float(hp.get("augment_fraction", 0.5)),
            "photo_fraction": float(hp.get("photo_fraction", 0.1)),
            "printed_fraction": float(hp.get("printed_fraction", 0.0)),
-           "display_share": float(hp.get("display_share", 0.3)), "seed": int(hp.get("seed", 0))}
+           "display_share": float(hp.get("display_share", 0.3)), "printed_redraw": int(hp.get("printed_redraw", 0)),
+           "seed": int(hp.get("seed", 0))}
     if out["augment"] != "none" and "photo" not in out["augment"]:
         out.pop("photo_fraction")  # not used
     if out["printed_fraction"] == 0:
         out.pop("display_share")
+    if not out["printed_redraw"]:
+        out.pop("printed_redraw")  # as before the option (so the cached baselines keep their names)
     return out
 
 
@@ -619,10 +623,15 @@ def _augmented_epochs(aug: dict, xi: np.ndarray, yi: np.ndarray):
 
     cfg = FitConfig(dataset="mnist", arch=None, seed=aug["seed"], augment=aug["augment"],
                     augment_fraction=aug["augment_fraction"], photo_fraction=aug.get("photo_fraction", 0.1),
-                    printed_fraction=aug["printed_fraction"], display_share=aug.get("display_share", 0.3))
+                    printed_fraction=aug["printed_fraction"], display_share=aug.get("display_share", 0.3),
+                    printed_redraw=aug.get("printed_redraw", 0))
+    import contextlib
+    import sys
+
     q = xi.reshape(len(xi), -1)
     data = Data("mnist", InputSpec.image(28, 28), [str(i) for i in range(10)], "softmax", q, yi, q[:0], yi[:0])
-    return AugmentedEpochs(cfg, data)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress lines must not mix with ood-eval --json
+        return AugmentedEpochs(cfg, data)
 
 
 def model_augmentation(model: str) -> Optional[dict]:

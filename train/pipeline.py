@@ -47,6 +47,7 @@ class FitConfig:
     photo_fraction: float = 0.1  # share of the train set also rendered as synthetic photos, added to every epoch
     printed_fraction: float = 0.0  # MNIST: printed/display digits (train.augment.printed_digits) added, share of n
     display_share: float = 0.3  # share of those that are display digits (seven-segment, dot matrix)
+    printed_redraw: int = 0  # redraw a printed digit the device would refuse up to this many times
 
 
 @dataclass
@@ -178,7 +179,8 @@ class AugmentedEpochs:
                 raise ValueError("printed digits are for the mnist data set")
             k = int(round(cfg.printed_fraction * n))
             t0 = time.time()
-            pq, self.printed_y = aug.printed_digits(k, np.random.default_rng([cfg.seed, 1103]), cfg.display_share)
+            pq, self.printed_y = aug.printed_digits(k, np.random.default_rng([cfg.seed, 1103]), cfg.display_share,
+                                                    redraw_refused=cfg.printed_redraw)
             self.printed_q = pq.reshape(k, -1)
             print(f"augment: {k} printed/display digits rendered and preprocessed in {time.time() - t0:.1f} s",
                   flush=True)
@@ -360,7 +362,8 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                                       **({"augment": cfg.augment, "augment_fraction": cfg.augment_fraction,
                                           "photo_fraction": cfg.photo_fraction}
                                          if cfg.augment != "none" else {}),
-                                      **({"printed_fraction": cfg.printed_fraction, "display_share": cfg.display_share}
+                                      **({"printed_fraction": cfg.printed_fraction, "display_share": cfg.display_share,
+                                          "printed_redraw": cfg.printed_redraw}
                                          if cfg.printed_fraction > 0 else {})},
                   "training_seconds": round(train_seconds, 1)}
     n_classes = len(data.labels) if data.output_activation == "softmax" else 1
