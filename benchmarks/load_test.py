@@ -221,6 +221,19 @@ def rss_of(pid: int) -> int:
     return memory_bytes(pid)[0] or 0
 
 
+def pss_of(pid: int) -> int:
+    """Proportional set size (shared pages divided among the processes mapping them), bytes; 0 where
+    /proc/PID/smaps_rollup cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def expected_label(kind: str) -> Optional[str]:
     """The true label of the sample the load generator sends (from the sample's file name)."""
     from edge_rbmlp.samples import SAMPLES_DIR
@@ -468,8 +481,9 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                         r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
                         r["load_average_1min"] = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy
                         cells.setdefault((name, model, c), []).append(r)
-        for name, (svc, _) in services.items():
-            info[name] = {"rss_bytes": svc.rss_bytes(), "ready_s": svc.ready_s, "processes": len(svc.pids())}
+        for name, (svc, _) in services.items():  # memory after the run (warm: every route served)
+            info[name] = {"rss_bytes": svc.rss_bytes(), "pss_bytes": sum(pss_of(p) for p in svc.pids()),
+                          "ready_s": svc.ready_s, "processes": len(svc.pids())}
             if isinstance(svc, Service):
                 match = re.search(r"HTTP server: (\w+)", svc.stderr())
                 info[name]["http_server"] = match.group(1) if match else None
@@ -532,12 +546,12 @@ def compare_markdown(compare: dict) -> str:
     rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in compare["rows"]}
     names = [n for n in ("ours_before", "ours_waitress", "ours", "ours_2_workers", "flask_minimal", "flask_litert")
              if any(k[0] == n for k in rps)]
-    label = {"ours_before": "before (waitress, old request path)", "ours_waitress": "ours on waitress",
+    label = {"ours_before": "before (the --compare-before checkout)", "ours_waitress": "ours on waitress",
              "ours": "**ours** (`make run`: granian, 1 worker)", "ours_2_workers": "ours, `--workers 2`",
              "flask_minimal": "smallest Flask app (waitress)", "flask_litert": "Flask + ai-edge-litert int8 (waitress)"}
     cols = [(m, c) for m in ("mnist", "imdb") for c in compare["levels"]]
-    lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " | RSS | ready |",
-             "|---|" + "---|" * len(cols) + "---|---|"]
+    lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " | RSS idle | RSS / PSS after | ready |",
+             "|---|" + "---|" * len(cols) + "---|---|---|"]
     ready = compare.get("ready", {})
     for n in names:
         cells = []
@@ -546,11 +560,12 @@ def compare_markdown(compare: dict) -> str:
             base = rps.get(("flask_minimal", m, c))
             cells.append("-" if v is None else f"{v:,.0f}" + (f" ({v / base:.2f}x)" if base and n != "flask_minimal" else ""))
         info = compare["services"].get(n, {})
-        rss = ready.get(n, {}).get("idle_rss_bytes") or info.get("rss_bytes")
+        idle = ready.get(n, {}).get("idle_rss_bytes")
         ready_s = ready.get(n, {}).get("ready_s") or info.get("ready_s")
         started_alone = n in ready  # else its start competed with the others' (all start at once)
-        lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {rss / 2**20:.1f} MiB | {ready_s:.2f} s"
-                     + ("" if started_alone else "*") + " |")
+        after = f"{info['rss_bytes'] / 2**20:.1f} / {info.get('pss_bytes', 0) / 2**20:.1f} MiB" if info else "-"
+        lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {f'{idle / 2**20:.1f} MiB' if idle else '-'} | "
+                     f"{after} | {ready_s:.2f} s" + ("" if started_alone else "*") + " |")
     return "\n".join(lines)
 
 

@@ -198,10 +198,6 @@ def create_app(config: Optional[ServerConfig] = None, served=None, activity: Opt
     state.activity = activity if activity is not None else Activity()
     state.metrics = Metrics(lambda: state)
     app.extensions[EXTENSION] = state
-    if any(served.kind == "image" for served in models.values()):
-        from PIL import Image
-
-        Image.preinit()  # the image plugins imported now, not by the first picture's request
 
     from werkzeug.routing import BaseConverter
 
