@@ -479,6 +479,8 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                         cpu0, t0 = cpu_seconds(pids), time.perf_counter()
                         r = measure(svc.url, model, c)
                         r["service_cores_busy"] = round((cpu_seconds(pids) - cpu0) / (time.perf_counter() - t0), 2)
+                        # what one CPU-second of the service answers: steadier than req/s on a shared machine
+                        r["requests_per_cpu_s"] = round(r["requests_per_s"] / max(r["service_cores_busy"], 0.01))
                         r["load_average_1min"] = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy
                         cells.setdefault((name, model, c), []).append(r)
         for name, (svc, _) in services.items():  # memory after the run (warm: every route served)
@@ -507,17 +509,34 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     for (name, model, c), rs in cells.items():
         ordered = sorted(rs, key=lambda r: r["requests_per_s"])
         med = dict(ordered[len(ordered) // 2])
+        per_cpu = sorted(r["requests_per_cpu_s"] for r in rs)
         med.update(service=name, model=model, concurrency=c, all_requests_per_s=[r["requests_per_s"] for r in rs],
+                   requests_per_cpu_s=per_cpu[len(per_cpu) // 2],
+                   all_requests_per_cpu_s=[r["requests_per_cpu_s"] for r in rs],
                    all_load_average_1min=[r["load_average_1min"] for r in rs],
                    non_2xx=sum(r["non_2xx"] for r in rs), socket_errors=sum(r["socket_errors"] for r in rs))
         rows.append(med)
         progress(f"  {name:15s} {model:6s} c={c}: {med['requests_per_s']:>8.0f} req/s (median of "
                  f"{med['all_requests_per_s']}, load {med['all_load_average_1min']}), p50 {med['p50_us']} us, "
                  f"{med['non_2xx'] + med['socket_errors']} errors")
-    rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in rows}
+    ratios = compare_ratios({(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in rows}, levels)
+    per_cpu_ratios = compare_ratios({(r["service"], r["model"], r["concurrency"]): r["requests_per_cpu_s"]
+                                     for r in rows}, levels)
+    per_cpu_ratios = {k: v for k, v in per_cpu_ratios.items() if not k.startswith("two_workers")}
+    for k, v in ratios.items():
+        progress(f"  {k}: {v}")
+    return {"client": "wrk (C, 1 thread)" if use_wrk else f"python loadgen ({requests} requests per cell)",
+            "seconds_per_run": seconds if use_wrk else None, "repeats": repeats, "levels": list(levels),
+            "samples": {k: str(v[0].name) for k, v in bodies.items()}, "rows": rows, "ratios": ratios,
+            "ratios_per_cpu_s": per_cpu_ratios,
+            "services": info, "ready": ready, "skipped": skipped}
+
+
+def compare_ratios(value: Dict[tuple, float], levels) -> Dict[str, Optional[float]]:
+    """The comparison's ratios of ``value[(service, model, concurrency)]`` (requests/s, or per CPU-second)."""
 
     def ratio(a, b):
-        return round(rps[a] / rps[b], 2) if a in rps and b in rps and rps[b] else None
+        return round(value[a] / value[b], 2) if a in value and b in value and value[b] else None
 
     ratios = {}
     for model in ("mnist", "imdb"):
@@ -533,25 +552,23 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
         ratios[f"ours_vs_flask_litert_mnist_c{c}"] = ratio(("ours", "mnist", c), ("flask_litert", "mnist", c))
         ratios[f"ours_2_workers_vs_flask_litert_mnist_c{c}"] = ratio(("ours_2_workers", "mnist", c),
                                                                      ("flask_litert", "mnist", c))
-    for k, v in ratios.items():
-        progress(f"  {k}: {v}")
-    return {"client": "wrk (C, 1 thread)" if use_wrk else f"python loadgen ({requests} requests per cell)",
-            "seconds_per_run": seconds if use_wrk else None, "repeats": repeats, "levels": list(levels),
-            "samples": {k: str(v[0].name) for k, v in bodies.items()}, "rows": rows, "ratios": ratios,
-            "services": info, "ready": ready, "skipped": skipped}
+    return ratios
 
 
-def compare_markdown(compare: dict) -> str:
-    """The comparison as the Markdown table of benchmarks/README.md."""
-    rps = {(r["service"], r["model"], r["concurrency"]): r["requests_per_s"] for r in compare["rows"]}
+def compare_markdown(compare: dict, per_cpu: bool = False) -> str:
+    """The comparison as the Markdown table of benchmarks/README.md: requests/s with memory and
+    ready time, or (``per_cpu``) requests per CPU-second of the service."""
+    key = "requests_per_cpu_s" if per_cpu else "requests_per_s"
+    rps = {(r["service"], r["model"], r["concurrency"]): r[key] for r in compare["rows"] if key in r}
     names = [n for n in ("ours_before", "ours_waitress", "ours", "ours_2_workers", "flask_minimal", "flask_litert")
              if any(k[0] == n for k in rps)]
     label = {"ours_before": "before (the --compare-before checkout)", "ours_waitress": "ours on waitress",
              "ours": "**ours** (`make run`: granian, 1 worker)", "ours_2_workers": "ours, `--workers 2`",
              "flask_minimal": "smallest Flask app (waitress)", "flask_litert": "Flask + ai-edge-litert int8 (waitress)"}
     cols = [(m, c) for m in ("mnist", "imdb") for c in compare["levels"]]
-    lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " | RSS idle | RSS / PSS after | ready |",
-             "|---|" + "---|" * len(cols) + "---|---|---|"]
+    tail = "" if per_cpu else " RSS idle | RSS / PSS after | ready |"
+    lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " |" + tail,
+             "|---|" + "---|" * len(cols) + ("" if per_cpu else "---|---|---|")]
     ready = compare.get("ready", {})
     for n in names:
         cells = []
@@ -559,6 +576,9 @@ def compare_markdown(compare: dict) -> str:
             v = rps.get((n, m, c))
             base = rps.get(("flask_minimal", m, c))
             cells.append("-" if v is None else f"{v:,.0f}" + (f" ({v / base:.2f}x)" if base and n != "flask_minimal" else ""))
+        if per_cpu:
+            lines.append(f"| {label[n]} | " + " | ".join(cells) + " |")
+            continue
         info = compare["services"].get(n, {})
         idle = ready.get(n, {}).get("idle_rss_bytes")
         ready_s = ready.get(n, {}).get("ready_s") or info.get("ready_s")
@@ -689,6 +709,8 @@ def main(argv=None) -> int:
         report["compare"], problems = compare_report(args)
         report["problems"] = problems
         print(compare_markdown(report["compare"]))
+        print("requests per CPU-second of the service:")
+        print(compare_markdown(report["compare"], per_cpu=True))
         return finish(report, problems, args.out)
 
     models = [m for m in args.models.split(",") if m]
