@@ -36,7 +36,7 @@ extensions = [
         "edge_rbmlp._native",
         sources=SOURCES,
         include_dirs=["native"],
-        depends=["native/rbm_kernels.h", "native/kernels_neon.h"],
+        depends=["native/rbm_kernels.h", "native/kernels_neon.h", "native/kernels_table.h", "native/kernels_f32_mm.h"],
         extra_compile_args=COMPILE_ARGS,
     )
 ]

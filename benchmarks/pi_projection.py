@@ -1,6 +1,6 @@
 """Project Raspberry Pi inference times without a Pi, and write benchmarks/pi-projection.md.
 
-    python benchmarks/pi_projection.py [--out benchmarks/pi-projection.md] [--json FILE] [--skip-armv7] [--litert]
+    python benchmarks/pi_projection.py [--out benchmarks/pi-projection.md] [--json FILE] [--skip-armv7 | --only-armv7] [--litert]
 
 Method (stated again in the report it writes):
 1. The emulated Pi: native/arm/test-arm.sh's cached arm64 / armhf Debian bookworm sysroot and the
@@ -227,17 +227,38 @@ def rows_aarch64(env, sites, tmp):
         return list(pool.map(one, range(len(cases))))
 
 
+# 32-bit cases: (input path, core, forced kernel or None = the engine's own choice, the kernel it must run).
+# cortex-a7,neon=off is qemu's A7 without NEON (an ARMv7 the portable kernel serves, chosen at run time)
+ARMV7_CASES = [("native", "cortex-a7", "portable", "portable"), ("native", "cortex-a7", None, "neon"),
+               ("native", "cortex-a7,neon=off", None, "portable")]
+
+
 def rows_armv7(env, tmp):
-    rows = []
+    """The 32-bit wheel under qemu-arm: portable against NEON on the Pi 2's core, per model and input path."""
     wheel = [env["PKG"], env["SITE"]]
-    for model in ("mnist", "imdb"):
-        sub = tmp / f"v7-{model}"
+    cases = [(model, path, cpu, forced, expect) for model in ("mnist", "imdb") for path, cpu, forced, expect in
+             ARMV7_CASES + ([("native-sparse", "cortex-a7", "portable", "portable"),
+                             ("native-sparse", "cortex-a7", None, "neon")] if model == "imdb" else [])]
+    kind = (env["QEMU"], "native")
+    if kind not in _MAPS:
+        _MAPS[kind] = guest(env, "cortex-a7", wheel, ["native", MODELS / "mnist.rbm", 0])["maps"]
+
+    def one(i):
+        model, path, cpu, forced, expect = cases[i]
+        sub = tmp / f"v7-{i}"
         sub.mkdir()
-        per_inf, _, _, facts = count(env, "cortex-a7", wheel, ["native", MODELS / f"{model}.rbm"], None, sub)
-        rows.append({"engine": "edge-rbmlp native", "model": model, "kernel": facts.get("kernel"),
-                     "instructions": per_inf})
-        print(f"  armv7 {model}: {per_inf:.0f} instructions ({facts.get('kernel')})", file=sys.stderr)
-    return rows
+        per_inf, _, _, facts = count(env, cpu, wheel, [path, MODELS / f"{model}.rbm"], forced, sub)
+        if facts.get("kernel") != expect:
+            raise SystemExit(f"armv7 {model} on {cpu} ({forced or 'unforced'}): the engine ran "
+                             f"{facts.get('kernel')}, expected {expect}")
+        print(f"  armv7 {model} {path} {cpu} {facts['kernel']}: {per_inf:.0f} instructions", file=sys.stderr)
+        return {"engine": "edge-rbmlp native" + (", active indices" if path == "native-sparse" else ""),
+                "model": model, "core": cpu, "forced": forced, "kernel": facts["kernel"], "instructions": per_inf}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(JOBS) as pool:
+        return list(pool.map(one, range(len(cases))))
 
 
 def models_facts() -> dict:
@@ -266,7 +287,7 @@ def render(result: dict) -> str:
            f"{' (with uncommitted changes under edge_rbmlp/ or native/: the models below are what ran)' if result.get('tree') == 'working tree' else ''} "
            f"({result['qemu']}, {result['llvm_mca']}).", "",
            "Models: " + "; ".join(f"`{n}` `{m['arch']}` ({', '.join(f'{k} {v}' for k, v in m['options'].items())}; "
-                                  f"{m['bytes']:,} bytes, sha256 {m['sha256']}...)"
+                                  f"{m['bytes']:,} bytes, sha256 {m['sha256']}...{': ' + m['note'] if m.get('note') else ''})"
                                   for n, m in result.get("models", {}).items())
            + ", with their TFLite float and int8 siblings from `edge_rbmlp/models/`.", "",
            "## Instructions per inference (qemu-aarch64, exact for this code path)", "",
@@ -302,13 +323,28 @@ def render(result: dict) -> str:
             out.append(f"| {board} ({core[7:]}, {ghz}) | {r['engine']} | {r['model']} | {r['kernel']} | "
                        f"{c['cycles']:,.0f} | {us:,.1f} | {cells[0]} | {cells[1]} |")
     if result.get("armv7"):
-        out += ["", "## 32-bit Raspberry Pi OS (armhf), qemu-arm -cpu cortex-a7", "",
-                "Instructions per inference (`predict_into`, the path `edge-rbmlp bench` times as batch 1) of the same "
-                "bundled models in the armv7 wheel (Debian's armhf compiler emits Thumb-2), with the kernel the "
-                "engine picks there, counted the same way. No cycle estimate (LLVM's scheduling models here are "
-                "for AArch64).", "", "| model | kernel | instructions |", "|---|---|---:|"]
-        for r in result["armv7"]:
-            out.append(f"| {r['model']} | {r['kernel']} | {r['instructions']:,.0f} |")
+        v7 = result["armv7"]
+        when = (f" Measured on {result['armv7_date']} at commit {result['armv7_commit']}"
+                f"{' (with uncommitted changes under edge_rbmlp/ or native/)' if result.get('armv7_tree') == 'working tree' else ''}"
+                + (", on the models " + ", ".join(f"`{n}` ({m['bytes']:,} bytes, sha256 {m['sha256']}...)"
+                                                  for n, m in result["armv7_models"].items())
+                   if result.get("armv7_models") else "") + "." if result.get("armv7_commit") else "")
+        out += ["", "## 32-bit Raspberry Pi OS (armhf), qemu-arm", "",
+                "Instructions per inference (`predict_into`, the path `edge-rbmlp bench` times as batch 1; "
+                "`predict_indices_into` for active indices) of the same bundled models in the armv7 wheel "
+                "(Debian's armhf compiler emits Thumb-2), counted the same way, on `-cpu cortex-a7` (the Pi 2's "
+                "core; NEON) with the portable kernel forced and with the kernel the engine picks (neon), and on "
+                "`-cpu cortex-a7,neon=off` (no NEON: the engine picks portable)." + when + " No cycle estimate "
+                "(LLVM's scheduling models here are for AArch64).", "",
+                "| engine | model | core | kernel | instructions | portable / this |", "|---|---|---|---|---:|---:|"]
+        base = {(r["engine"], r["model"]): r["instructions"] for r in v7
+                if r.get("kernel") == "portable" and r.get("core", "cortex-a7") == "cortex-a7"}
+        for r in v7:
+            chosen = f"{r['kernel']} ({'forced' if r.get('forced') else 'chosen at run time'})" if "core" in r else r["kernel"]
+            p = base.get((r["engine"], r["model"]))
+            ratio = f"{p / r['instructions']:.1f}x" if p and r["kernel"] != "portable" else ""
+            out.append(f"| {r['engine']} | {r['model']} | {r.get('core', 'cortex-a7')} | {chosen} | "
+                       f"{r['instructions']:,.0f} | {ratio} |")
     out += ["", "## Method", "", __doc__.split("Method (stated again in the report it writes):", 1)[1].strip(), "",
             "## Limits", "",
             "- The instruction counts are exact for the code qemu executed, but instructions are not time: the Pi's "
@@ -329,11 +365,21 @@ def render(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def armv7_provenance() -> dict:
+    """When and from what the 32-bit rows were measured (they can be re-measured alone: --only-armv7)."""
+    dirty = sh(["git", "-C", str(ROOT), "status", "--porcelain", "--", "edge_rbmlp", "native"]).stdout.strip()
+    return {"armv7_date": datetime.date.today().isoformat(), "armv7_models": models_facts(),
+            "armv7_commit": sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).stdout.strip(),
+            "armv7_tree": "working tree" if dirty else "clean"}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "pi-projection.md"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "pi-projection.json"))
     ap.add_argument("--skip-armv7", action="store_true")
+    ap.add_argument("--only-armv7", action="store_true",
+                    help="measure only the 32-bit rows; the aarch64 rows come from --json as written before")
     ap.add_argument("--litert", action="store_true", help="also ai-edge-litert 1.4.0 (2.x crashes under qemu)")
     ap.add_argument("--from-json", default=None, help="only render the report from a JSON file written before")
     args = ap.parse_args(argv)
@@ -343,6 +389,16 @@ def main(argv=None):
         if "Optimized" in result.get("llvm_mca", ""):  # a report written before the version was parsed right
             result["llvm_mca"] = "llvm-mca " + re.search(r"version (\S+)", sh(["llvm-mca", "--version"]).stdout).group(1)
         Path(args.out).write_text(render(result))
+        return
+    if args.only_armv7:
+        result = json.loads(Path(args.json).read_text())
+        result.setdefault("models", models_facts())
+        result.update(armv7_provenance())
+        with tempfile.TemporaryDirectory(prefix="pi-projection-") as tmp:
+            result["armv7"] = rows_armv7(prepare("armv7"), Path(tmp))
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.out).write_text(render(result))
+        print(f"wrote {args.out} and {args.json}", file=sys.stderr)
         return
     for tool in ("llvm-mc", "llvm-mca", "setarch"):
         if shutil.which(tool) is None:
@@ -365,6 +421,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="pi-projection-") as tmp:
         result["aarch64"] = rows_aarch64(env64, sites, Path(tmp))
         if not args.skip_armv7:
+            result.update(armv7_provenance())
             result["armv7"] = rows_armv7(prepare("armv7"), Path(tmp))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -596,7 +596,13 @@ def kernel_s8u8_mv(str variant, const int8_t[:, ::1] W, const uint8_t[::1] q):
     return out
 
 
-def kernel_f32_mv(str variant, const float[:, ::1] W, const float[::1] x, const float[::1] bias):
+ctypedef fused mv_input:
+    float
+    uint8_t
+
+
+cdef _float_mv(str variant, const float[:, ::1] W, const mv_input[::1] x, const float[::1] bias):
+    """``out = bias + W @ x``: f32_mv for float x, f32u8_mv for uint8 x."""
     cdef const rbm_kernels *K = _lookup(variant)
     cdef int32_t rows = W.shape[0], n = W.shape[1]
     if n < 1 or rows < 1 or x.shape[0] != n or bias.shape[0] != rows:
@@ -604,20 +610,19 @@ def kernel_f32_mv(str variant, const float[:, ::1] W, const float[::1] x, const 
     out = np.empty(rows, dtype=np.float32)
     cdef float[::1] o = out
     with nogil:
-        K.f32_mv(&W[0, 0], rows, n, &x[0], &bias[0], &o[0])
+        if mv_input is float:
+            K.f32_mv(&W[0, 0], rows, n, &x[0], &bias[0], &o[0])
+        else:
+            K.f32u8_mv(&W[0, 0], rows, n, &x[0], &bias[0], &o[0])
     return out
+
+
+def kernel_f32_mv(str variant, const float[:, ::1] W, const float[::1] x, const float[::1] bias):
+    return _float_mv(variant, W, x, bias)
 
 
 def kernel_f32u8_mv(str variant, const float[:, ::1] W, const uint8_t[::1] q, const float[::1] bias):
-    cdef const rbm_kernels *K = _lookup(variant)
-    cdef int32_t rows = W.shape[0], n = W.shape[1]
-    if n < 1 or rows < 1 or q.shape[0] != n or bias.shape[0] != rows:
-        raise ValueError("shape mismatch")
-    out = np.empty(rows, dtype=np.float32)
-    cdef float[::1] o = out
-    with nogil:
-        K.f32u8_mv(&W[0, 0], rows, n, &q[0], &bias[0], &o[0])
-    return out
+    return _float_mv(variant, W, q, bias)
 
 
 def kernel_maxpool_u8(str variant, const uint8_t[::1] q, int pool):
@@ -632,15 +637,22 @@ def kernel_maxpool_u8(str variant, const uint8_t[::1] q, int pool):
     return out
 
 
+cdef int _check_indices(const int32_t[::1] idx, int32_t n) except -1:
+    """Every idx[j] in [0, n): ValueError otherwise."""
+    cdef Py_ssize_t j
+    for j in range(idx.shape[0]):
+        if idx[j] < 0 or idx[j] >= n:
+            raise ValueError("index out of range")
+    return 0
+
+
 def kernel_sparse_bitcount(str variant, const uint64_t[:, ::1] WT, int rows, const int32_t[::1] idx):
     cdef const rbm_kernels *K = _lookup(variant)
-    cdef int32_t n = WT.shape[0], tw = WT.shape[1], k = idx.shape[0], j
+    cdef int32_t n = WT.shape[0], tw = WT.shape[1], k = idx.shape[0]
     cdef int32_t dummy = 0
     if rows < 1 or tw != (rows + 63) // 64:
         raise ValueError("shape mismatch")
-    for j in range(k):
-        if idx[j] < 0 or idx[j] >= n:
-            raise ValueError("index out of range")
+    _check_indices(idx, n)
     out = np.empty(rows, dtype=np.int32)
     cdef int32_t[::1] o = out
     cdef const int32_t *ip = &idx[0] if k > 0 else &dummy
@@ -651,13 +663,11 @@ def kernel_sparse_bitcount(str variant, const uint64_t[:, ::1] WT, int rows, con
 
 def kernel_sparse_s8sum(str variant, const int8_t[:, ::1] WTq, const int32_t[::1] idx):
     cdef const rbm_kernels *K = _lookup(variant)
-    cdef int32_t n = WTq.shape[0], rows = WTq.shape[1], k = idx.shape[0], j
+    cdef int32_t n = WTq.shape[0], rows = WTq.shape[1], k = idx.shape[0]
     cdef int32_t dummy = 0
     if rows < 1:
         raise ValueError("shape mismatch")
-    for j in range(k):
-        if idx[j] < 0 or idx[j] >= n:
-            raise ValueError("index out of range")
+    _check_indices(idx, n)
     out = np.empty(rows, dtype=np.int32)
     cdef int32_t[::1] o = out
     cdef const int32_t *ip = &idx[0] if k > 0 else &dummy

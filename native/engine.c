@@ -391,13 +391,11 @@ static int bad_kind(const rbm_model *m, int32_t kind)
     return !(kind == RBM_OUT_SIGMOID && m->n_out == 1);
 }
 
-int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
-                int64_t row_stride, float *out, int32_t kind)
+/* One call's batch loop with its scratch (on the stack, or one heap block for a large model): the
+ * sparse samples idx / offsets when `sparse`, else dense inputs q (rows of row_stride bytes). */
+static int run_batch(const rbm_model *m, const rbm_kernels *K, int sparse, const uint8_t *q, int64_t row_stride,
+                     const int32_t *idx, const int64_t *offsets, int64_t batch, float *out, int32_t kind)
 {
-    if (!m || !K || batch < 0 || (batch > 0 && (!q || !out)) || row_stride < m->n_inputs || bad_kind(m, kind))
-        return RBM_EINVAL;
-    if (m->scratch_bytes == 0)
-        return RBM_EINVAL; /* rbm_model_check was not run */
     uint64_t stack[RBM_STACK_SCRATCH / 8];
     void *heap;
     char *base = scratch_base(m, stack, &heap);
@@ -406,7 +404,10 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
     scratch S;
     scratch_layout(m, base, &S);
     int32_t ow = rbm_output_width(m, kind);
-    if ((uses_mm(m) || uses_pm1(m, K)) && batch > 1) {
+    if (sparse) {
+        for (int64_t b = 0; b < batch; b++)
+            forward_one(m, K, NULL, idx + offsets[b], (int32_t)(offsets[b + 1] - offsets[b]), out + b * ow, kind, &S);
+    } else if ((uses_mm(m) || uses_pm1(m, K)) && batch > 1) {
         for (int64_t b = 0; b < batch; b += RBM_TILE) {
             int32_t T = batch - b < RBM_TILE ? (int32_t)(batch - b) : RBM_TILE;
             forward_tile(m, K, q + b * row_stride, row_stride, T, out + b * ow, ow, kind, &S);
@@ -417,6 +418,16 @@ int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int6
     }
     free(heap);
     return RBM_OK;
+}
+
+int rbm_forward(const rbm_model *m, const rbm_kernels *K, const uint8_t *q, int64_t batch,
+                int64_t row_stride, float *out, int32_t kind)
+{
+    if (!m || !K || batch < 0 || (batch > 0 && (!q || !out)) || row_stride < m->n_inputs || bad_kind(m, kind))
+        return RBM_EINVAL;
+    if (m->scratch_bytes == 0)
+        return RBM_EINVAL; /* rbm_model_check was not run */
+    return run_batch(m, K, 0, q, row_stride, NULL, NULL, batch, out, kind);
 }
 
 int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *idx,
@@ -442,16 +453,5 @@ int rbm_forward_sparse(const rbm_model *m, const rbm_kernels *K, const int32_t *
             prev = idx[j];
         }
     }
-    uint64_t stack[RBM_STACK_SCRATCH / 8];
-    void *heap;
-    char *base = scratch_base(m, stack, &heap);
-    if (!base)
-        return RBM_ENOMEM;
-    scratch S;
-    scratch_layout(m, base, &S);
-    for (int64_t b = 0; b < batch; b++)
-        forward_one(m, K, NULL, idx + offsets[b], (int32_t)(offsets[b + 1] - offsets[b]),
-                    out + b * rbm_output_width(m, kind), kind, &S);
-    free(heap);
-    return RBM_OK;
+    return run_batch(m, K, 1, NULL, 0, idx, offsets, batch, out, kind);
 }

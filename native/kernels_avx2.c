@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rbm_kernels.h"
+#include "kernels_table.h"
 
 #define FN __attribute__((target("avx2,popcnt,fma"))) static
 #define INL __attribute__((target("avx2,popcnt,fma"), always_inline)) static inline
@@ -52,6 +53,20 @@ INL __m128 hsum4_ps(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
     __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
+
+/* f32_mm and f32_mv (kernels_f32_mm.h): 8-lane FMA chains, hsum_ps */
+#define MM_INL INL
+#define MM_FN FN
+#define MM_NAME f32_mm
+#define MM_VEC __m256
+#define MM_LANES 8
+#define MM_ZERO() _mm256_setzero_ps()
+#define MM_LOAD(p) _mm256_loadu_ps(p)
+#define MM_FMA(a, w, x) _mm256_fmadd_ps(w, x, a)
+#define MM_HSUM(a) hsum_ps(a)
+#define MM_MV_NAME f32_mv
+#define MM_HSUM4(a, s) _mm_storeu_ps(s, hsum4_ps(a[0], a[1], a[2], a[3]))
+#include "kernels_f32_mm.h"
 
 FN void pack_ge_u8(const uint8_t *q, int32_t n, int32_t t, uint64_t *bits)
 {
@@ -260,43 +275,6 @@ FN void s8u8_mv(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_t n,
     }
 }
 
-FN void f32_mv(const float *W, int32_t rows, int32_t n, const float *x, const float *bias, float *out)
-{
-    const int32_t full = n & ~7;
-    int32_t o = 0;
-    for (; o + 4 <= rows; o += 4) {
-        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int32_t i = 0; i < full; i += 8) {
-            __m256 xv = _mm256_loadu_ps(x + i);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
-        }
-        float s[4];
-        _mm_storeu_ps(s, hsum4_ps(a0, a1, a2, a3));
-        for (int32_t i = full; i < n; i++) {
-            s[0] += w0[i] * x[i];
-            s[1] += w1[i] * x[i];
-            s[2] += w2[i] * x[i];
-            s[3] += w3[i] * x[i];
-        }
-        for (int r = 0; r < 4; r++)
-            out[o + r] = bias[o + r] + s[r];
-    }
-    for (; o < rows; o++) {
-        const float *w = W + (size_t)o * n;
-        __m256 a = _mm256_setzero_ps();
-        for (int32_t i = 0; i < full; i += 8)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a);
-        float s = hsum_ps(a);
-        for (int32_t i = full; i < n; i++)
-            s += w[i] * x[i];
-        out[o] = bias[o] + s;
-    }
-}
-
 INL __m256 load8_u8_ps(const uint8_t *q)
 {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)));
@@ -430,96 +408,6 @@ FN void sparse_s8sum(const int8_t *WTq, int32_t rows, const int32_t *idx, int32_
         for (int32_t j = 0; j < k; j++)
             a += WTq[(size_t)idx[j] * rows + o];
         acc[o] = a;
-    }
-}
-
-/* one (row, sample) dot product: a single 8-lane FMA chain, hsum_ps, scalar tail, + bias:
- * the same arithmetic whatever the tile, so batch and batch-1 results are identical */
-INL float finish_dot(__m256 a, const float *w, const float *x, int32_t full, int32_t n, float bias)
-{
-    float s = hsum_ps(a);
-    for (int32_t i = full; i < n; i++)
-        s += w[i] * x[i];
-    return bias + s;
-}
-
-FN void f32_mm(const float *W, int32_t rows, int32_t n, const float *X, int32_t T, const float *bias, float *out)
-{
-    const int32_t full = n & ~7;
-    int32_t t = 0;
-    /* 2 rows x 4 samples: 8 independent FMA chains, each weight vector loaded once per tile */
-    for (; t + 4 <= T; t += 4) {
-        const float *x0 = X + (size_t)t * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
-        float *o0 = out + (size_t)t * rows, *o1 = o0 + rows, *o2 = o1 + rows, *o3 = o2 + rows;
-        int32_t o = 0;
-        for (; o + 2 <= rows; o += 2) {
-            const float *wa = W + (size_t)o * n, *wb = wa + n;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            for (int32_t i = 0; i < full; i += 8) {
-                __m256 va = _mm256_loadu_ps(wa + i), vb = _mm256_loadu_ps(wb + i);
-                __m256 y0 = _mm256_loadu_ps(x0 + i), y1 = _mm256_loadu_ps(x1 + i);
-                __m256 y2 = _mm256_loadu_ps(x2 + i), y3 = _mm256_loadu_ps(x3 + i);
-                a0 = _mm256_fmadd_ps(va, y0, a0);
-                a1 = _mm256_fmadd_ps(va, y1, a1);
-                a2 = _mm256_fmadd_ps(va, y2, a2);
-                a3 = _mm256_fmadd_ps(va, y3, a3);
-                b0 = _mm256_fmadd_ps(vb, y0, b0);
-                b1 = _mm256_fmadd_ps(vb, y1, b1);
-                b2 = _mm256_fmadd_ps(vb, y2, b2);
-                b3 = _mm256_fmadd_ps(vb, y3, b3);
-            }
-            o0[o] = finish_dot(a0, wa, x0, full, n, bias[o]);
-            o1[o] = finish_dot(a1, wa, x1, full, n, bias[o]);
-            o2[o] = finish_dot(a2, wa, x2, full, n, bias[o]);
-            o3[o] = finish_dot(a3, wa, x3, full, n, bias[o]);
-            o0[o + 1] = finish_dot(b0, wb, x0, full, n, bias[o + 1]);
-            o1[o + 1] = finish_dot(b1, wb, x1, full, n, bias[o + 1]);
-            o2[o + 1] = finish_dot(b2, wb, x2, full, n, bias[o + 1]);
-            o3[o + 1] = finish_dot(b3, wb, x3, full, n, bias[o + 1]);
-        }
-        for (; o < rows; o++) {
-            const float *w = W + (size_t)o * n;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int32_t i = 0; i < full; i += 8) {
-                __m256 v = _mm256_loadu_ps(w + i);
-                a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + i), a0);
-                a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x1 + i), a1);
-                a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + i), a2);
-                a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + i), a3);
-            }
-            o0[o] = finish_dot(a0, w, x0, full, n, bias[o]);
-            o1[o] = finish_dot(a1, w, x1, full, n, bias[o]);
-            o2[o] = finish_dot(a2, w, x2, full, n, bias[o]);
-            o3[o] = finish_dot(a3, w, x3, full, n, bias[o]);
-        }
-    }
-    /* the remaining samples one by one, 4 rows at a time (still one chain per (row, sample)) */
-    for (; t < T; t++) {
-        const float *x = X + (size_t)t * n;
-        float *ot = out + (size_t)t * rows;
-        int32_t o = 0;
-        for (; o + 4 <= rows; o += 4) {
-            const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int32_t i = 0; i < full; i += 8) {
-                __m256 xv = _mm256_loadu_ps(x + i);
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
-            }
-            ot[o] = finish_dot(a0, w0, x, full, n, bias[o]);
-            ot[o + 1] = finish_dot(a1, w1, x, full, n, bias[o + 1]);
-            ot[o + 2] = finish_dot(a2, w2, x, full, n, bias[o + 2]);
-            ot[o + 3] = finish_dot(a3, w3, x, full, n, bias[o + 3]);
-        }
-        for (; o < rows; o++) {
-            const float *w = W + (size_t)o * n;
-            __m256 a = _mm256_setzero_ps();
-            for (int32_t i = 0; i < full; i += 8)
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a);
-            ot[o] = finish_dot(a, w, x, full, n, bias[o]);
-        }
     }
 }
 
@@ -747,21 +635,5 @@ FN void planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uint64_
     }
 }
 
-const rbm_kernels rbm_kernels_avx2 = {
-    .name = "avx2",
-    .pack_ge_u8 = pack_ge_u8,
-    .bmv = bmv,
-    .threshold_pack = threshold_pack,
-    .u8_bmv = u8_bmv,
-    .s8u8_mv = s8u8_mv,
-    .f32_mv = f32_mv,
-    .f32u8_mv = f32u8_mv,
-    .maxpool_u8 = maxpool_u8,
-    .sparse_bitcount = sparse_bitcount,
-    .sparse_s8sum = sparse_s8sum,
-    .f32_mm = f32_mm,
-    .u8_pm1_mv = u8_pm1_mv,
-    .pack_planes_u8 = pack_planes_u8,
-    .planes_bmv = planes_bmv,
-};
+const rbm_kernels rbm_kernels_avx2 = RBM_KERNEL_TABLE("avx2", , u8_bmv, s8u8_mv, u8_pm1_mv);
 #endif /* __x86_64__ */

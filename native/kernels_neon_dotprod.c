@@ -10,6 +10,7 @@
 #include <arm_neon.h>
 
 #include "rbm_kernels.h"
+#include "kernels_table.h"
 #include "kernels_neon.h"
 
 #define FN __attribute__((target("arch=armv8.2-a+dotprod"))) static
@@ -86,22 +87,7 @@ FN void s8u8_mv_dot(const int8_t *W, const int32_t *rowsum, int32_t rows, int32_
     }
 }
 
-const rbm_kernels rbm_kernels_neon_dotprod = {
-    .name = "neon_dotprod",
-    .pack_ge_u8 = rbm_neon_pack_ge_u8,
-    .bmv = rbm_neon_bmv,
-    .threshold_pack = rbm_neon_threshold_pack,
-    .u8_bmv = u8_bmv_dot,
-    .s8u8_mv = s8u8_mv_dot,
-    .f32_mv = rbm_neon_f32_mv,
-    .f32u8_mv = rbm_neon_f32u8_mv,
-    .maxpool_u8 = rbm_neon_maxpool_u8,
-    .sparse_bitcount = rbm_neon_sparse_bitcount,
-    .sparse_s8sum = rbm_neon_sparse_s8sum,
-    .f32_mm = rbm_neon_f32_mm,
-    .u8_pm1_mv = NULL, /* int8 input layer from the packed bits (no expanded copy) */
-    /* the planes input layer is AND + vcnt, which the dot product does not speed up */
-    .pack_planes_u8 = rbm_neon_pack_planes_u8,
-    .planes_bmv = rbm_neon_planes_bmv,
-};
+/* the planes input layer is AND + vcnt, which the dot product does not speed up; u8_pm1_mv NULL: the
+ * int8 input layer from the packed bits (no expanded copy) */
+const rbm_kernels rbm_kernels_neon_dotprod = RBM_KERNEL_TABLE("neon_dotprod", rbm_neon_, u8_bmv_dot, s8u8_mv_dot, NULL);
 #endif /* __aarch64__ */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rbm_kernels.h"
+#include "kernels_table.h"
 
 static inline int32_t popcount64(uint64_t x)
 {
@@ -195,20 +196,4 @@ static void planes_bmv(const uint64_t *W, int32_t rows, int32_t words, const uin
     }
 }
 
-const rbm_kernels rbm_kernels_portable = {
-    .name = "portable",
-    .pack_ge_u8 = pack_ge_u8,
-    .bmv = bmv,
-    .threshold_pack = threshold_pack,
-    .u8_bmv = u8_bmv,
-    .s8u8_mv = s8u8_mv,
-    .f32_mv = f32_mv,
-    .f32u8_mv = f32u8_mv,
-    .maxpool_u8 = maxpool_u8,
-    .sparse_bitcount = sparse_bitcount,
-    .sparse_s8sum = sparse_s8sum,
-    .f32_mm = f32_mm,
-    .u8_pm1_mv = u8_pm1_mv,
-    .pack_planes_u8 = pack_planes_u8,
-    .planes_bmv = planes_bmv,
-};
+const rbm_kernels rbm_kernels_portable = RBM_KERNEL_TABLE("portable", , u8_bmv, s8u8_mv, u8_pm1_mv);

@@ -9,7 +9,7 @@
  * A kernel table (struct rbm_kernels) holds one implementation of every
  * kernel.  kernels_portable.c is the plain C reference (the C definition of
  * correct); kernels_avx2.c (x86_64 AVX2 + POPCNT + FMA), kernels_neon.c
- * (aarch64 ASIMD, every Raspberry Pi core) and kernels_neon_dotprod.c (ARMv8.2
+ * (aarch64 ASIMD, every Raspberry Pi core; 32-bit ARM with NEON) and kernels_neon_dotprod.c (ARMv8.2
  * dot product, Cortex-A76 / Pi 5) are the optimized variants.  select.c picks
  * one at run time from the CPU's features, or the one named by the
  * environment variable EDGE_RBMLP_KERNEL.  engine.c runs a whole model
@@ -86,8 +86,10 @@ extern const rbm_kernels rbm_kernels_portable;
 #if defined(__x86_64__)
 extern const rbm_kernels rbm_kernels_avx2;
 #endif
-#if defined(__aarch64__)
+#if defined(__aarch64__) || defined(__arm__)
 extern const rbm_kernels rbm_kernels_neon;
+#endif
+#if defined(__aarch64__)
 extern const rbm_kernels rbm_kernels_neon_dotprod;
 #endif
 

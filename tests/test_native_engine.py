@@ -291,6 +291,17 @@ def test_best_kernel_is_an_optimized_one_where_possible():
         assert best == "avx2"
     if machine in ("aarch64", "arm64"):
         assert best in ("neon", "neon_dotprod")
+    if machine.startswith("armv7") or machine.startswith("armv8l"):
+        # 32-bit ARM: neon exactly when the kernel reports NEON in AT_HWCAP (HWCAP_NEON, bit 12), else
+        # portable; neon_dotprod is AArch64 code and never available here
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        has_neon = bool(libc.getauxval(16) & (1 << 12))  # AT_HWCAP = 16
+        assert best == ("neon" if has_neon else "portable")
+        assert _native.variant_status("neon")[0] == has_neon
+        assert not _native.variant_status("neon_dotprod")[0]
 
 
 def test_threads_share_one_engine(mnist_like_model):

@@ -2,7 +2,10 @@
 # make test-arm: cross-build edge-rbmlp for aarch64 and run the engine tests under qemu-user on the
 # cores of the Raspberry Pis (Cortex-A53: Zero 2 / 3, A72: Pi 4, A76: Pi 5), forcing every kernel
 # variant each core can run through EDGE_RBMLP_KERNEL.  ARM_ARCH=armv7 (make test-armv7) does the same
-# for 32-bit Raspberry Pi OS (armhf, qemu-arm -cpu cortex-a7 / max), where only the portable kernel exists.
+# for 32-bit Raspberry Pi OS (armhf, qemu-arm): portable and neon on cortex-a7 (Pi 2) and max (an ARMv8
+# core in AArch32, as the Pi 3/4/5 under a 32-bit OS), and on cortex-a7,neon=off (qemu's A7 with NEON
+# switched off: AT_HWCAP lacks HWCAP_NEON and NEON instructions raise SIGILL) portable only, which the
+# engine must choose unforced there, while forcing neon must be refused.
 #
 # Steps (each cached under $CACHE, keyed by what it is built from, so a warm rerun skips 1-5):
 #   1. host tools from Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (apt-get, root)
@@ -18,11 +21,12 @@
 #      for aarch64 (pip --target --platform, environment markers evaluated for the Pi)
 #   6. per CPU model (in parallel, ARM_JOBS): native/tests/test_kernels.c (plain C: every variant against
 #      the portable kernels); the pure-Python core tests (first CPU only by default); the kernel the
-#      engine picks unforced (must be one the core runs, not portable); for each kernel the core
+#      engine picks unforced (must be one the core runs, not portable where it has NEON), which
+#      `edge-rbmlp demo` must name (and portable under EDGE_RBMLP_KERNEL=portable); for each kernel the core
 #      supports, the native tests with EDGE_RBMLP_KERNEL set, after which (same interpreter)
 #      NativeEngine(...).kernel must equal the forced kernel and the tests must have imported
 #      edge_rbmlp._native from the wheel (qemu_pytest_plugin.py, arm_probe.py); for kernels the core
-#      lacks (neon_dotprod on A53/A72), forcing it must be refused with a clear error (not a SIGILL).
+#      lacks (neon_dotprod on A53/A72 and on 32-bit ARM, neon on cortex-a7,neon=off), forcing it must be refused with a clear error (not a SIGILL).
 #   Fails on any failure, on pytest exit 5 (nothing ran) and on a run where nothing passed.
 #
 # Tests run (from a copy of tests/, against the installed wheel, never the source tree):
@@ -68,7 +72,7 @@ aarch64)  # 64-bit Raspberry Pi OS: Pi Zero 2 / 3 (Cortex-A53), Pi 4 (A72), Pi 5
     EXTRA_SYS_PKGS=(); FROM_SYSROOT="" ;;
 armv7)    # 32-bit Raspberry Pi OS (armhf): Pi 2 (Cortex-A7); `max` = an ARMv8 core in AArch32 (Pi 3/4/5 on 32-bit OS)
     DEB_ARCH=armhf; TRIPLET=arm-linux-gnueabihf; QEMU=qemu-arm; CROSS_PKGS=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
-    DEFAULT_CPUS="cortex-a7 max"; MACHINE=armv7l; ELF_CLASS=1; ELF_MACHINE=40; FILE_SAYS="ARM, EABI5"
+    DEFAULT_CPUS="cortex-a7 max cortex-a7,neon=off"; MACHINE=armv7l; ELF_CLASS=1; ELF_MACHINE=40; FILE_SAYS="ARM, EABI5"
     # PyPI has no armv7 numpy nor Pillow wheels: Debian's (numpy 1.24, Pillow 9.4) in the sysroot
     EXTRA_SYS_PKGS=(python3-numpy python3-pil); FROM_SYSROOT="numpy pillow" ;;
 *) echo "ARM_ARCH must be aarch64 or armv7" >&2; exit 2 ;;
@@ -349,9 +353,14 @@ pyarm() { # cpu kernel(or "") args...
         EDGE_RBMLP_DATA="$WORK/no-data" EDGE_RBMLP_ARM_ONLY_FORCED=$ONLY_FORCED \
         $QEMU -cpu "$cpu" -L "$SYSROOT" "$SYSROOT/usr/bin/python$PYV" "$@"
 }
-supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 among the Pi cores)
-    [ "$ARCH" = aarch64 ] || { [ "$2" = portable ]; return; }  # armv7: no NEON kernels (yet)
-    case $2 in portable | neon) return 0 ;; neon_dotprod) [ "$1" = cortex-a76 ] ;; *) return 1 ;; esac
+supports() { # cpu kernel: what the core can run (ARMv8.2 dotprod: only the A76 among the Pi cores;
+    # 32-bit: neon where the core has NEON, never neon_dotprod, which is AArch64 code)
+    case $ARCH/$2 in
+    */portable | aarch64/neon) return 0 ;;
+    aarch64/neon_dotprod) [ "$1" = cortex-a76 ] ;;
+    armv7/neon) [[ $1 != *neon=off* ]] ;;
+    *) return 1 ;;
+    esac
 }
 jget() { "$HOST_PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true; }
 
@@ -419,6 +428,17 @@ probe() { # cpu kernel
     echo "$rc|$(jget "$out" kernel)|$(jget "$out" error)"
 }
 
+# `edge-rbmlp demo` (bundled models on the bundled samples) must say "kernel <expected>" for every model
+demo_says() { # cpu kernel(or "") expected
+    local t=$SECONDS rc=0 out said
+    out=$(pyarm "$1" "$2" -m edge_rbmlp.cli demo 2>&1) || rc=$?
+    said=$(grep -oE 'kernel [a-z0-9_]+' <<<"$out" | sort -u | paste -sd, -) || true
+    add_summary "$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$1" "${2:-auto}" demo "says: ${said:-nothing}" "exit $rc" $((SECONDS - t)))"
+    if [ "$rc" != 0 ]; then fail "$1/${2:-auto}: edge-rbmlp demo failed (exit $rc): $(tail -3 <<<"$out" | tr '\n' ' ')"
+    elif [ "$said" != "kernel $3" ]; then fail "$1/${2:-auto}: edge-rbmlp demo says '${said:-no kernel}', expected 'kernel $3'"; fi
+    return 0
+}
+
 # the C kernels alone (native/tests/test_kernels.c: every variant the core runs against the portable C)
 CKT=""
 if [ -f "$TREE/native/tests/test_kernels.c" ]; then
@@ -447,13 +467,18 @@ run_cpu() { # unit cpu
     # shellcheck disable=SC2086
     [ -z "$CORE_FILES" ] || [[ " $CORE_CPUS " != *" $cpu "* ]] || run_pytest core "$cpu" "" $CORE_FILES
     if [ "$HAVE_NATIVE" = 1 ]; then
-        # unforced, the engine picks from the CPU's features (getauxval): a NEON variant this core can run
+        # unforced, the engine picks from the CPU's features (getauxval): a NEON variant where the core
+        # has NEON (portable would be a failure there), portable where it has none
         t=$SECONDS; IFS='|' read -r rc got err <<<"$(probe "$cpu" "")"
         add_summary "$(printf '%-11s %-13s %-6s %-20s %-46s wall %3ss' "$cpu" auto probe "engine.kernel=${got:-?}" "${err:-chosen from the CPU features}" $((SECONDS - t)))"
         if [ "$rc" != 0 ] || [ -z "$got" ]; then fail "$cpu auto: probe failed (exit $rc): $err"
-        elif ! supports "$cpu" "$got" || { [ "$ARCH" = aarch64 ] && [ "$got" = portable ]; }; then fail "$cpu auto: the engine chose '$got' on $cpu"
+        elif ! supports "$cpu" "$got" || { [ "$got" = portable ] && supports "$cpu" neon; }; then fail "$cpu auto: the engine chose '$got' on $cpu"
         elif [ "$cpu" = cortex-a76 ] && [ "$got" != neon_dotprod ]; then say "note: $cpu auto chose $got, not neon_dotprod"
         fi
+        # what the user is told: `edge-rbmlp demo` names the kernel it runs, unforced (the probe's) and, on
+        # the first CPU, with EDGE_RBMLP_KERNEL=portable (the override)
+        [ -z "$got" ] || demo_says "$cpu" "" "$got"
+        [ "$cpu" != "${CPUS[0]}" ] || demo_says "$cpu" portable portable
         for k in "${ALL_KERNELS[@]}"; do
             if supports "$cpu" "$k"; then
                 # shellcheck disable=SC2086

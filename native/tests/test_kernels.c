@@ -1,6 +1,7 @@
 /*
  * Stand-alone check of every kernel variant this CPU runs against the portable
- * C kernels, on random awkward shapes (no Python needed; handy under qemu):
+ * C kernels (integer kernels bit for bit), on a grid of awkward sizes and on
+ * random shapes, with random contents (no Python needed; handy under qemu):
  *   cc -O2 -Inative native/STAR.c -lm -o /tmp/tk && /tmp/tk
  *   aarch64-linux-gnu-gcc -O2 -Inative native/STAR.c -lm -o /tmp/tka &&
  *     qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu /tmp/tka
@@ -22,6 +23,8 @@ static uint64_t rnd(void)
     rng ^= rng << 17;
     return rng;
 }
+
+#define RANDOM_SHAPES 60
 
 static int failures = 0;
 #define CHECK(cond, ...)                                   \
@@ -58,9 +61,23 @@ static void test_variant(const rbm_kernels *K)
     static const int32_t sizes[] = {1, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 88, 127, 128, 130, 200, 257, 784, 1000, 2100};
     const int ns = (int)(sizeof sizes / sizeof sizes[0]);
     int checked = 0;
+    /* the grid of awkward sizes, then random shapes (a third of them one off a multiple of 64) */
+    int32_t shape_n[256], shape_rows[256];
+    int nshapes = 0;
     for (int a = 0; a < ns; a++)
         for (int b = 0; b < ns; b += 3) {
-            int32_t n = sizes[a], rows = sizes[b] > 300 ? 37 : sizes[b];
+            shape_n[nshapes] = sizes[a];
+            shape_rows[nshapes++] = sizes[b] > 300 ? 37 : sizes[b];
+        }
+    for (int r = 0; r < RANDOM_SHAPES; r++) {
+        int32_t n = 1 + (int32_t)(rnd() % 2200);
+        if (r % 3 == 0)
+            n = (n / 64) * 64 + (int32_t)(rnd() % 3) - 1;
+        shape_n[nshapes] = n < 1 ? 1 : n;
+        shape_rows[nshapes++] = 1 + (int32_t)(rnd() % 70);
+    }
+    for (int si = 0; si < nshapes; si++) {
+            int32_t n = shape_n[si], rows = shape_rows[si];
             int32_t words = RBM_WORDS(n);
             uint64_t *W = malloc((size_t)rows * words * 8), *x = malloc((size_t)words * 8 + 8);
             uint64_t *b1 = calloc((size_t)words + 1, 8), *b2 = calloc((size_t)words + 1, 8);
@@ -73,7 +90,7 @@ static void test_variant(const rbm_kernels *K)
             void *tmp = malloc(2 * (size_t)n + 64);
             fill_bits(W, rows, n);
             fill_bits(x, 1, n);
-            int mode = (a + b) % 3;
+            int mode = si % 3;
             for (int32_t i = 0; i < n; i++)
                 q[i] = mode == 0 ? (uint8_t)rnd() : (mode == 1 ? 255 : (uint8_t)(rnd() & 1));
             for (int32_t o = 0; o < rows; o++) {
