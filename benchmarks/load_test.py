@@ -730,6 +730,8 @@ def main(argv=None) -> int:
             report["soak"] = run_soak(service, kinds, args.soak, args.soak_chunk, args.soak_concurrency,
                                       args.max_growth_mib)
             problems += report["soak"]["problems"]
+            if report["soak"]["problems"]:  # what the service said meanwhile (a worker replaced?)
+                problems.append("the service's log during the soak:\n" + service.stderr()[-3000:])
         code = service.stop()
         if code != 0:
             problems.append(f"the service exited with {code} on SIGTERM:\n{service.stderr()[-2000:]}")

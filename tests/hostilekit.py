@@ -137,14 +137,10 @@ def request(port: int, method: str, path: str, body: bytes = None, headers=None,
 
 
 def peak_rss(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    """VmHWM of ``pid`` in bytes (None when it is gone)."""
+    from edge_rbmlp.server.metrics import memory_bytes
+
+    return memory_bytes(pid)[1]
 
 
 class Legit:
