@@ -1,7 +1,8 @@
 """Where a request's time goes, in process (no server, no socket): the WSGI call of a bare
 callable, of the smallest Flask app, of our app on a trivial route (Flask + our front and
-hooks), and of our two hot routes with the route's own time split (decode, preprocess,
-inference) taken from its answer; plus the JSON encoding of one answer. Together with the
+hooks), and of our two hot routes (answered by server/fastpath.py, and through Flask with it
+off) with the route's own time split (decode, preprocess, inference) taken from its answer;
+plus the JSON encoding of one answer. Together with the
 req/s on the wire (``load_test.py --compare``) this tells the server's share from the app's.
 
     .venv-test/bin/python benchmarks/request_path.py [--json] [--out benchmarks/results/request_path.json]
@@ -71,7 +72,10 @@ def main(argv=None) -> int:
 
     png = sorted(SAMPLES_DIR.glob("*.png"))[0].read_bytes()
     review = sorted(SAMPLES_DIR.glob("*.txt"))[0].read_bytes()
-    ours = create_app(ServerConfig(models=["mnist", "imdb"]))
+    config = ServerConfig(models=["mnist", "imdb"])
+    ours = create_app(config)
+    # the same app with every request through Flask (server/fastpath.py off): what the fast path saves
+    flask_only = create_app(config, served=ours.extensions["edge_rbmlp"].models, fast_path=False)
 
     def bare(environ_, start_response):
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
@@ -83,6 +87,9 @@ def main(argv=None) -> int:
         "ours_v2_live": lambda: call(ours, "GET", "/v2/health/live"),
         "ours_classify_mnist": lambda: call(ours, "POST", "/classify/mnist", png, "image/png"),
         "ours_classify_imdb": lambda: call(ours, "POST", "/classify/imdb", review, "text/plain; charset=utf-8"),
+        "ours_classify_mnist_through_flask": lambda: call(flask_only, "POST", "/classify/mnist", png, "image/png"),
+        "ours_classify_imdb_through_flask": lambda: call(flask_only, "POST", "/classify/imdb", review,
+                                                         "text/plain; charset=utf-8"),
     }
     rows = {name: round(per_call_us(fn, args.number, args.repeat), 1) for name, fn in cases.items()}
     answers = {m: json.loads(cases[f"ours_classify_{m}"]()) for m in ("mnist", "imdb")}
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
     for m, a in answers.items():
         route = {k: a[k] for k in ("decode_us", "preprocess_us", "inference_us", "total_us") if k in a}
         split[m] = dict(route, wsgi_call_us=rows[f"ours_classify_{m}"],
-                        flask_and_hooks_us=round(rows[f"ours_classify_{m}"] - route.get("total_us", 0.0), 1))
+                        dispatch_and_answer_us=round(rows[f"ours_classify_{m}"] - route.get("total_us", 0.0), 1))
     with ours.app_context():
         from flask import json as flask_json
 
