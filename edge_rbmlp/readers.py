@@ -14,7 +14,12 @@ region of interest ``[x, y, w, h]`` per digit, left to right. Every frame gives 
    may not change by more than that rate allows since it last changed.
 
 A reading that fails any step is ``valid = false`` with a ``reason``; the last accepted value is
-kept for the plausibility rules.
+kept for the plausibility rules. The rules compare with the last accepted value, so one accepted
+misread (the first value read as 0927 on a meter at 0427) would make ``monotonic`` refuse every true
+reading until the meter passes it. Hence re-anchoring: when ``reanchor_after`` voted readings in a row
+are refused by the rules and each is plausible against the one before it (a consistent story that
+disagrees only with the last accepted value), the latest of them becomes the accepted value and is
+published, with ``reanchored`` giving the value it replaced.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Reading:
     raw_value: Optional[str] = None  # this frame's own reading, before the vote
     votes: int = 0  # frames of the window that read `value`
     window: int = 1
+    reanchored: Optional[str] = None  # the accepted value this reading replaced by re-anchoring
 
     def to_dict(self) -> dict:
         out = {"reader": self.reader, "value": self.value, "valid": self.valid,
@@ -49,6 +55,8 @@ class Reading:
                "raw_value": self.raw_value, "votes": self.votes, "window": self.window}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.reanchored is not None:
+            out["reanchored"] = self.reanchored
         return out
 
     def state_payload(self) -> dict:
@@ -78,6 +86,8 @@ class Reader:
         self.window: collections.deque = collections.deque(maxlen=config.vote)
         self.accepted: Optional[str] = None  # the last valid value
         self.changed_ts: Optional[float] = None  # when the accepted value last changed
+        # the refused readings in a row that agree with each other: (latest value, its ts, when it changed, count)
+        self.refused_run: Optional[tuple] = None
         self.last: Optional[Reading] = None
         self.last_raw: Optional[Reading] = None
 
@@ -126,15 +136,33 @@ class Reader:
             reading = Reading(self.name, raw.value, raw.digits, raw.confidence, False, reason, raw.latency_us,
                               raw.ts, raw.frame, raw.value, counts.get(raw.value, 0), c.vote)
         else:
-            problem = self._implausible(reading.value, reading.ts)
+            problem = self._implausible(reading.value, reading.ts, self.accepted, self.changed_ts)
+            if problem is not None and self._refused_in_a_row(reading) >= c.reanchor_after > 0:
+                # a consistent story that disagrees only with the last accepted value: that value was wrong
+                reading.reanchored, problem = self.accepted, None
+                self.accepted, self.changed_ts = reading.value, self.refused_run[2]
             if problem is not None:
                 reading.valid, reading.reason = False, problem
             else:
+                self.refused_run = None
                 if reading.value != self.accepted:
                     self.changed_ts = reading.ts
                 self.accepted = reading.value
         self.last = reading
         return reading
+
+    def _refused_in_a_row(self, reading: Reading) -> int:
+        """Count ``reading`` into the run of refused readings that agree with each other; its length."""
+        run = self.refused_run
+        if not reading.value.isdigit():  # the rules compare numbers: nothing else can replace one
+            self.refused_run = None
+            return 0
+        if run is not None and self._implausible(reading.value, reading.ts, run[0], run[2]) is None:
+            changed = run[2] if reading.value == run[0] else reading.ts
+            self.refused_run = (reading.value, reading.ts, changed, run[3] + 1)
+        else:
+            self.refused_run = (reading.value, reading.ts, reading.ts, 1)
+        return self.refused_run[3]
 
     def _latest_index(self, value) -> int:
         for i in range(len(self.window) - 1, -1, -1):
@@ -142,20 +170,23 @@ class Reader:
                 return i
         return -1
 
-    def _implausible(self, value: str, ts: float) -> Optional[str]:
+    def _implausible(self, value: str, ts: float, accepted: Optional[str],
+                     changed_ts: Optional[float]) -> Optional[str]:
+        """Why ``value`` at ``ts`` breaks the rules against ``accepted`` (which last changed at
+        ``changed_ts``), or None."""
         c = self.config
-        if self.accepted is None or value == self.accepted or not (c.monotonic or c.max_rate_per_hour):
+        if accepted is None or value == accepted or not (c.monotonic or c.max_rate_per_hour):
             return None
-        if not (value.isdigit() and self.accepted.isdigit()):
+        if not (value.isdigit() and accepted.isdigit()):
             return f"{value!r} is not a number (monotonic and max_rate_per_hour compare numbers)"
-        new, old = int(value), int(self.accepted)
+        new, old = int(value), int(accepted)
         if c.monotonic and new < old:
-            return f"monotonic: {value} is below the last value {self.accepted}"
+            return f"monotonic: {value} is below the last value {accepted}"
         if c.max_rate_per_hour:
-            hours = max(0.0, ts - (self.changed_ts if self.changed_ts is not None else ts)) / 3600.0
+            hours = max(0.0, ts - (changed_ts if changed_ts is not None else ts)) / 3600.0
             allowed = c.max_rate_per_hour * hours
             if abs(new - old) > allowed:
-                return (f"max_rate_per_hour: {self.accepted} -> {value} is a change of {abs(new - old)} in "
+                return (f"max_rate_per_hour: {accepted} -> {value} is a change of {abs(new - old)} in "
                         f"{hours * 60:.1f} min, more than {c.max_rate_per_hour:g}/h allows ({allowed:.2f})")
         return None
 

@@ -18,13 +18,15 @@ from edge_rbmlp.server.config import ConfigError, ReaderConfig, from_dict, load_
 def test_readers_and_mqtt_config():
     config = from_dict({"camera": {"enabled": True},
                         "readers": [{"name": "water", "rois": [[1, 2, 30, 40], [31, 2, 30, 40]], "vote": 5,
-                                     "monotonic": True, "max_rate_per_hour": 60, "min_confidence": 0.8},
+                                     "monotonic": True, "max_rate_per_hour": 60, "min_confidence": 0.8,
+                                     "reanchor_after": 4},
                                     {"name": "gas-2", "model": "digits", "rois": [[0, 0, 8, 8]]}],
                         "mqtt": {"host": "broker.lan", "username": "u", "password": "p", "qos": 2,
                                  "tls": True, "ca_file": "/etc/ssl/ca.pem"}})
     water, gas = config.readers
     assert water.rois == ((1, 2, 30, 40), (31, 2, 30, 40)) and water.vote == 5 and water.monotonic
     assert water.max_rate_per_hour == 60.0 and water.min_confidence == 0.8 and water.model == "mnist"
+    assert water.reanchor_after == 4 and gas.reanchor_after == 10
     assert gas.model == "digits" and gas.vote == 3 and gas.min_confidence == 0.6 and not gas.monotonic
     m = config.mqtt
     assert (m.host, m.port, m.qos, m.tls, m.discovery_prefix, m.topic_prefix) == ("broker.lan", 1883, 2, True,
@@ -47,6 +49,7 @@ def test_readers_and_mqtt_config():
     ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]], "min_confidence": 2}]}, "min_confidence"),
     ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]], "max_rate_per_hour": 0}]}, "above 0"),
     ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]], "monotonic": "yes"}]}, "true or false"),
+    ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]], "reanchor_after": -1}]}, "reanchor_after must be an integer"),
     ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]], "roi": 1}]}, "unknown config key"),
     ({"readers": [{"name": "x", "rois": [[0, 0, 8, 8]]}, {"name": "x", "rois": [[0, 0, 8, 8]]}]}, "both named"),
     ({"mqtt": {"port": 1883}}, "needs host"),
@@ -91,7 +94,8 @@ def test_the_shipped_device_config_documents_the_sections():
 
     text = (Path(__file__).resolve().parent.parent / "device" / "config.toml").read_text()
     for needle in ('source = "picamera2"', "# [[readers]]", "# rois = ", "# vote = ", "# [mqtt]",
-                   "EDGE_RBMLP_MQTT_PASSWORD", "# discovery_prefix", "# monotonic", "# max_rate_per_hour"):
+                   "EDGE_RBMLP_MQTT_PASSWORD", "# discovery_prefix", "# monotonic", "# max_rate_per_hour",
+                   "# reanchor_after"):
         assert needle in text, needle
     # uncommented, the examples are a valid config
     import re
@@ -157,6 +161,38 @@ def test_monotonic_refuses_a_lower_value():
     assert [o.valid for o in out] == [True, False, True, False]
     assert out[1].reason == "monotonic: 0426 is below the last value 0427"
     assert r.accepted == "0428"
+
+
+def test_a_consistent_run_of_refused_readings_replaces_an_accepted_misread():
+    """The first value misread as 0927 on a meter at 0427: without re-anchoring ``monotonic`` would refuse
+    every true reading until the meter passed 0927."""
+    r = Reader(ReaderConfig("m", ((0, 0, 8, 8),) * 4, vote=1, monotonic=True, reanchor_after=3))
+    out = feed(r, ["0927", "0427", "0427", "0428", "0428", "0429", "0427"])
+    assert [o.valid for o in out] == [True, False, False, True, True, True, False]
+    assert out[1].reason == "monotonic: 0427 is below the last value 0927"
+    assert out[3].reanchored == "0927" and out[3].to_dict()["reanchored"] == "0927" and out[3].value == "0428"
+    assert [o.reanchored for o in out].count(None) == 6 and "reanchored" not in out[4].to_dict()
+    assert r.accepted == "0429" and out[6].reason == "monotonic: 0427 is below the last value 0429"
+
+
+def test_refused_readings_that_contradict_each_other_never_replace_the_accepted_value():
+    r = Reader(ReaderConfig("m", ((0, 0, 8, 8),) * 4, vote=1, monotonic=True, reanchor_after=3))
+    out = feed(r, ["0927", "0427", "0300", "0427", "0300", "0427", "0300", "0427"])
+    assert [o.valid for o in out] == [True] + [False] * 7 and r.accepted == "0927"
+    never = Reader(ReaderConfig("m", ((0, 0, 8, 8),) * 4, vote=1, monotonic=True, reanchor_after=0))
+    assert [o.valid for o in feed(never, ["0927"] + ["0427"] * 20)] == [True] + [False] * 20
+
+
+def test_reanchoring_keeps_the_rate_rule_on_the_run_itself():
+    """Under max_rate_per_hour the run must be plausible at that rate too; the new value's change time is
+    when the run first read it."""
+    r = Reader(ReaderConfig("m", ((0, 0, 8, 8),) * 4, vote=1, max_rate_per_hour=60, reanchor_after=3))
+    times = [0, 1, 2, 3, 4, 5]
+    values = ["0900", "0427", "0427", "0427", "0428", "0500"]
+    out = [r.update(r.raw([pred(c) for c in v], 1.0, t, i)) for i, (v, t) in enumerate(zip(values, times))]
+    assert [o.valid for o in out] == [True, False, False, True, False, False]
+    assert out[3].reanchored == "0900" and r.accepted == "0427" and r.changed_ts == 1
+    assert out[4].reason.startswith("max_rate_per_hour: 0427 -> 0428")
 
 
 def test_max_rate_per_hour_counts_from_the_last_change():

@@ -42,6 +42,7 @@ A config file (``/etc/edge-rbmlp/config.toml`` on a Pi, see ``device/config.toml
     vote = 3                      # publish a value only when most of the last 3 frames read it
     monotonic = false             # true: a counter never goes down
     max_rate_per_hour = 100       # optional: refuse a change faster than this since the value last changed
+    reanchor_after = 10           # this many refused readings in a row that agree replace the last value (0: never)
 
     [mqtt]                        # publish the readings, with Home Assistant discovery
     host = "192.168.1.10"
@@ -129,6 +130,9 @@ class ReaderConfig:
     vote: int = 3  # a value is published once it is the majority of the last `vote` frames
     monotonic: bool = False
     max_rate_per_hour: Optional[float] = None
+    # this many voted readings in a row that the rules refuse, and that agree with each other, replace
+    # the last accepted value (which was then a misread, or the meter was replaced); 0: never
+    reanchor_after: int = 10
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,8 @@ def _readers(data) -> Tuple[ReaderConfig, ...]:
             if rate <= 0:
                 raise ConfigError(f"{where} max_rate_per_hour must be above 0 (leave it out for no limit)")
             kw["max_rate_per_hour"] = rate
+        if "reanchor_after" in table:
+            kw["reanchor_after"] = _int(f"{where} reanchor_after", table["reanchor_after"], 0, 100000)
         out.append(ReaderConfig(**kw))
     return tuple(out)
 
