@@ -320,6 +320,7 @@ def test_api_readers_and_the_frame_with_boxes(mnist, tmp_path):
         assert body["running"] and body["frame"]["width"] == 320 and body["frame"]["height"] == 160
         water = body["readers"][0]
         assert water["name"] == "water" and water["rois"] == [list(r) for r in rois] and water["vote"] == 1
+        assert water["reanchor_after"] == 10
         assert water["last"]["value"] == "0427" and water["last"]["valid"] and body["mqtt"] is None
         boxed = client.get("/api/readers/frame.png")
         bare = client.get("/api/readers/frame.png?boxes=0")

@@ -54,7 +54,7 @@ class ReadersState:
                 reading = self.readings.get(c.name)
                 readers.append({"name": c.name, "model": c.model, "rois": [list(r) for r in c.rois],
                                 "min_confidence": c.min_confidence, "vote": c.vote, "monotonic": c.monotonic,
-                                "max_rate_per_hour": c.max_rate_per_hour,
+                                "max_rate_per_hour": c.max_rate_per_hour, "reanchor_after": c.reanchor_after,
                                 "last": None if reading is None else reading.to_dict()})
             out = {"running": self.running, "frames": self.frames, "errors": self.errors,
                    "last_error": self.last_error, "frame": frame, "readers": readers}
