@@ -17,10 +17,10 @@
  * sample's f32_mm result does not depend on the batch it came in.
  */
 
-/* the chains of rows w0, w0 + n, w0 + 2n, w0 + 3n against one sample x */
-MM_INL void mm_rows4(const float *w0, int32_t n, const float *x, int32_t full, MM_VEC *a)
+/* the chains of rows w0 .. w3 against one sample x */
+MM_INL void mm_rows4(const float *w0, const float *w1, const float *w2, const float *w3, const float *x, int32_t full,
+                     MM_VEC *a)
 {
-    const float *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
     MM_VEC a0 = MM_ZERO(), a1 = a0, a2 = a0, a3 = a0;
     for (int32_t i = 0; i < full; i += MM_LANES) {
         MM_VEC xv = MM_LOAD(x + i);
@@ -108,11 +108,14 @@ MM_FN void MM_NAME(const float *W, int32_t rows, int32_t n, const float *X, int3
         float *ot = out + (size_t)t * rows;
         int32_t o = 0;
         for (; o + 4 <= rows; o += 4) {
-            const float *w0 = W + (size_t)o * n;
+            const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
             MM_VEC a[4];
-            mm_rows4(w0, n, x, full, a);
-            for (int r = 0; r < 4; r++)
-                ot[o + r] = mm_finish(a[r], w0 + (size_t)r * n, x, full, n, bias[o + r]);
+            mm_rows4(w0, w1, w2, w3, x, full, a);
+            /* written out, not a loop over a[r]: the chains stay in registers */
+            ot[o] = mm_finish(a[0], w0, x, full, n, bias[o]);
+            ot[o + 1] = mm_finish(a[1], w1, x, full, n, bias[o + 1]);
+            ot[o + 2] = mm_finish(a[2], w2, x, full, n, bias[o + 2]);
+            ot[o + 3] = mm_finish(a[3], w3, x, full, n, bias[o + 3]);
         }
         for (; o < rows; o++) {
             const float *w = W + (size_t)o * n;
@@ -126,17 +129,19 @@ MM_FN void MM_MV_NAME(const float *W, int32_t rows, int32_t n, const float *x, c
     const int32_t full = n & ~(MM_LANES - 1);
     int32_t o = 0;
     for (; o + 4 <= rows; o += 4) {
-        const float *w0 = W + (size_t)o * n;
+        const float *w0 = W + (size_t)o * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
         MM_VEC a[4];
         float s[4];
-        mm_rows4(w0, n, x, full, a);
+        mm_rows4(w0, w1, w2, w3, x, full, a);
         MM_HSUM4(a, s);
-        for (int r = 0; r < 4; r++) {
-            const float *w = w0 + (size_t)r * n;
-            for (int32_t i = full; i < n; i++)
-                s[r] += w[i] * x[i];
-            out[o + r] = bias[o + r] + s[r];
+        for (int32_t i = full; i < n; i++) {
+            s[0] += w0[i] * x[i];
+            s[1] += w1[i] * x[i];
+            s[2] += w2[i] * x[i];
+            s[3] += w3[i] * x[i];
         }
+        for (int r = 0; r < 4; r++)
+            out[o + r] = bias[o + r] + s[r];
     }
     for (; o < rows; o++) {
         const float *w = W + (size_t)o * n;
