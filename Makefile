@@ -99,7 +99,7 @@ test-asan: $(TEST_VENV)/.installed
 # Retrain the two bundled default models on the real data (deterministic for the seed) and
 # copy them into edge_rbmlp/models/ (variant choice and measurements: train/README.md)
 models: $(TEST_VENV)/.installed data train-fonts
-	$(TEST_VENV)/bin/python -m train fit --dataset mnist --arch "B-D256N,D64N,PN" --input-mode planes --input-bits 2 --seed 0 --epochs 30 --lr-schedule cosine --augment digits --augment-fraction 0.25 --out build/models/mnist
+	$(TEST_VENV)/bin/python -m train fit --dataset mnist --arch "B-D256N,D64N,PN" --input-mode planes --input-bits 2 --seed 0 --epochs 40 --lr-schedule cosine --augment digits --augment-fraction 0.25 --printed-fraction 0.1 --display-share 0.3 --printed-redraw 5 --out build/models/mnist
 	$(TEST_VENV)/bin/python -m train bundle build/models/mnist --name mnist
 	$(TEST_VENV)/bin/python -m train fit --dataset imdb --arch "B-32,16,4,Q" --input-mode sign --seed 0 --epochs 3 --augment text --augment-fraction 0.75 --out build/models/imdb
 	$(TEST_VENV)/bin/python -m train bundle build/models/imdb --name imdb
