@@ -86,7 +86,7 @@ class Reader:
         self.window: collections.deque = collections.deque(maxlen=config.vote)
         self.accepted: Optional[str] = None  # the last valid value
         self.changed_ts: Optional[float] = None  # when the accepted value last changed
-        # the refused readings in a row that agree with each other: (latest value, its ts, when it changed, count)
+        # the refused readings in a row that agree with each other: (latest value, when it changed, count)
         self.refused_run: Optional[tuple] = None
         self.last: Optional[Reading] = None
         self.last_raw: Optional[Reading] = None
@@ -140,7 +140,7 @@ class Reader:
             if problem is not None and self._refused_in_a_row(reading) >= c.reanchor_after > 0:
                 # a consistent story that disagrees only with the last accepted value: that value was wrong
                 reading.reanchored, problem = self.accepted, None
-                self.accepted, self.changed_ts = reading.value, self.refused_run[2]
+                self.accepted, self.changed_ts = reading.value, self.refused_run[1]
             if problem is not None:
                 reading.valid, reading.reason = False, problem
             else:
@@ -157,12 +157,12 @@ class Reader:
         if not reading.value.isdigit():  # the rules compare numbers: nothing else can replace one
             self.refused_run = None
             return 0
-        if run is not None and self._implausible(reading.value, reading.ts, run[0], run[2]) is None:
-            changed = run[2] if reading.value == run[0] else reading.ts
-            self.refused_run = (reading.value, reading.ts, changed, run[3] + 1)
+        if run is not None and self._implausible(reading.value, reading.ts, run[0], run[1]) is None:
+            changed = run[1] if reading.value == run[0] else reading.ts
+            self.refused_run = (reading.value, changed, run[2] + 1)
         else:
-            self.refused_run = (reading.value, reading.ts, reading.ts, 1)
-        return self.refused_run[3]
+            self.refused_run = (reading.value, reading.ts, 1)
+        return self.refused_run[2]
 
     def _latest_index(self, value) -> int:
         for i in range(len(self.window) - 1, -1, -1):
