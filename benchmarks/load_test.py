@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -221,17 +222,21 @@ def rss_of(pid: int) -> int:
     return memory_bytes(pid)[0] or 0
 
 
-def pss_of(pid: int) -> int:
-    """Proportional set size (shared pages divided among the processes mapping them), bytes; 0 where
-    /proc/PID/smaps_rollup cannot be read."""
+def smaps_rollup_of(pid: int, fields=("Pss", "Anonymous")) -> Dict[str, int]:
+    """Fields of /proc/PID/smaps_rollup in bytes (0 where it cannot be read): ``Pss``, shared pages
+    divided among the processes mapping them; ``Anonymous``, the pages no file backs (the Python
+    heap and objects, thread stacks), what a process costs beyond the libraries every Python process
+    on the machine maps from the same files."""
+    out = dict.fromkeys(fields, 0)
     try:
         with open(f"/proc/{pid}/smaps_rollup") as fh:
             for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
+                key = line.split(":", 1)[0]
+                if key in out:
+                    out[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return out
 
 
 def expected_label(kind: str) -> Optional[str]:
@@ -305,11 +310,17 @@ def wrk_rps(url: str, body_path: Path, content_type: str, connections: int, seco
                      f'local f = assert(io.open({json.dumps(str(body_path))}, "rb"))\n'
                      'wrk.body = f:read("*all")\nf:close()\n'
                      f'wrk.headers["Content-Type"] = {json.dumps(content_type)}\n')
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     try:
         out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
                               url], capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         os.unlink(script.name)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the client's own CPU (wrk's user + system time): on a machine of few cores it takes cores the
+    # services would use, which bounds what a second worker can add (compare_ratios)
+    client_cores = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.perf_counter() - t0)
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not found:
         raise RuntimeError(f"wrk printed no result:\n{out}")
@@ -320,7 +331,8 @@ def wrk_rps(url: str, body_path: Path, content_type: str, connections: int, seco
     unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
     return {"requests_per_s": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
             "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
-            "p50_us": round(float(p50.group(1)) * unit[p50.group(2)], 1) if p50 else None}
+            "p50_us": round(float(p50.group(1)) * unit[p50.group(2)], 1) if p50 else None,
+            "client_cores_busy": round(client_cores, 2)}
 
 
 def _measure(service: Service, model: str, kind: str, body: Path, ctype: str, connections: int, seconds: float,
@@ -484,7 +496,9 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
                         r["load_average_1min"] = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy
                         cells.setdefault((name, model, c), []).append(r)
         for name, (svc, _) in services.items():  # memory after the run (warm: every route served)
-            info[name] = {"rss_bytes": svc.rss_bytes(), "pss_bytes": sum(pss_of(p) for p in svc.pids()),
+            rollups = [smaps_rollup_of(p) for p in svc.pids()]
+            info[name] = {"rss_bytes": svc.rss_bytes(), "pss_bytes": sum(r["Pss"] for r in rollups),
+                          "anonymous_bytes": sum(r["Anonymous"] for r in rollups),
                           "ready_s": svc.ready_s, "processes": len(svc.pids())}
             if isinstance(svc, Service):
                 match = re.search(r"HTTP server: (\w+)", svc.stderr())
@@ -523,6 +537,7 @@ def run_compare(levels=(1, 8), seconds: float = 4.0, repeats: int = 3, progress=
     per_cpu_ratios = compare_ratios({(r["service"], r["model"], r["concurrency"]): r["requests_per_cpu_s"]
                                      for r in rows}, levels)
     per_cpu_ratios = {k: v for k, v in per_cpu_ratios.items() if not k.startswith("two_workers")}
+    ratios.update(two_worker_ceilings(rows, levels))
     for k, v in ratios.items():
         progress(f"  {k}: {v}")
     return {"client": "wrk (C, 1 thread)" if use_wrk else f"python loadgen ({requests} requests per cell)",
@@ -555,6 +570,28 @@ def compare_ratios(value: Dict[tuple, float], levels) -> Dict[str, Optional[floa
     return ratios
 
 
+def two_worker_ceilings(rows: List[dict], levels, cores: Optional[int] = None) -> Dict[str, Optional[float]]:
+    """What this machine's cores allow ``--workers 2`` against 1 worker at the top concurrency: the
+    cores left beside the client (wrk's CPU in the 2-worker cell) over the cores one worker kept
+    busy, at most 2; and the measured ratio as a share of it. On 2 cores with the client beside
+    the services a second worker cannot double the requests: the client's own core share and the
+    first worker's server threads already take part of the second core."""
+    cores = cores or os.cpu_count() or 1
+    cell = {(r["service"], r["model"], r["concurrency"]): r for r in rows}
+    top = max(levels)
+    out: Dict[str, Optional[float]] = {}
+    for model in ("mnist", "imdb"):
+        one, two = cell.get(("ours", model, top)), cell.get(("ours_2_workers", model, top))
+        if not one or not two or two.get("client_cores_busy") is None or not one.get("service_cores_busy"):
+            continue
+        ceiling = min(2.0, (cores - two["client_cores_busy"]) / one["service_cores_busy"])
+        out[f"two_workers_ceiling_{model}_c{top}"] = round(ceiling, 2)
+        if one["requests_per_s"]:
+            out[f"two_workers_of_ceiling_{model}_c{top}"] = round(
+                two["requests_per_s"] / one["requests_per_s"] / ceiling, 2)
+    return out
+
+
 def compare_markdown(compare: dict, per_cpu: bool = False) -> str:
     """The comparison as the Markdown table of benchmarks/README.md: requests/s with memory and
     ready time, or (``per_cpu``) requests per CPU-second of the service."""
@@ -566,7 +603,7 @@ def compare_markdown(compare: dict, per_cpu: bool = False) -> str:
              "ours": "**ours** (`make run`: granian, 1 worker)", "ours_2_workers": "ours, `--workers 2`",
              "flask_minimal": "smallest Flask app (waitress)", "flask_litert": "Flask + ai-edge-litert int8 (waitress)"}
     cols = [(m, c) for m in ("mnist", "imdb") for c in compare["levels"]]
-    tail = "" if per_cpu else " RSS idle | RSS / PSS after | ready |"
+    tail = "" if per_cpu else " RSS idle | RSS / PSS / anonymous after | ready |"
     lines = ["| service | " + " | ".join(f"{m} c={c}" for m, c in cols) + " |" + tail,
              "|---|" + "---|" * len(cols) + ("" if per_cpu else "---|---|---|")]
     ready = compare.get("ready", {})
@@ -583,7 +620,8 @@ def compare_markdown(compare: dict, per_cpu: bool = False) -> str:
         idle = ready.get(n, {}).get("idle_rss_bytes")
         ready_s = ready.get(n, {}).get("ready_s") or info.get("ready_s")
         started_alone = n in ready  # else its start competed with the others' (all start at once)
-        after = f"{info['rss_bytes'] / 2**20:.1f} / {info.get('pss_bytes', 0) / 2**20:.1f} MiB" if info else "-"
+        after = (f"{info['rss_bytes'] / 2**20:.1f} / {info.get('pss_bytes', 0) / 2**20:.1f} / "
+                 f"{info.get('anonymous_bytes', 0) / 2**20:.1f} MiB") if info else "-"
         lines.append(f"| {label[n]} | " + " | ".join(cells) + f" | {f'{idle / 2**20:.1f} MiB' if idle else '-'} | "
                      f"{after} | {ready_s:.2f} s" + ("" if started_alone else "*") + " |")
     return "\n".join(lines)

@@ -100,3 +100,19 @@ def test_bounded_comparison_with_the_reference_services():
     assert report["services"]["ours"]["http_server"] in ("granian", "waitress")
     assert report["services"]["ours_waitress"]["http_server"] == "waitress"
     assert report["ready"]["ours"]["ready_s"] > 0 and report["ready"]["ours"]["idle_rss_bytes"] > 0
+    ours = report["services"]["ours"]  # RSS = file-backed pages + anonymous ones, PSS between them
+    assert 0 < ours["anonymous_bytes"] < ours["rss_bytes"] and 0 < ours["pss_bytes"] <= ours["rss_bytes"]
+
+
+def test_two_worker_ceiling_counts_the_clients_cores():
+    """On 2 cores with wrk beside the services, a second worker can add only the cores the client
+    and the first worker leave: (cores - client's cores) / first worker's cores, at most 2."""
+    rows = [{"service": "ours", "model": "mnist", "concurrency": 8, "requests_per_s": 1000.0,
+             "service_cores_busy": 1.25, "client_cores_busy": 0.3},
+            {"service": "ours_2_workers", "model": "mnist", "concurrency": 8, "requests_per_s": 1200.0,
+             "service_cores_busy": 1.5, "client_cores_busy": 0.5},
+            {"service": "ours", "model": "imdb", "concurrency": 8, "requests_per_s": 900.0,
+             "service_cores_busy": 1.0, "client_cores_busy": 0.3}]  # no 2-worker imdb cell: no ceiling
+    out = load_test.two_worker_ceilings(rows, (1, 8), cores=2)
+    assert out == {"two_workers_ceiling_mnist_c8": 1.2, "two_workers_of_ceiling_mnist_c8": 1.0}
+    assert load_test.two_worker_ceilings(rows, (1, 8), cores=16)["two_workers_ceiling_mnist_c8"] == 2.0
