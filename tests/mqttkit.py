@@ -126,6 +126,7 @@ class Subscriber:
         self.messages: List[Message] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
+        self.closed = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.topics = topics
         self.client.on_connect = self._on_connect
@@ -170,6 +171,10 @@ class Subscriber:
         info.wait_for_publish(WAIT_S)
 
     def close(self) -> None:
+        """Disconnect and stop the network thread; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         self.client.disconnect()
         self.client.loop_stop()
 
