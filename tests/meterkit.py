@@ -47,8 +47,8 @@ def compose(glyphs: Sequence[np.ndarray], rng: np.random.Generator, dark: bool =
             shake: int = 3) -> np.ndarray:
     """One RGB uint8 frame: the 28x28 ``glyphs`` (MNIST: ink coverage) in the cells of :func:`layout`,
     shifted together by up to ``shake`` pixels, on paper (or a dark display when ``dark``) under a
-    light gradient and vignette, tinted, blurred and noisy."""
-    from PIL import Image, ImageFilter
+    light gradient and vignette, tinted, blurred and noisy (:func:`photograph`)."""
+    from PIL import Image
 
     h, w = frame
     alpha = np.zeros((h, w), np.float32)
@@ -56,17 +56,27 @@ def compose(glyphs: Sequence[np.ndarray], rng: np.random.Generator, dark: bool =
     for (x, y, cw, ch), glyph in zip(layout(len(glyphs), frame), glyphs):
         cell = np.asarray(Image.fromarray(glyph).resize((cw, ch), Image.BILINEAR), np.float32) / 255.0
         alpha[y + dy: y + dy + ch, x + dx: x + dx + cw] = np.maximum(alpha[y + dy: y + dy + ch, x + dx: x + dx + cw], cell)
+    if dark:
+        return photograph(alpha, rng, gradient=0.6, paper=(0.08, 0.25), ink=(0.7, 0.95))
+    return photograph(alpha, rng, gradient=0.6, paper=(0.6, 0.95), ink=(0.05, 0.3))
+
+
+def photograph(alpha: np.ndarray, rng: np.random.Generator, gradient: float, paper: Tuple[float, float],
+               ink: Tuple[float, float]) -> np.ndarray:
+    """Ink coverage ``alpha`` ``[h, w]`` (0..1) -> a camera-like RGB uint8 frame: a paper level and
+    an ink level drawn from their ``(lo, hi)`` ranges, lit by a linear gradient of strength up to
+    ``gradient`` in a random direction and a vignette, tinted, slightly blurred and noisy."""
+    from PIL import Image, ImageFilter
+
+    h, w = alpha.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)) / max(h, w)
     cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
     vignette = 1 - rng.uniform(0.0, 0.35) * (((yy - cy) / h) ** 2 + ((xx - cx) / w) ** 2)
-    light = np.clip((1 + rng.uniform(0.1, 0.6) * ramp) * vignette * rng.uniform(0.7, 1.1), 0.2, 1.3)
-    if dark:
-        paper, ink = rng.uniform(0.08, 0.25), rng.uniform(0.7, 0.95)
-    else:
-        paper, ink = rng.uniform(0.6, 0.95), rng.uniform(0.05, 0.3)
-    grey = light * (paper * (1 - alpha) + ink * alpha)
+    light = np.clip((1 + rng.uniform(0.1, gradient) * ramp) * vignette * rng.uniform(0.7, 1.1), 0.2, 1.3)
+    paper_level, ink_level = rng.uniform(*paper), rng.uniform(*ink)
+    grey = light * (paper_level * (1 - alpha) + ink_level * alpha)
     tint = rng.uniform(0.85, 1.0, 3).astype(np.float32)
     img = Image.fromarray((np.clip(grey[..., None] * tint, 0, 1) * 255).astype(np.uint8))
     img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))

@@ -130,7 +130,9 @@ def synthetic_frame(digit: np.ndarray, rng: np.random.Generator, size=(240, 320)
     The digit's MNIST pixels are the ink's coverage; ink is dark on light paper (or chalk on a dark
     board when ``dark_background``). Returns uint8 ``[h, w, 3]``.
     """
-    from PIL import Image, ImageFilter
+    from PIL import Image
+
+    from meterkit import photograph
 
     h, w = size
     side = int(rng.uniform(0.25, 0.85) * min(h, w))  # the 28x28 cell's side in the frame
@@ -139,21 +141,6 @@ def synthetic_frame(digit: np.ndarray, rng: np.random.Generator, size=(240, 320)
     left = int(rng.integers(0, w - side + 1))
     alpha = np.zeros((h, w), np.float32)
     alpha[top: top + side, left: left + side] = cell
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = ((xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)) / max(h, w)
-    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
-    vignette = 1 - rng.uniform(0.0, 0.35) * (((yy - cy) / h) ** 2 + ((xx - cx) / w) ** 2)
-    light = np.clip((1 + rng.uniform(0.1, 0.5) * ramp) * vignette * rng.uniform(0.7, 1.1), 0.2, 1.3)
     if dark_background:
-        paper, ink = rng.uniform(0.1, 0.3), rng.uniform(0.75, 0.95)
-    else:
-        paper, ink = rng.uniform(0.65, 0.95), rng.uniform(0.05, 0.3)
-    grey = light * (paper * (1 - alpha) + ink * alpha)
-    tint = rng.uniform(0.85, 1.0, 3).astype(np.float32)
-    rgb = grey[..., None] * tint[None, None, :]
-    img = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-    arr = np.asarray(img, np.float32) / 255.0
-    arr = arr + rng.normal(0, rng.uniform(0.01, 0.05), arr.shape)
-    return (np.clip(arr, 0, 1) * 255).astype(np.uint8)
+        return photograph(alpha, rng, gradient=0.5, paper=(0.1, 0.3), ink=(0.75, 0.95))
+    return photograph(alpha, rng, gradient=0.5, paper=(0.65, 0.95), ink=(0.05, 0.3))
