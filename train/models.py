@@ -124,6 +124,27 @@ def center_constant(spec: InputSpec) -> float:
     return float(spec.scale * (spec.binarize_threshold - 0.5 - spec.zero_point))
 
 
+def first_binary_input(h, arch: Architecture, spec: InputSpec):
+    """(what the first binary layer takes, its input quantizer), by ``arch.input_mode``: ``sign``
+    centres the input on the binarization threshold and binarizes it (``ste_sign``); ``int8``
+    takes the real-valued input as it is (no quantizer); ``planes`` takes its ``input_bits`` bit
+    planes, each +-1 (:class:`InputPlanes`, no further quantizer)."""
+    if arch.input_mode == "sign":
+        return Center(center_constant(spec), name="center")(h), "ste_sign"
+    if arch.input_mode == "planes":
+        h = InputPlanes(arch.input_bits, spec.scale, spec.zero_point, name="input_planes")(h)
+    return h, None
+
+
+def max_pooled(inp, arch: Architecture, n: int):
+    """The P shortcut's input: the ``n`` inputs max-pooled in windows of ``arch.pool_size`` (stride
+    the same, the remainder dropped): ``n // pool_size`` values."""
+    s = keras.layers.Reshape((n, 1), name="shortcut_reshape")(inp)
+    s = keras.layers.MaxPooling1D(pool_size=arch.pool_size, strides=arch.pool_size, padding="valid",
+                                  name="shortcut_pool")(s)
+    return keras.layers.Flatten(name="shortcut_flatten")(s)
+
+
 def build_model(arch: Architecture, spec: InputSpec, n_outputs: int, dropout: float = 0.05,
                 output_activation: str = "softmax"):
     """The Keras model of ``arch`` on inputs ``x = scale * (q - zero_point)`` of ``spec.size`` values."""
@@ -137,12 +158,7 @@ def build_model(arch: Architecture, spec: InputSpec, n_outputs: int, dropout: fl
         if arch.is_binary:
             input_quantizer = "ste_sign"
             if i == 0:
-                if arch.input_mode == "sign":
-                    h = Center(center_constant(spec), name="center")(h)
-                else:
-                    input_quantizer = None
-                    if arch.input_mode == "planes":
-                        h = InputPlanes(arch.input_bits, spec.scale, spec.zero_point, name="input_planes")(h)
+                h, input_quantizer = first_binary_input(h, arch, spec)
             h = lq.layers.QuantDense(block.width, input_quantizer=input_quantizer, kernel_quantizer="ste_sign",
                                      kernel_constraint="weight_clip", use_bias=not block.batchnorm,
                                      name=f"binary_{i}")(h)
@@ -165,11 +181,7 @@ def build_model(arch: Architecture, spec: InputSpec, n_outputs: int, dropout: fl
         else:
             if n // arch.pool_size < 1:
                 raise ValueError(f"pool size {arch.pool_size} is larger than the {n} inputs")
-            s = keras.layers.Reshape((n, 1), name="shortcut_reshape")(inp)
-            s = keras.layers.MaxPooling1D(pool_size=arch.pool_size, strides=arch.pool_size, padding="valid",
-                                          name="shortcut_pool")(s)
-            s = keras.layers.Flatten(name="shortcut_flatten")(s)
-            s = keras.layers.Dense(width, use_bias=use_bias, name="shortcut")(s)
+            s = keras.layers.Dense(width, use_bias=use_bias, name="shortcut")(max_pooled(inp, arch, n))
         if arch.shortcut.batchnorm:
             s = keras.layers.BatchNormalization(name="shortcut_bn")(s)
         h = keras.layers.Add(name="residual")([h, s])
@@ -199,12 +211,7 @@ def build_lce_twin(model, arch: Architecture, spec: InputSpec, n_outputs: int, o
     for i, block in enumerate(arch.blocks):
         input_quantizer = "ste_sign"
         if i == 0:
-            if arch.input_mode == "sign":
-                h = Center(center_constant(spec), name="center")(h)
-            else:
-                input_quantizer = None
-                if arch.input_mode == "planes":
-                    h = InputPlanes(arch.input_bits, spec.scale, spec.zero_point, name="input_planes")(h)
+            h, input_quantizer = first_binary_input(h, arch, spec)
             h = keras.layers.Reshape((1, 1, n), name="to_image")(h)
         conv = lq.layers.QuantConv2D(block.width, (1, 1), input_quantizer=input_quantizer,
                                      kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
@@ -225,12 +232,7 @@ def build_lce_twin(model, arch: Architecture, spec: InputSpec, n_outputs: int, o
         if kind == "Q":
             q, scale = symmetric_quantize_int(tf.constant(weights[0]), arch.quant_bits)
             weights[0] = (q * scale).numpy()
-        s = inp
-        if kind == "P":
-            s = keras.layers.Reshape((n, 1), name="shortcut_reshape")(s)
-            s = keras.layers.MaxPooling1D(pool_size=arch.pool_size, strides=arch.pool_size, padding="valid",
-                                          name="shortcut_pool")(s)
-            s = keras.layers.Flatten(name="shortcut_flatten")(s)
+        s = max_pooled(inp, arch, n) if kind == "P" else inp
         dense = keras.layers.Dense(arch.last_width, use_bias=use_bias, name="shortcut")
         s = dense(s)
         copies.append((dense, weights))
