@@ -364,7 +364,87 @@ typedef struct {
     int64_t mass, count;
     int y0, y1, x0, x1;
     int frame; /* drawn around others: left out of the digit */
+    int mark;  /* the label of its mark's first component (0: not yet taken) */
+    /* for a mark's first component: the mark's mass, box and number of components */
+    int64_t mark_mass;
+    int my0, my1, mx0, mx1, mark_count;
 } component;
+
+#define GROUP_GAP_NUM 1 /* a component joins a mark within 1/3 of their union's longer side */
+#define GROUP_GAP_DEN 3
+#define GROUP_MIN_MASS 8 /* ... with at least 8 % of the mark's first component's mass */
+
+/* Components 1..n gathered into marks (digit_reference.group_marks): returns the label of the
+ * digit's mark (the first component of the heaviest mark) and sets *far. Every loop is bounded by
+ * n: each pass either takes a component or ends the mark, so at most 2n passes of n steps. */
+static int group_marks(component *comp, int n, int *far)
+{
+    for (int k = 1; k <= n; k++)
+        comp[k].mark = comp[k].frame ? -1 : 0;
+    int digit = 0;
+    for (;;) {
+        int seed = 0;
+        for (int k = 1; k <= n; k++)
+            if (comp[k].mark == 0 && (seed == 0 || comp[k].mass > comp[seed].mass))
+                seed = k;
+        if (seed == 0)
+            break;
+        component *s = &comp[seed];
+        s->mark = seed;
+        int y0 = s->y0, y1 = s->y1, x0 = s->x0, x1 = s->x1, count = 1;
+        int64_t mass = s->mass;
+        for (;;) {
+            int best = 0, best_gap = 0;
+            for (int k = 1; k <= n; k++) {
+                const component *c = &comp[k];
+                if (c->mark != 0)
+                    continue;
+                const int uh = imax(y1, c->y1) - imin(y0, c->y0) + 1;
+                const int uw = imax(x1, c->x1) - imin(x0, c->x0) + 1;
+                const int gap = imax(imax(imax(c->y0 - y1 - 1, y0 - c->y1 - 1), imax(c->x0 - x1 - 1, x0 - c->x1 - 1)), 0);
+                const int inside = c->y0 >= y0 && c->y1 <= y1 && c->x0 >= x0 && c->x1 <= x1;
+                const int near = (int64_t)gap * GROUP_GAP_DEN <= (int64_t)GROUP_GAP_NUM * imax(uh, uw) &&
+                                 c->mass * 100 >= GROUP_MIN_MASS * s->mass;
+                if ((near || inside) && (best == 0 || gap < best_gap)) {
+                    best = k;
+                    best_gap = gap;
+                }
+            }
+            if (best == 0)
+                break;
+            component *c = &comp[best];
+            c->mark = seed;
+            y0 = imin(y0, c->y0);
+            y1 = imax(y1, c->y1);
+            x0 = imin(x0, c->x0);
+            x1 = imax(x1, c->x1);
+            mass += c->mass;
+            count++;
+        }
+        s->mark_mass = mass;
+        s->my0 = y0;
+        s->my1 = y1;
+        s->mx0 = x0;
+        s->mx1 = x1;
+        s->mark_count = count;
+        if (digit == 0 || mass > comp[digit].mark_mass)
+            digit = seed;
+    }
+    /* marks were started in order of mass (ties: the lowest label); the first heaviest is the digit:
+     * a later mark replaced it above only when strictly heavier */
+    *far = 0;
+    if (digit == 0) /* only frames: impossible (the smallest box encloses nothing), never read comp[0] */
+        return 0;
+    int f = 0;
+    const component *d = &comp[digit];
+    for (int k = 1; k <= n; k++)
+        if (k != digit && comp[k].mark == k && comp[k].mark_mass * 4 >= d->mark_mass)
+            f++;
+    if (d->mark_count > 1 && d->mx1 - d->mx0 > d->my1 - d->my0)
+        f++;
+    *far = f;
+    return digit;
+}
 
 /* 8-connected components of mask (1 = ink) in raster order of their first pixel:
  * labels (0 = none) and per-component mass/box; stack: h * w entries. Returns n. */
@@ -652,44 +732,16 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
             }
         }
         info->frames = frames;
-        int best = 0;
+        int far = 0;
+        const int digit = group_marks(comp, n, &far);
+        int kept = 0;
         for (int k = 1; k <= n; k++)
-            if (!comp[k].frame && (best == 0 || comp[k].mass > comp[best].mass))
-                best = k;
-        /* keep: reuse mask as the per-component keep flag table would need n entries; use stack */
-        uint8_t *keep = (uint8_t *)stack; /* stack is free now; n + 1 <= h * w * 4 bytes */
-        memset(keep, 0, (size_t)n + 1);
-        keep[best] = 1;
-        int y0 = comp[best].y0, y1 = comp[best].y1, x0 = comp[best].x0, x1 = comp[best].x1;
-        int changed = 1;
-        while (changed) {
-            changed = 0;
-            const int pad2 = imax(y1 - y0 + 1, x1 - x0 + 1);
-            for (int k = 1; k <= n; k++) {
-                if (keep[k] || comp[k].frame || comp[k].mass * 100 < 8 * comp[best].mass)
-                    continue;
-                if (2 * comp[k].y0 >= 2 * y0 - pad2 && 2 * comp[k].y1 <= 2 * y1 + pad2 &&
-                    2 * comp[k].x0 >= 2 * x0 - pad2 && 2 * comp[k].x1 <= 2 * x1 + pad2) {
-                    keep[k] = 1;
-                    y0 = imin(y0, comp[k].y0);
-                    y1 = imax(y1, comp[k].y1);
-                    x0 = imin(x0, comp[k].x0);
-                    x1 = imax(x1, comp[k].x1);
-                    changed = 1;
-                }
-            }
-        }
-        int kept = 0, far = 0;
-        for (int k = 1; k <= n; k++) {
-            kept += keep[k];
-            if (!keep[k] && !comp[k].frame && comp[k].mass * 4 >= comp[best].mass)
-                far++;
-        }
+            kept += comp[k].mark == digit;
         info->kept = kept;
         info->far = far;
         /* the kept components grown by one pixel (3x3 dilation, rows then columns) */
         for (int64_t i = 0; i < hw; i++)
-            mask[i] = labels[i] != 0 && keep[labels[i]];
+            mask[i] = labels[i] != 0 && comp[labels[i]].mark == digit;
         for (int y = 0; y < h; y++) {
             const uint8_t *r = mask + (int64_t)y * w;
             uint8_t *g = grown + (int64_t)y * w;

@@ -137,3 +137,92 @@ def test_two_digits_side_by_side_are_counted_as_far_components():
     frame[20:80, 150:156] = 20  # another "1", far away
     out, info = assert_same(frame)
     assert info.components == 2 and info.kept == 1 and info.far == 1
+
+
+def test_segmented_digits_and_pairs_match_the_reference():
+    """Seven-segment and dot-matrix digits (pieces with gaps between them), alone and side by side."""
+    from displaykit import dot_matrix, seven_segment
+
+    rng = np.random.default_rng(21)
+    for i in range(24):
+        digits = [int(d) for d in rng.integers(0, 10, 1 + i % 2)]
+        light = bool(i % 3)
+        seg = seven_segment(digits, height=int(rng.integers(20, 200)), aspect=rng.uniform(0.4, 0.65),
+                            thickness=rng.uniform(0.05, 0.15), gap=rng.uniform(0.0, 0.08),
+                            spacing=rng.uniform(0.1, 0.5), slant=rng.uniform(0, 0.25), dark_on_light=light)
+        assert_same(seg)
+        dots = dot_matrix(digits, height=int(rng.integers(21, 200)), fill=rng.uniform(0.3, 0.95),
+                          spacing=rng.uniform(0.5, 2), dark_on_light=light, round_dots=bool(i % 2))
+        assert_same(dots)
+        # an odd-sized frame with sensor noise around it
+        frame = np.full((int(rng.integers(seg.shape[0], 500)), int(rng.integers(seg.shape[1], 600))), seg[0, 0],
+                        np.float32)
+        y, x = int(rng.integers(0, frame.shape[0] - seg.shape[0] + 1)), int(rng.integers(0, frame.shape[1] - seg.shape[1] + 1))
+        frame[y:y + seg.shape[0], x:x + seg.shape[1]] = seg
+        frame += rng.normal(0, rng.uniform(0, 15), frame.shape)
+        assert_same(np.clip(frame, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_scattered_marks_match_the_reference(seed):
+    """Many marks of random sizes and distances (specks, dots, bars, blobs) on frames of odd sizes: the
+    grouping of components into marks takes the same components, and counts the same far marks."""
+    rng = np.random.default_rng(1000 + seed)
+    h, w = int(rng.integers(16, 400)), int(rng.integers(16, 400))
+    frame = np.full((h, w), int(rng.integers(150, 256)), np.float32)
+    for _ in range(int(rng.integers(1, 60))):
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        bh = int(rng.integers(1, max(2, h // int(rng.integers(2, 30)))))
+        bw = int(rng.integers(1, max(2, w // int(rng.integers(2, 30)))))
+        frame[y:y + bh, x:x + bw] = rng.integers(0, 120)
+    frame += rng.normal(0, rng.uniform(0, 12), frame.shape)
+    frame = np.clip(frame, 0, 255).astype(np.uint8)
+    _, info = assert_same(frame)
+    assert_same(255 - frame)
+    assert info.kept <= info.components
+
+
+def test_a_field_of_specks_is_grouped_the_same_and_stays_bounded():
+    """The most components a work image can hold (isolated pixels two apart), and a grid of dots."""
+    frame = np.full((95, 95), 240, np.uint8)
+    frame[::2, ::2] = 0
+    assert_same(frame)
+    grid = np.full((96, 96), 240, np.uint8)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            grid[1 + dy::4, 1 + dx::4] = 0  # 24 x 24 dots
+    _, info = assert_same(grid)
+    assert info.components == 576 and info.kept == 576 and info.far == 0  # one grid, one mark
+    rng = np.random.default_rng(5)
+    found = []
+    for p in (0.3, 0.5, 0.7, 0.9):  # dots of random size and ink on a sparse lattice
+        specks = np.full((96, 97), 240, np.uint8)
+        for y, x in zip(*np.nonzero(rng.random((16, 16)) < p)):
+            s = int(rng.integers(1, 4))
+            specks[6 * y + 1:6 * y + 1 + s, 6 * x + 1:6 * x + 1 + s] = int(rng.integers(0, 100))
+        found.append(assert_same(specks)[1].components)
+    assert max(found) >= 30, found
+
+
+def test_segmented_digits_are_kept_as_one_digit():
+    """The segments of a seven-segment 8, 1 and 7 and the dots of a dot-matrix digit make one mark:
+    every component is kept, and nothing counts as a second mark."""
+    from displaykit import dot_matrix, seven_segment
+
+    for d, pieces in ((8, 7), (1, 2), (7, 3)):
+        for height in (40, 90, 150):
+            for light in (True, False):
+                _, info = assert_same(seven_segment([d], height=height, gap=0.05, thickness=0.1, dark_on_light=light))
+                assert info.components == pieces and info.kept == pieces and info.far == 0, (d, height, info)
+    for d in (4, 0, 7):
+        _, info = assert_same(dot_matrix([d], height=84, fill=0.5))
+        assert info.components >= 10 and info.far == 0 and info.kept == info.components, (d, info)
+
+
+def test_two_seven_segment_digits_side_by_side_are_two_marks():
+    from displaykit import dot_matrix, seven_segment
+
+    _, info = assert_same(seven_segment([8, 8], height=90, gap=0.04, spacing=0.3))
+    assert info.far >= 1, info
+    _, info = assert_same(dot_matrix([2, 5], height=84, fill=0.5))
+    assert info.far >= 1, info
