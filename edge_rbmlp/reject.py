@@ -5,8 +5,10 @@ The digit pipeline (:mod:`edge_rbmlp.digit_reference`) reports what it found
 
 1. nothing stands out from the background (a blank or uniform page: ``blank``);
 2. the mark it kept has a contrast below :data:`MIN_CONTRAST` of 255 (sensor noise, a smudge);
-3. another mark of at least a quarter of the digit's ink lies outside the digit's region
-   (``far``: two digits side by side, a digit and a word);
+3. another mark of at least a quarter of the digit's ink lies beside the digit, or the digit's mark
+   is made of several pieces and is wider than tall (``far``: two digits side by side, a digit and a
+   word; the pipeline first gathers the segments and dots of one display digit into one mark, see
+   :func:`edge_rbmlp.digit_reference.group_marks`);
 4. the mark is more than :data:`MAX_ASPECT` times wider than tall (a dash, an underline, a
    streak of noise: digits are at most about as wide as tall);
 5. the mark is smaller than :data:`MIN_RELATIVE_SIZE` of the picture's longer side (a speck),
