@@ -206,3 +206,21 @@ def test_a_digit_beside_a_word_is_not_one_digit(engine, digits):
                                   font=ImageFont.load_default(size=int(h * 0.6)))
         pics.append(np.asarray(page))
     assert _not_one_digit(engine.predict_images(pics)).mean() >= 0.95
+
+
+def test_a_digit_and_a_far_mark_are_not_one_digit(engine, digits):
+    """A blot of half the digit's ink, a digit's height or more away, is a second mark (the marks
+    of step 5 reach about half the digit's size)."""
+    x, _ = digits
+    rng = np.random.default_rng(14)
+    pics = []
+    for i in range(40):
+        h = int(rng.integers(40, 120))
+        page = np.full((h * 4, h * 5), 230, np.uint8)
+        page[h:2 * h, h:2 * h] = 255 - np.asarray(Image.fromarray(x[4100 + i]).resize((h, h)))
+        ink = int((x[4100 + i] > 127).sum() * (h / 28) ** 2 / 2)  # half the digit's ink
+        side = max(2, int(ink ** 0.5))
+        gx, gy = 2 * h + int(rng.integers(h, 2 * h)), h + int(rng.integers(0, 2 * h - side))
+        page[gy:gy + side, gx:gx + side] = 20
+        pics.append(page)
+    assert _not_one_digit(engine.predict_images(pics)).mean() >= 0.95
