@@ -287,11 +287,12 @@ def group_marks(mass: np.ndarray, boxes: dict, frames: set, n: int):
     is wider than tall (digits are at most about as wide as tall: two close digits, or a digit and a
     word, gathered into one mark). Returns (the digit's labels, far).
 
-    The thresholds were measured (helper E, 2026-12-01) on the ``display`` set of ``train/ood.py``,
-    on seven-segment and dot-matrix digits alone and in pairs (``tests/displaykit.py``), MNIST digits
-    side by side, a digit beside a word, camera frames and the other out-of-distribution sets: the
-    gap 1/4..1/2 made no difference beyond a few of 1,000; a mark wider than 1.1x or 1.25x its height
-    let 14 % or 38 % of the seven-segment pairs through as one digit, 1.0x 7 %.
+    The thresholds were measured (2026-12-01, docs/digits.md) on the ``display`` set of ``train/ood.py``,
+    on seven-segment and dot-matrix digits alone and in pairs, MNIST digits side by side, a digit beside
+    a word, camera frames and the other out-of-distribution sets: a gap of 1/4, 1/3 or 1/2 changed the
+    refusals by a few in 1,000; a mark of several pieces allowed up to 1.25x or 1.1x as wide as tall
+    took 38 % or 14 % of 300 seven-segment pairs (spacing 0.12-0.4 of the height) for one digit, 1.0x 7 %,
+    at a cost of 2 of the 1,000 display digits.
     """
     box = np.array([(0, -1, 0, -1)] + [boxes[k] for k in range(1, n + 1)], np.int64)
     y0s, y1s, x0s, x1s = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
