@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+# The segment and dot tables repeat train/augment.py's SEVEN_SEGMENTS and DOT_MATRIX on purpose: the
+# qemu ARM run (native/arm/test-arm.sh) copies tests/ alone, without the train package, and the
+# digit pipeline's tests run there too.
+
 SEG = {0: "abcdef", 1: "bc", 2: "abdeg", 3: "abcdg", 4: "bcfg", 5: "acdfg", 6: "acdefg", 7: "abc", 8: "abcdefg",
        9: "abcdfg"}
 DOTS = {0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
