@@ -319,7 +319,7 @@ def wrk_rps(url: str, body_path: Path, content_type: str, connections: int, seco
         os.unlink(script.name)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # the client's own CPU (wrk's user + system time): on a machine of few cores it takes cores the
-    # services would use, which bounds what a second worker can add (compare_ratios)
+    # services would use, which bounds what a second worker can add (two_worker_ceilings)
     client_cores = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (time.perf_counter() - t0)
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not found:
