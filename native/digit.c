@@ -567,13 +567,21 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     const int h = (int)ceil_div(H, f), w = (int)ceil_div(W, f);
     const int64_t hw = (int64_t)h * w;
     const int crop_max = 2 * CROP_SIDE_PER_BOX * box + 2; /* the crop's longer side is < 2 * 4 * box */
+    /* ... and at most the picture's longer side (fc = 1 when that is under 4 * box). The four crop
+     * buffers hold a ch x cw crop, a th x nw half-resized one (th <= crop side, nw <= box) or the
+     * nh x nw result (<= box x box): cell^2 each. Sized so, a 28x28 picture needs about 100 KiB of
+     * scratch, not 520: under glibc's mmap threshold (guard.bound_malloc's 256 KiB), so no mmap and
+     * munmap and no fresh page faults per call. */
+    const int64_t picture_side = H > W ? H : W;
+    const int64_t crop_side = picture_side < crop_max ? picture_side : crop_max;
+    const int64_t cell = crop_side > box ? crop_side : box;
 
     /* one allocation for everything: work images (int32 x 4 of h*w), mask and grown mask
      * (h*w bytes each), labels and stack (int32 h*w each), components (h*w + 1), the
      * picture line (W or crop width bytes), block accumulators, the crop (int32) and
      * its resize buffers, the bilinear tables */
     const int64_t line_len = W > 64 ? W : 64;
-    const int64_t crop_px = (int64_t)crop_max * crop_max;
+    const int64_t crop_px = cell * cell;
     size_t bytes = 0;
 #define RESERVE(n) (bytes += (((size_t)(n)) + 15) & ~(size_t)15)
     RESERVE(sizeof(int32_t) * hw * 5);

@@ -120,6 +120,23 @@ def test_other_output_sizes():
         assert out.shape == size
 
 
+def test_pictures_smaller_than_the_box_fill_the_box_within_their_scratch():
+    """digit.c sizes its crop buffers from the picture (max(picture side, box)^2, so a 28x28 picture
+    needs no 520 KiB block): pictures thinner or smaller than the box, whose digit is blown up to
+    the box (the largest result, box x box, in buffers sized for a tiny crop), match the reference
+    (and run under make test-asan)."""
+    rng = np.random.default_rng(5)
+    shapes = [(1, 5), (5, 1), (2, 3), (3, 64), (64, 3), (6, 6), (11, 19), (19, 11), (28, 28), (63, 2)]
+    for h, w in shapes:
+        for size, box in [((28, 28), 20), ((64, 64), 64), ((70, 66), 64), ((28, 28), 1), ((9, 30), 9)]:
+            img = np.zeros((h, w), np.uint8)
+            img[rng.random((h, w)) < 0.5] = 255
+            img[h // 2, :] = 255  # at least one stroke across
+            out, info = assert_same(img, size, box)
+            assert out.shape == size
+            assert_same(255 - img, size, box)
+
+
 def test_bad_arguments_are_refused_before_c():
     with pytest.raises(ValueError):
         preprocess_digit_info(np.zeros((10, 10), np.uint8), (28, 28), 40)
