@@ -9,9 +9,12 @@ fitted into a 20x20 box and centred by mass. The pipeline is defined in
 from __future__ import annotations
 
 import io
+import sys
 from typing import Optional, Tuple
 
 import numpy as np
+
+from .digit_reference import DigitInfo, preprocess
 
 MAX_IMAGE_PIXELS = 40_000_000  # decompression bombs are refused before decoding
 MAX_IMAGE_SIDE = 20_000
@@ -177,10 +180,11 @@ _CHANNELS_U8 = {"L": 1, "RGB": 3, "RGBA": 4}
 def image_array(image) -> np.ndarray:
     """PIL image or array -> uint8 ``HxW`` (grey), ``HxWx3`` (RGB) or ``HxWx4`` (RGBA), no copy where
     possible: the form the digit pipeline takes (colour is made grey inside it, in C)."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size > 0
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)))):
+        return image  # the form already (the engine converts once, then the pipeline takes it)
+    # an object is a PIL image only if Pillow is imported: no import (nor its cost) for arrays
+    Image = sys.modules.get("PIL.Image")
     if Image is not None and isinstance(image, Image.Image):
         mode = image.mode
         if mode == "P":
@@ -245,8 +249,6 @@ def preprocess_digit_info(image, size: Tuple[int, int] = (28, 28), box: int = 20
     Runs ``native/digit.c`` (GIL released) when the engine is built, else the numpy definition in
     :mod:`edge_rbmlp.digit_reference`; both give identical results (a test compares them).
     ``native=True``/``False`` forces one (``True`` without the engine is an error)."""
-    from .digit_reference import DigitInfo, preprocess
-
     arr = image_array(image)
     size = (int(size[0]), int(size[1]))
     if not (1 <= box <= min(size)) or box > MAX_BOX:
@@ -259,9 +261,8 @@ def preprocess_digit_info(image, size: Tuple[int, int] = (28, 28), box: int = 20
         out = np.empty(size, np.uint8)
         view = arr if arr.ndim == 3 else arr[:, :, None]
         fields = _NATIVE(view, out, box)
-        info = DigitInfo(blank=bool(fields[0]), inverted=bool(fields[1]), passthrough=bool(fields[2]),
-                         components=fields[3], kept=fields[4], far=fields[5], frames=fields[6],
-                         box=tuple(fields[7:11]), peak=fields[11])
+        info = DigitInfo(bool(fields[0]), bool(fields[1]), bool(fields[2]), fields[3], fields[4], fields[5],
+                         fields[6], fields[7:11], fields[11])
         return out, info
     return preprocess(grey_u8(arr), size, box)
 

@@ -85,6 +85,19 @@ static void block_mean_picture(const rbm_picture *p, int64_t y0, int64_t y1, int
     const int64_t w = x1 - x0;
     const int ww = (int)ceil_div(w, f), hh = (int)ceil_div(y1 - y0, f);
     const int direct = p->channels == 1 && p->col_stride == 1;
+    if (f == 1) { /* every block is one pixel (pictures up to WORK_SIDE): no sums, no divisions */
+        for (int64_t y = y0; y < y1; y++) {
+            const uint8_t *restrict src = line;
+            if (direct)
+                src = p->data + y * p->row_stride + x0;
+            else
+                grey_row(p, y, x0, w, line);
+            int32_t *restrict o = out + (y - y0) * w;
+            for (int64_t x = 0; x < w; x++)
+                o[x] = src[x];
+        }
+        return;
+    }
     /* up to 257 rows of bytes fit a 16-bit column sum: half the memory traffic, twice the lanes */
     uint16_t *restrict acc16 = f <= 257 ? (uint16_t *)acc : NULL;
     for (int by = 0; by < hh; by++) {
@@ -235,12 +248,18 @@ static int is_dark_on_light(const int32_t *a, int h, int w, int b, int32_t *r, i
 {
     const int top = strided_median(a, w, 1), bottom = strided_median(a + (int64_t)(h - 1) * w, w, 1);
     const int left = strided_median(a, h, w), right = strided_median(a + w - 1, h, w);
+    /* the column tilts once (|tx| <= 2 * 255 * 128: int32), in rs before smooth121 writes it: a
+     * 64-bit division per pixel is a library call on 32-bit ARM */
+    int32_t *tx = rs;
+    for (int x = 0; x < w; x++)
+        tx[x] = w > 1 ? (int32_t)floor_div((int64_t)(right - left) * (2 * x - (w - 1)) * 128, w - 1) : 0;
     for (int y = 0; y < h; y++) {
         const int64_t ty = h > 1 ? floor_div((int64_t)(bottom - top) * (2 * y - (h - 1)) * 128, h - 1) : 0;
-        for (int x = 0; x < w; x++) {
-            const int64_t tx = w > 1 ? floor_div((int64_t)(right - left) * (2 * x - (w - 1)) * 128, w - 1) : 0;
-            r[(int64_t)y * w + x] = (int32_t)((int64_t)a[(int64_t)y * w + x] * 256 - ((int64_t)b * 256 + tx + ty));
-        }
+        const int64_t level = (int64_t)b * 256 + ty;
+        const int32_t *ay = a + (int64_t)y * w;
+        int32_t *ry = r + (int64_t)y * w;
+        for (int x = 0; x < w; x++)
+            ry[x] = (int32_t)((int64_t)ay[x] * 256 - (level + tx[x]));
     }
     smooth121(r, h, w, rs, tmp);
     int32_t lo = rs[0], hi = rs[0];
