@@ -847,10 +847,15 @@ int rbm_digit_pipeline(const rbm_picture *p, int out_h, int out_w, int box, uint
     info->blank = 0;
     /* 7. normalize, threshold, tight box */
     int ty0 = ch, ty1 = -1, tx0 = cw, tx1 = -1;
+    /* crop values are in [0, peak], peak <= 255: one division per level, not per pixel */
+    int32_t scaled[256];
+    for (int c = 0; c < 256; c++)
+        scaled[c] = (c * 255 + peak / 2) / peak;
     for (int y = 0; y < ch; y++)
         for (int x = 0; x < cw; x++) {
             const int64_t i = (int64_t)y * cw + x;
-            int32_t v = (crop[i] * 255 + peak / 2) / peak;
+            const int32_t c = crop[i];
+            int32_t v = c >= 0 && c < 256 ? scaled[c] : (c * 255 + peak / 2) / peak;
             if (v < 51)
                 v = 0;
             crop[i] = v;
