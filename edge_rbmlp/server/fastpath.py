@@ -48,7 +48,7 @@ def authorized(environ, token: bytes) -> bool:
 def hot_routes(flask_app, state, account, encode):
     """WSGI app: the hot routes' plain requests answered here, the rest by ``flask_app``.
     ``account(rule, view_args, method, status)`` counts an answer as Flask's after-request hook
-    does; ``encode``: the app's JSON encoder (its provider's ``dumps``)."""
+    does; ``encode``: the app's JSON encoder to bytes (its provider's ``dumps_bytes``)."""
     token = state.config.token.encode("utf-8") if state.config.token else None
 
     def app(environ, start_response):
@@ -84,7 +84,7 @@ def hot_routes(flask_app, state, account, encode):
         except Exception:  # a bug: Flask's handler logs it with its traceback and answers 500
             environ.pop(NFKC_CHARS, None)
             return flask_app(environ, start_response)
-        data = (encode(payload) + "\n").encode("utf-8")
+        data = encode(payload) + b"\n"
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *extra_headers]
         account(RULE, {"model": name}, "POST", status)
         start_response(STATUS_LINES.get(status) or f"{status} UNKNOWN", headers)

@@ -485,6 +485,7 @@ def serve(config: ServerConfig, camera_source=None, echo: Callable[[str], None] 
     if hasattr(sys.stdout, "flush"):
         sys.stdout.flush()
     log.info("HTTP server: %s", server.name)
+    log.info("JSON encoder: %s", app.json.encoder)
     watchdog = None
     sd_notify(f"READY=1\nSTATUS=serving {names} on port {port} ({server.name})")
     interval = watchdog_interval()
