@@ -76,6 +76,16 @@ int rbm_digit_check(const rbm_picture *p)
     return 0;
 }
 
+/* Row y, columns [x0, x0 + n), as uint8 grey: the picture's own bytes when it is grey and
+ * contiguous (no copy), else converted into line. */
+static inline const uint8_t *grey_span(const rbm_picture *p, int64_t y, int64_t x0, int64_t n, uint8_t *line)
+{
+    if (p->channels == 1 && p->col_stride == 1)
+        return p->data + y * p->row_stride + x0;
+    grey_row(p, y, x0, n, line);
+    return line;
+}
+
 /* Rounded block means of the picture rows [y0, y1) x cols [x0, x1), blocks of f x f,
  * into out[hh * ww] (int32); acc and line are scratch of (x1 - x0) entries. The f rows of a
  * block row are summed column by column first (a loop the compiler vectorizes), then f columns. */
@@ -84,14 +94,9 @@ static void block_mean_picture(const rbm_picture *p, int64_t y0, int64_t y1, int
 {
     const int64_t w = x1 - x0;
     const int ww = (int)ceil_div(w, f), hh = (int)ceil_div(y1 - y0, f);
-    const int direct = p->channels == 1 && p->col_stride == 1;
     if (f == 1) { /* every block is one pixel (pictures up to WORK_SIDE): no sums, no divisions */
         for (int64_t y = y0; y < y1; y++) {
-            const uint8_t *restrict src = line;
-            if (direct)
-                src = p->data + y * p->row_stride + x0;
-            else
-                grey_row(p, y, x0, w, line);
+            const uint8_t *restrict src = grey_span(p, y, x0, w, line);
             int32_t *restrict o = out + (y - y0) * w;
             for (int64_t x = 0; x < w; x++)
                 o[x] = src[x];
@@ -107,11 +112,7 @@ static void block_mean_picture(const rbm_picture *p, int64_t y0, int64_t y1, int
         else
             memset(acc, 0, sizeof(uint32_t) * (size_t)w);
         for (int64_t y = ys; y < ye; y++) {
-            const uint8_t *restrict src = line;
-            if (direct)
-                src = p->data + y * p->row_stride + x0;
-            else
-                grey_row(p, y, x0, w, line);
+            const uint8_t *restrict src = grey_span(p, y, x0, w, line);
             if (acc16) {
                 for (int64_t x = 0; x < w; x++)
                     acc16[x] = (uint16_t)(acc16[x] + src[x]);

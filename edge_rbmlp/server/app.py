@@ -68,7 +68,7 @@ class FastJSONProvider(DefaultJSONProvider):
             def to_bytes(obj) -> bytes:
                 try:
                     return dumps(obj, default=self._orjson_default, option=options)
-                except failed:  # a big integer, NaN or a type only Flask's default knows
+                except failed:  # a big integer or a type only Flask's default knows
                     return self._std_encode(obj).encode("utf-8")
 
             self.dumps_bytes = to_bytes
